@@ -1,0 +1,77 @@
+// climseg: the command-line interface (CLI11 subcommands). Subcommands arrive with their issues: train, eval,
+// plan, predict, data. Until training exists, `demo` runs a short end-to-end demonstration of the engine.
+#include <CLI/CLI.hpp>
+
+#include <cstdio>
+#include <exception>
+
+#include "apps/demo.h"
+#include "engine/check.h"
+#include "engine/tensor.h"
+
+namespace {
+
+void print_info() {
+  std::printf("climseg %s\n", "0.1.0");
+#if defined(CLIMSEG_HAVE_CUDA)
+  std::printf("CUDA backend: yes (architectures %s)\n", CLIMSEG_CUDA_ARCHS);
+#else
+  std::printf("CUDA backend: no (built without a CUDA compiler)\n");
+#endif
+#if defined(CLIMSEG_HAVE_CUDNN)
+  std::printf("cuDNN: yes\n");
+#else
+  std::printf("cuDNN: no\n");
+#endif
+#if defined(CLIMSEG_HAVE_NCCL)
+  std::printf("NCCL: yes\n");
+#else
+  std::printf("NCCL: no\n");
+#endif
+#if defined(CLIMSEG_HAVE_MPI)
+  std::printf("MPI: yes\n");
+#else
+  std::printf("MPI: no\n");
+#endif
+#if defined(CLIMSEG_HAVE_HDF5)
+  std::printf("HDF5: yes\n");
+#else
+  std::printf("HDF5: no\n");
+#endif
+  std::printf("CUDA devices visible: %d\n", climseg::cuda_device_count());
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"climseg: pixel-wise segmentation of extreme weather in climate simulation output"};
+  app.require_subcommand(1);
+
+  auto* info = app.add_subcommand("info", "Print the build configuration and the visible devices");
+
+  climseg::apps::DemoOptions demo;
+  auto* demo_cmd = app.add_subcommand(
+      "demo", "Engine demonstration: plan, bind and train a small network with SGD (until `train` exists)");
+  demo_cmd->add_option("--device", demo.device, "auto, cpu or cuda")->check(CLI::IsMember({"auto", "cpu", "cuda"}));
+  demo_cmd->add_option("--batch", demo.batch, "Samples per step")->check(CLI::PositiveNumber);
+  demo_cmd->add_option("--height", demo.height, "Field height")->check(CLI::PositiveNumber);
+  demo_cmd->add_option("--width", demo.width, "Field width")->check(CLI::PositiveNumber);
+  demo_cmd->add_option("--steps", demo.steps, "SGD steps")->check(CLI::PositiveNumber);
+  demo_cmd->add_option("--lr", demo.lr, "Learning rate")->check(CLI::PositiveNumber);
+  demo_cmd->add_option("--seed", demo.seed, "Seed for data and initialisation");
+  demo_cmd->add_flag("--profile", demo.profile, "Print the per-category profile at the end");
+  demo_cmd->add_option("--profile-csv", demo.profile_csv, "Also write the profile as CSV to this file");
+
+  CLI11_PARSE(app, argc, argv);
+  try {
+    if (*info) {
+      print_info();
+      return 0;
+    }
+    if (*demo_cmd) return climseg::apps::run_demo(demo);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "climseg: error: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,183 @@
+// climseg-bench: microbenchmarks. Every row is verified against the CPU reference before it is timed
+// (STYLE.md G). Subcommands arrive with their issues (op, allreduce, scaling); `layers` times the engine's
+// foundation layers (1x1 convolution as GEMM, ReLU, add, concat copy) on shapes from the three networks.
+//
+// CSV columns (stable): category,op,provider,variant,dtype,layout,shape,time_ms_median,time_ms_min,gflops,gbps,
+//                       pct_peak,verify
+#include <CLI/CLI.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <exception>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/context.h"
+#include "engine/layer.h"
+#include "engine/philox.h"
+#include "layers/add.h"
+#include "layers/concat.h"
+#include "layers/pointwise_conv.h"
+#include "layers/relu.h"
+
+using namespace climseg;
+
+namespace {
+
+struct Case {
+  std::string op;
+  std::vector<Shape> in;
+  int64_t k = 0;  // conv1x1 output channels
+};
+
+std::unique_ptr<Layer> make_layer(const Case& c) {
+  if (c.op == "conv1x1") return std::make_unique<PointwiseConv>(c.k, true);
+  if (c.op == "relu") return std::make_unique<Relu>();
+  if (c.op == "add") return std::make_unique<Add>();
+  if (c.op == "concat") return std::make_unique<Concat>();
+  CS_THROW("unknown op ", c.op);
+}
+
+// Shapes from the networks at a resolution scaled by `scale` (1 = 768x1152).
+std::vector<Case> cases(int div) {
+  auto S = [div](int64_t n, int64_t h, int64_t w, int64_t c) { return Shape{n, h / div, w / div, c}; };
+  return {
+      {"conv1x1", {S(2, 96, 144, 2048)}, 256},   // DeepLabv3+ ASPP 1x1 branch
+      {"conv1x1", {S(2, 96, 144, 1280)}, 256},   // ASPP projection
+      {"conv1x1", {S(2, 192, 288, 256)}, 48},    // DeepCAM decoder low-level projection
+      {"conv1x1", {S(2, 768, 1152, 256)}, 3},    // logits
+      {"relu", {S(2, 192, 288, 256)}, 0},
+      {"add", {S(2, 96, 144, 1024), S(2, 96, 144, 1024)}, 0},  // ResNet residual
+      {"concat", {S(2, 192, 288, 256), S(2, 192, 288, 48)}, 0},  // DeepLabv3+ decoder concat (304 ch)
+  };
+}
+
+void fill(Tensor& t, uint64_t stream) {
+  Tensor h = Tensor::empty(t.shape(), DType::f32, Device::cpu);
+  float* p = h.data_as<float>();
+  for (int64_t i = 0; i < h.numel(); ++i) p[i] = 2.0f * philox_uniform(99, stream, static_cast<uint64_t>(i)) - 1.0f;
+  t.copy_from(t.dtype() == DType::f32 ? h : h.cast(t.dtype()));
+}
+
+struct Bound {
+  std::vector<Tensor> x, params;
+  Tensor y;
+};
+
+Bound bind(const Layer& layer, const Case& c, DType dt, Device dev) {
+  Bound b;
+  for (size_t i = 0; i < c.in.size(); ++i) {
+    b.x.push_back(Tensor::empty(c.in[i], dt, dev));
+    fill(b.x.back(), i);
+  }
+  int s = 10;
+  for (const ParamSpec& p : layer.param_specs(c.in)) {
+    b.params.push_back(Tensor::empty(p.shape, dt, dev));
+    fill(b.params.back(), static_cast<uint64_t>(s++));
+  }
+  b.y = Tensor::empty(layer.output_shape(c.in), dt, dev);
+  return b;
+}
+
+void run_forward(Layer& layer, ExecContext& ctx, const Bound& b) {
+  ForwardArgs a;
+  a.x = b.x;
+  a.y = b.y;
+  a.params = b.params;
+  layer.forward(ctx, a);
+}
+
+// Verify: the device path on a small instance against the CPU path (fp32), max relative error.
+std::string verify(const Case& c, DType dt, Device dev) {
+  Case small = c;
+  for (Shape& s : small.in) {
+    s.h = std::min<int64_t>(s.h, 8);
+    s.w = std::min<int64_t>(s.w, 12);
+  }
+  auto layer = make_layer(small);
+  ExecContext cpu(Device::cpu);
+  Bound ref = bind(*layer, small, DType::f32, Device::cpu);
+  if (dt != DType::f32) {  // the reference sees the same rounded values as the device
+    for (auto& t : ref.x) t = t.cast(dt).cast(DType::f32);
+    for (auto& t : ref.params) t = t.cast(dt).cast(DType::f32);
+  }
+  run_forward(*layer, cpu, ref);
+  ExecContext ctx(dev);
+  Bound got;
+  for (auto& t : ref.x) got.x.push_back(t.cast(dt).to(dev));
+  for (auto& t : ref.params) got.params.push_back(t.cast(dt).to(dev));
+  got.y = Tensor::empty(ref.y.shape(), dt, dev);
+  run_forward(*layer, ctx, got);
+  Tensor y = got.y.to(Device::cpu, &ctx);
+  ctx.synchronize();
+  double tol = dt == DType::f32 ? 1e-4 : (dt == DType::f16 ? 1e-2 : 5e-2);  // docs/tolerances.md
+  double worst = 0;
+  for (int64_t i = 0; i < y.numel(); ++i) {
+    double r = ref.y.get_flat(i), g = y.get_flat(i);
+    worst = std::max(worst, std::abs(g - r) / (1.0 + std::abs(r)));
+  }
+  return worst <= tol ? "pass" : "FAIL(" + std::to_string(worst) + ")";
+}
+
+int run_layers(const std::string& device, const std::string& dtype_s, int reps, int div, bool header) {
+  Device dev = parse_device(device);
+  DType dt = parse_dtype(dtype_s);
+  if (div == 0) div = dev == Device::cpu ? 4 : 1;
+  ExecContext ctx(dev);
+  if (header)
+    std::printf("category,op,provider,variant,dtype,layout,shape,time_ms_median,time_ms_min,gflops,gbps,pct_peak,"
+                "verify\n");
+  for (const Case& c : cases(div)) {
+    auto layer = make_layer(c);
+    std::string v = dev == Device::cpu ? "reference" : verify(c, dt, dev);
+    Bound b = bind(*layer, c, dt, dev);
+    LayerCost cost = layer->forward_cost(c.in, dt);
+    if (c.op == "concat") cost.bytes = 2.0 * static_cast<double>(b.y.nbytes());  // standalone: a real copy
+    std::vector<double> ms;
+    for (int r = 0; r < reps + 2; ++r) {
+      ctx.synchronize();
+      auto t0 = std::chrono::steady_clock::now();
+      run_forward(*layer, ctx, b);
+      ctx.synchronize();
+      double t = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+      if (r >= 2) ms.push_back(t);  // two warm-up runs
+    }
+    std::sort(ms.begin(), ms.end());
+    double med = ms[ms.size() / 2], mn = ms.front();
+    std::string shape;
+    for (size_t i = 0; i < c.in.size(); ++i) shape += (i ? "+" : "") + c.in[i].str();
+    if (c.k) shape += "->K" + std::to_string(c.k);
+    std::printf("%s,%s,%s,%s,%s,NHWC,\"%s\",%.4f,%.4f,%.2f,%.2f,,%s\n", layer->is_convolution() ? "conv" : "pointwise",
+                c.op.c_str(), dev == Device::cpu ? (c.op == "conv1x1" ? "openblas" : "cpu") : (c.op == "conv1x1" ? "cublas" : "custom"),
+                "default", dtype_name(dt), shape.c_str(), med, mn, cost.flops / (med * 1e6), cost.bytes / (med * 1e6),
+                v.c_str());
+    std::fflush(stdout);
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"climseg-bench: verified microbenchmarks (CSV)"};
+  app.require_subcommand(1);
+  std::string device = "cpu", dtype = "fp32";
+  int reps = 10, div = 0;
+  bool no_header = false;
+  auto* layers = app.add_subcommand("layers", "Forward time of the foundation layers on the networks' shapes");
+  layers->add_option("--device", device, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
+  layers->add_option("--dtype", dtype, "fp32, fp16 or bf16 (CUDA); fp32 or fp64 (CPU)");
+  layers->add_option("--reps", reps, "Timed repetitions (median reported)")->check(CLI::PositiveNumber);
+  layers->add_option("--downscale", div, "Divide H and W by this (default: 4 on CPU, 1 on CUDA)");
+  layers->add_flag("--no-header", no_header, "Omit the CSV header");
+  CLI11_PARSE(app, argc, argv);
+  try {
+    if (*layers) return run_layers(device, dtype, reps, div, !no_header);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "climseg-bench: error: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,450 @@
+#include "engine/net.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <sstream>
+
+#include "engine/philox.h"
+
+namespace climseg {
+
+Net::Id Net::input(std::string name, Shape shape) {
+  CS_CHECK(!compiled_, "Net::input(", name, ") after compile()");
+  CS_CHECK(shape.numel() > 0, "Net input ", name, " has an empty shape ", shape.str());
+  TensorInfo t;
+  t.name = std::move(name);
+  t.shape = shape;
+  tensors_.push_back(std::move(t));
+  output_ = static_cast<Id>(tensors_.size()) - 1;
+  return output_;
+}
+
+Net::Id Net::add(std::string name, std::unique_ptr<Layer> layer, std::vector<Id> inputs) {
+  CS_CHECK(!compiled_, "Net::add(", name, ") after compile()");
+  CS_CHECK(layer != nullptr, "Net::add(", name, "): null layer");
+  for (Id i : inputs)
+    CS_CHECK(i >= 0 && i < static_cast<Id>(tensors_.size()), "Net::add(", name, "): unknown input tensor id ", i);
+  for (const Node& n : nodes_) CS_CHECK(n.name != name, "Net::add: duplicate node name '", name, "'");
+  Node n;
+  n.name = name;
+  layer->set_name(name);
+  n.layer = std::move(layer);
+  n.inputs = std::move(inputs);
+  std::vector<Shape> in;
+  for (Id i : n.inputs) in.push_back(tensors_[i].shape);
+  int want = n.layer->num_inputs();
+  CS_CHECK(want < 0 ? !in.empty() : static_cast<int>(in.size()) == want, name, " (", n.layer->type(), "): expected ",
+           want, " inputs, got ", in.size());
+  TensorInfo t;
+  t.name = name;
+  t.shape = n.layer->output_shape(in);  // throws a clear error for bad shapes now, not at compile
+  t.producer = static_cast<int>(nodes_.size());
+  tensors_.push_back(std::move(t));
+  n.output = static_cast<Id>(tensors_.size()) - 1;
+  nodes_.push_back(std::move(n));
+  output_ = nodes_.back().output;
+  return output_;
+}
+
+void Net::set_output(Id t) {
+  CS_CHECK(t >= 0 && t < static_cast<Id>(tensors_.size()), "Net::set_output: unknown tensor id ", t);
+  output_ = t;
+}
+
+void Net::check_compiled(const char* what) const { CS_CHECK(compiled_, "Net::", what, " before compile()"); }
+
+Tensor Net::request_view(int req, Shape s) const {
+  char* base = static_cast<char*>(arena_.data());
+  return Tensor::wrap(base + plan_.offsets[static_cast<size_t>(req)], s, opt_.dtype, opt_.device, arena_.buffer());
+}
+
+void Net::compile(const NetOptions& opt) {
+  CS_CHECK(!compiled_, "Net::compile() called twice (a Net is built once per input shape)");
+  CS_CHECK(!nodes_.empty(), "Net::compile(): the net has no layers");
+  CS_CHECK(dtype_is_float(opt.dtype), "Net::compile(): dtype must be a floating-point type, got ",
+           dtype_name(opt.dtype));
+  opt_ = opt;
+  const int L = static_cast<int>(nodes_.size());
+  const int T = static_cast<int>(tensors_.size());
+  const size_t es = dtype_size(opt.dtype);
+  auto fwd_t = [](int node) { return node; };
+  auto bwd_t = [L](int node) { return 2 * L - node; };
+  const int t_loss = L, t_end = 2 * L + 1;
+
+  for (int k = 0; k < L; ++k) {
+    Node& n = nodes_[k];
+    CS_CHECK(n.layer->supports(opt.device, opt.dtype), n.name, " (", n.layer->type(), ") has no ",
+             device_name(opt.device), " path for ", dtype_name(opt.dtype));
+    for (Id i : n.inputs) tensors_[i].consumers.push_back(k);
+  }
+  for (int t = 0; t < T; ++t) {
+    const TensorInfo& ti = tensors_[t];
+    CS_CHECK(t == output_ || !ti.consumers.empty(), "tensor '", ti.name,
+             "' is never used (only the net output may have no consumer)");
+  }
+
+  // ---- parameters: one flat buffer, each tensor aligned to opt.align bytes --------------------------------------
+  int64_t total = 0;
+  const int64_t align_elems = std::max<int64_t>(1, static_cast<int64_t>(opt.align / es));
+  for (int k = 0; k < L; ++k) {
+    Node& n = nodes_[k];
+    std::vector<Shape> in;
+    for (Id i : n.inputs) in.push_back(tensors_[i].shape);
+    for (const ParamSpec& s : n.layer->param_specs(in)) {
+      Param p;
+      p.name = n.name + "." + s.name;
+      p.spec = s;
+      p.offset = total;
+      total += (s.shape.numel() + align_elems - 1) / align_elems * align_elems;
+      n.param_index.push_back(static_cast<int>(params_.size()));
+      params_.push_back(std::move(p));
+    }
+  }
+  if (total > 0) {
+    param_buf_ = Tensor::zeros(Shape{1, 1, 1, total}, opt.dtype, opt.device);
+    if (opt.training) grad_buf_ = Tensor::zeros(Shape{1, 1, 1, total}, opt.dtype, opt.device);
+    for (Param& p : params_) {
+      char* pb = static_cast<char*>(param_buf_.data()) + static_cast<size_t>(p.offset) * es;
+      p.value = Tensor::wrap(pb, p.spec.shape, opt.dtype, opt.device, param_buf_.buffer());
+      if (opt.training) {
+        char* gb = static_cast<char*>(grad_buf_.data()) + static_cast<size_t>(p.offset) * es;
+        p.grad = Tensor::wrap(gb, p.spec.shape, opt.dtype, opt.device, grad_buf_.buffer());
+      }
+    }
+  }
+
+  // ---- which tensors need gradients --------------------------------------------------------------------------
+  if (opt.training) {
+    for (int t = 0; t < T; ++t) {
+      TensorInfo& ti = tensors_[t];
+      if (ti.producer < 0) {
+        ti.requires_grad = opt.input_grads;
+      } else {
+        const Node& n = nodes_[ti.producer];
+        bool g = !n.param_index.empty();
+        for (Id i : n.inputs) g = g || tensors_[i].requires_grad;
+        ti.requires_grad = g;
+      }
+    }
+  }
+
+  // ---- zero-copy concatenation: producers write into slices of the concat buffer ------------------------------
+  if (opt.zero_copy_concat) {
+    for (int k = 0; k < L; ++k) {
+      const Node& n = nodes_[k];
+      if (!n.layer->is_concat()) continue;
+      int64_t c0 = 0;
+      for (size_t j = 0; j < n.inputs.size(); ++j) {
+        Id x = n.inputs[j];
+        TensorInfo& xi = tensors_[x];
+        bool once = std::count(n.inputs.begin(), n.inputs.end(), x) == 1;
+        if (xi.producer >= 0 && once && xi.alias_concat < 0 && x != output_) {
+          xi.alias_concat = n.output;
+          xi.alias_channel = c0;
+          stats_.concat_inputs_aliased++;
+          // The gradient can be the slice of the concat's gradient when the concat is the last consumer in
+          // forward order: its backward runs first, so nobody has written this gradient yet.
+          int last_consumer = *std::max_element(xi.consumers.begin(), xi.consumers.end());
+          xi.grad_aliased = xi.requires_grad && tensors_[n.output].requires_grad && last_consumer == k;
+          if (xi.grad_aliased) stats_.concat_grads_aliased++;
+        } else {
+          stats_.concat_inputs_copied++;
+        }
+        c0 += xi.shape.c;
+      }
+    }
+  }
+
+  // ---- live ranges ----------------------------------------------------------------------------------------------
+  requests_.clear();
+  auto add_req = [&](std::string name, size_t bytes, int first, int last, MemKind kind) {
+    MemRequest r;
+    r.name = std::move(name);
+    r.bytes = bytes;
+    r.align = opt.align;
+    r.first = first;
+    r.last = last;
+    r.kind = kind;
+    requests_.push_back(std::move(r));
+    return static_cast<int>(requests_.size()) - 1;
+  };
+  // Activations. Created in tensor-id order, so a concat's output (added after its inputs) gets its request after
+  // them; slices are linked to their parent below, once every request exists.
+  for (int t = 0; t < T; ++t) {
+    TensorInfo& ti = tensors_[t];
+    int first = ti.producer < 0 ? 0 : fwd_t(ti.producer);
+    int last = first;
+    for (int c : ti.consumers) last = std::max(last, fwd_t(c));
+    if (opt.training) {
+      for (int c : ti.consumers) {
+        const Node& cn = nodes_[c];
+        if (!tensors_[cn.output].requires_grad) continue;
+        for (size_t j = 0; j < cn.inputs.size(); ++j)
+          if (cn.inputs[j] == t && cn.layer->backward_needs_input(static_cast<int>(j))) last = std::max(last, bwd_t(c));
+      }
+      if (ti.producer >= 0 && ti.requires_grad && nodes_[ti.producer].layer->backward_needs_output())
+        last = std::max(last, bwd_t(ti.producer));
+    }
+    if (t == output_) last = std::max(last, opt.training ? t_loss : L - 1);
+    ti.act_req = add_req(ti.name, static_cast<size_t>(ti.shape.numel()) * es, first, last, MemKind::activation);
+  }
+  // Gradients, in reverse tensor order (the order backward produces them), so that an in-place candidate dy is
+  // an earlier request than the dx that may take it over.
+  if (opt.training) {
+    for (int t = T - 1; t >= 0; --t) {
+      TensorInfo& ti = tensors_[t];
+      if (!ti.requires_grad) continue;
+      int first, last;
+      if (t == output_) {
+        first = t_loss;
+      } else {
+        int last_consumer = *std::max_element(ti.consumers.begin(), ti.consumers.end());
+        first = bwd_t(last_consumer);
+      }
+      last = ti.producer >= 0 ? bwd_t(ti.producer) : t_end;
+      if (t == output_ && ti.producer < 0) last = t_end;
+      ti.grad_req = add_req("d" + ti.name, static_cast<size_t>(ti.shape.numel()) * es, first, std::max(first, last),
+                            MemKind::gradient);
+    }
+  }
+  // Slices (concat members): the request covers the slice's byte span inside the parent.
+  for (int t = 0; t < T; ++t) {
+    TensorInfo& ti = tensors_[t];
+    if (ti.alias_concat < 0) continue;
+    const TensorInfo& pi = tensors_[ti.alias_concat];
+    size_t span = (static_cast<size_t>(ti.shape.pixels() - 1) * static_cast<size_t>(pi.shape.c) +
+                   static_cast<size_t>(ti.shape.c)) * es;
+    MemRequest& a = requests_[ti.act_req];
+    a.parent = pi.act_req;
+    a.parent_offset = static_cast<size_t>(ti.alias_channel) * es;
+    a.bytes = span;
+    if (ti.grad_aliased) {
+      MemRequest& g = requests_[ti.grad_req];
+      g.parent = pi.grad_req;
+      g.parent_offset = static_cast<size_t>(ti.alias_channel) * es;
+      g.bytes = span;
+    }
+  }
+  // In place: output takes over input 0's memory (and dx[0] dy's) when the planner finds the lives adjacent.
+  if (opt.in_place) {
+    for (int k = 0; k < L; ++k) {
+      const Node& n = nodes_[k];
+      if (!n.layer->in_place_ok()) continue;
+      const TensorInfo& xi = tensors_[n.inputs[0]];
+      const TensorInfo& yi = tensors_[n.output];
+      if (xi.producer < 0 || n.output == output_) continue;  // graph inputs and the net output stay untouched
+      if (xi.alias_concat < 0 && yi.alias_concat < 0) requests_[yi.act_req].inplace_of = xi.act_req;
+      if (xi.grad_req >= 0 && yi.grad_req >= 0 && !xi.grad_aliased && !yi.grad_aliased)
+        requests_[xi.grad_req].inplace_of = yi.grad_req;
+    }
+  }
+  // Saved state and workspaces.
+  for (int k = 0; k < L; ++k) {
+    Node& n = nodes_[k];
+    std::vector<Shape> in;
+    for (Id i : n.inputs) in.push_back(tensors_[i].shape);
+    MemoryNeeds m = n.layer->memory_needs(in, opt.dtype);
+    if (m.saved_bytes)
+      n.saved_req = add_req(n.name + ".saved", m.saved_bytes, fwd_t(k), opt.training ? bwd_t(k) : fwd_t(k),
+                            MemKind::saved);
+    if (m.fwd_workspace) n.fws_req = add_req(n.name + ".ws_fwd", m.fwd_workspace, fwd_t(k), fwd_t(k), MemKind::workspace);
+    if (m.bwd_workspace && opt.training)
+      n.bws_req = add_req(n.name + ".ws_bwd", m.bwd_workspace, bwd_t(k), bwd_t(k), MemKind::workspace);
+  }
+
+  // ---- plan, verify, allocate, bind ---------------------------------------------------------------------------
+  plan_ = plan_memory(requests_);
+  verify_memory_plan(requests_, plan_);
+  stats_.in_place_granted = plan_.inplace_merges;
+  arena_ = Tensor::empty(Shape{1, 1, 1, static_cast<int64_t>(std::max<size_t>(plan_.arena_bytes, 1))}, DType::u8,
+                         opt.device);
+  // Parents before slices: a concat output has a larger id than its inputs, so bind in reverse id order... but a
+  // concat output can itself be a slice of a later concat, so resolve recursively.
+  std::vector<char> bound(static_cast<size_t>(T), 0);
+  auto bind = [&](auto&& self, int t) -> void {
+    if (bound[t]) return;
+    TensorInfo& ti = tensors_[t];
+    if (ti.alias_concat >= 0) {
+      self(self, ti.alias_concat);
+      const TensorInfo& pi = tensors_[ti.alias_concat];
+      ti.act = pi.act.channel_slice(ti.alias_channel, ti.shape.c);
+      if (ti.grad_req >= 0)
+        ti.grad = ti.grad_aliased ? pi.grad.channel_slice(ti.alias_channel, ti.shape.c)
+                                  : request_view(ti.grad_req, ti.shape);
+    } else {
+      ti.act = request_view(ti.act_req, ti.shape);
+      if (ti.grad_req >= 0) ti.grad = request_view(ti.grad_req, ti.shape);
+    }
+    bound[t] = 1;
+  };
+  for (int t = 0; t < T; ++t) bind(bind, t);
+
+  // Gradient modes: the first consumer in backward order overwrites, later ones accumulate.
+  std::vector<char> started(static_cast<size_t>(T), 0);
+  for (int k = L - 1; k >= 0; --k) {
+    Node& n = nodes_[k];
+    n.dx_mode.assign(n.inputs.size(), GradMode::overwrite);
+    if (!tensors_[n.output].requires_grad) continue;
+    for (size_t j = 0; j < n.inputs.size(); ++j) {
+      Id x = n.inputs[j];
+      if (!tensors_[x].requires_grad) continue;
+      n.dx_mode[j] = started[x] ? GradMode::accumulate : GradMode::overwrite;
+      started[x] = 1;
+    }
+  }
+  compiled_ = true;
+}
+
+Shape Net::shape(Id t) const {
+  CS_CHECK(t >= 0 && t < static_cast<Id>(tensors_.size()), "unknown tensor id ", t);
+  return tensors_[t].shape;
+}
+
+Tensor Net::input_tensor(Id t) const {
+  check_compiled("input_tensor");
+  CS_CHECK(t >= 0 && t < static_cast<Id>(tensors_.size()) && tensors_[t].producer < 0, "tensor ", t,
+           " is not a graph input");
+  return tensors_[t].act;
+}
+Tensor Net::output() const {
+  check_compiled("output");
+  return tensors_[output_].act;
+}
+Tensor Net::output_grad() const {
+  check_compiled("output_grad");
+  CS_CHECK(opt_.training, "output_grad() of a net compiled for inference");
+  CS_CHECK(tensors_[output_].requires_grad, "the net output needs no gradient (no parameters and no input_grads)");
+  return tensors_[output_].grad;
+}
+Tensor Net::input_grad(Id t) const {
+  check_compiled("input_grad");
+  CS_CHECK(t >= 0 && t < static_cast<Id>(tensors_.size()) && tensors_[t].producer < 0, "tensor ", t,
+           " is not a graph input");
+  CS_CHECK(tensors_[t].grad.defined(), "input gradients were not requested (NetOptions::input_grads)");
+  return tensors_[t].grad;
+}
+Tensor Net::activation(Id t) const {
+  check_compiled("activation");
+  CS_CHECK(t >= 0 && t < static_cast<Id>(tensors_.size()), "unknown tensor id ", t);
+  return tensors_[t].act;
+}
+
+int64_t Net::num_params() const {
+  int64_t n = 0;
+  for (const Param& p : params_) n += p.spec.shape.numel();
+  return n;
+}
+
+void Net::init_params(uint64_t seed) {
+  check_compiled("init_params");
+  if (params_.empty()) return;
+  Tensor host = Tensor::zeros(param_buf_.shape(), opt_.dtype, Device::cpu);
+  for (size_t i = 0; i < params_.size(); ++i) {
+    const Param& p = params_[i];
+    const int64_t n = p.spec.shape.numel();
+    const double fan_in = static_cast<double>(std::max<int64_t>(1, p.spec.fan_in));
+    for (int64_t j = 0; j < n; ++j) {
+      double v = 0;
+      switch (p.spec.init) {
+        case Init::zeros: v = 0; break;
+        case Init::ones: v = 1; break;
+        case Init::he_normal: {  // Box-Muller on two Philox uniforms (computed on the host: device-independent)
+          Philox4 r = philox_block(seed, i, static_cast<uint64_t>(j));
+          double u1 = (static_cast<double>(r.v[0]) + 1.0) / 4294967296.0;
+          double u2 = static_cast<double>(r.v[1]) / 4294967296.0;
+          v = std::sqrt(-2.0 * std::log(u1)) * std::cos(2.0 * M_PI * u2) * std::sqrt(2.0 / fan_in);
+          break;
+        }
+        case Init::uniform_fan_in:
+          v = (2.0 * philox_uniform(seed, i, static_cast<uint64_t>(j)) - 1.0) / std::sqrt(fan_in);
+          break;
+      }
+      host.set_flat(p.offset + j, v);
+    }
+  }
+  param_buf_.copy_from(host);
+}
+
+void Net::forward(ExecContext& ctx) {
+  check_compiled("forward");
+  CS_CHECK(ctx.device() == opt_.device, "Net compiled for ", device_name(opt_.device), " run on a ",
+           device_name(ctx.device()), " context");
+  for (size_t k = 0; k < nodes_.size(); ++k) {
+    Node& n = nodes_[k];
+    ForwardArgs a;
+    for (Id i : n.inputs) a.x.push_back(tensors_[i].act);
+    a.y = tensors_[n.output].act;
+    for (int pi : n.param_index) a.params.push_back(params_[pi].value);
+    if (n.saved_req >= 0) a.saved = Tensor::wrap(static_cast<char*>(arena_.data()) + plan_.offsets[n.saved_req],
+                                                 Shape{1, 1, 1, static_cast<int64_t>(requests_[n.saved_req].bytes)},
+                                                 DType::u8, opt_.device, arena_.buffer());
+    if (n.fws_req >= 0) a.workspace = Tensor::wrap(static_cast<char*>(arena_.data()) + plan_.offsets[n.fws_req],
+                                                   Shape{1, 1, 1, static_cast<int64_t>(requests_[n.fws_req].bytes)},
+                                                   DType::u8, opt_.device, arena_.buffer());
+    a.training = opt_.training;
+    n.layer->forward(ctx, a);
+  }
+}
+
+void Net::backward(ExecContext& ctx, GradMode param_mode) {
+  check_compiled("backward");
+  CS_CHECK(opt_.training, "backward() on a net compiled for inference");
+  CS_CHECK(ctx.device() == opt_.device, "Net compiled for ", device_name(opt_.device), " run on a ",
+           device_name(ctx.device()), " context");
+  for (int k = static_cast<int>(nodes_.size()) - 1; k >= 0; --k) {
+    Node& n = nodes_[k];
+    const TensorInfo& yi = tensors_[n.output];
+    if (!yi.requires_grad) continue;
+    BackwardArgs a;
+    for (Id i : n.inputs) a.x.push_back(tensors_[i].act);  // always given for shapes; data valid where needed
+    a.y = yi.act;
+    a.dy = yi.grad;
+    for (Id i : n.inputs) a.dx.push_back(tensors_[i].requires_grad ? tensors_[i].grad : Tensor());
+    a.dx_mode = n.dx_mode;
+    for (int pi : n.param_index) {
+      a.params.push_back(params_[pi].value);
+      a.grads.push_back(params_[pi].grad);
+    }
+    a.param_mode = param_mode;
+    if (n.saved_req >= 0) a.saved = Tensor::wrap(static_cast<char*>(arena_.data()) + plan_.offsets[n.saved_req],
+                                                 Shape{1, 1, 1, static_cast<int64_t>(requests_[n.saved_req].bytes)},
+                                                 DType::u8, opt_.device, arena_.buffer());
+    if (n.bws_req >= 0) a.workspace = Tensor::wrap(static_cast<char*>(arena_.data()) + plan_.offsets[n.bws_req],
+                                                   Shape{1, 1, 1, static_cast<int64_t>(requests_[n.bws_req].bytes)},
+                                                   DType::u8, opt_.device, arena_.buffer());
+    n.layer->backward(ctx, a);
+  }
+}
+
+std::string Net::summary() const {
+  check_compiled("summary");
+  std::ostringstream os;
+  char line[256];
+  std::snprintf(line, sizeof line, "%-24s %-10s %-22s %12s %12s\n", "layer", "op", "output (N,H,W,C)", "params",
+                "fwd GFLOP");
+  os << line;
+  double total_flops = 0;
+  for (const Node& n : nodes_) {
+    std::vector<Shape> in;
+    for (Id i : n.inputs) in.push_back(tensors_[i].shape);
+    int64_t np = 0;
+    for (int pi : n.param_index) np += params_[pi].spec.shape.numel();
+    double fl = n.layer->forward_cost(in, opt_.dtype).flops;
+    total_flops += fl;
+    std::snprintf(line, sizeof line, "%-24s %-10s %-22s %12lld %12.4f\n", n.name.c_str(), n.layer->type(),
+                  tensors_[n.output].shape.str().c_str(), static_cast<long long>(np), fl / 1e9);
+    os << line;
+  }
+  std::snprintf(line, sizeof line, "total: %lld trainable parameters, %.4f forward GFLOP\n",
+                static_cast<long long>(num_params()), total_flops / 1e9);
+  os << line;
+  std::snprintf(line, sizeof line,
+                "concat inputs aliased %d, copied %d; concat gradients aliased %d; in-place merges %d\n",
+                stats_.concat_inputs_aliased, stats_.concat_inputs_copied, stats_.concat_grads_aliased,
+                stats_.in_place_granted);
+  os << line << plan_.report();
+  return os.str();
+}
+
+}  // namespace climseg

@@ -1,0 +1,130 @@
+// Net: a static graph built once per input shape (engine.md section 3, STYLE.md B).
+//
+//   Net net;
+//   auto x = net.input("x", {N, H, W, 16});
+//   auto h = net.add("conv1", std::make_unique<PointwiseConv>(32), {x});
+//   auto r = net.add("relu1", std::make_unique<Relu>(), {h});
+//   net.compile({.device = Device::cpu, .dtype = DType::f32});
+//   net.init_params(seed);
+//   net.input_tensor(x).copy_from(batch);  net.forward(ctx);  /* loss, fill net.output_grad() */  net.backward(ctx);
+//
+// compile() infers shapes, gathers parameters into one flat buffer (and gradients into another), computes live
+// ranges on the step timeline (forward of node i at t = i, the loss at t = L, backward of node i at t = 2L - i),
+// asks the planner (engine/memory_plan.h) for offsets in one arena per net, and binds every activation, gradient,
+// saved state and workspace as a view into it. Concatenations are zero-copy: producers write into channel slices of
+// the concat buffer, and their gradients are the matching slices of the concat's gradient. Layers that allow it
+// run in place when liveness permits. Forward runs nodes in order; backward in reverse, asking the first consumer
+// of a fanned-out tensor (in backward order) to overwrite its gradient and the others to accumulate.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/layer.h"
+#include "engine/memory_plan.h"
+
+namespace climseg {
+
+struct NetOptions {
+  Device device = Device::cpu;
+  DType dtype = DType::f32;
+  bool training = true;           // false: no gradients, no saved state kept for backward
+  bool input_grads = false;       // also compute gradients for graph inputs
+  bool zero_copy_concat = true;   // producers write into concat slices
+  bool in_place = true;           // let in_place_ok() layers share memory with their input
+  size_t align = 256;             // byte alignment of every planned buffer
+};
+
+struct NetStats {
+  int concat_inputs_aliased = 0;  // concat inputs written in place by their producers (no copy)
+  int concat_inputs_copied = 0;   // concat inputs that had to be copied
+  int concat_grads_aliased = 0;   // concat input gradients that are slices of the concat's gradient
+  int in_place_granted = 0;       // forward and backward in-place merges granted by the planner
+};
+
+class Net {
+ public:
+  using Id = int;
+
+  Net() = default;
+  Net(const Net&) = delete;
+  Net& operator=(const Net&) = delete;
+
+  // ---- building ----
+  Id input(std::string name, Shape shape);
+  Id add(std::string name, std::unique_ptr<Layer> layer, std::vector<Id> inputs);
+  void set_output(Id t);  // default: the last tensor added
+  void compile(const NetOptions& opt);
+
+  // ---- after compile ----
+  const NetOptions& options() const { return opt_; }
+  Shape shape(Id t) const;
+  Tensor input_tensor(Id t) const;  // fill before forward()
+  Tensor output() const;            // valid after forward()
+  Tensor output_grad() const;       // fill with dLoss/dOutput before backward()
+  Tensor input_grad(Id t) const;    // after backward(), with input_grads
+  Tensor activation(Id t) const;    // any tensor's view (only meaningful while it is live)
+
+  void init_params(uint64_t seed);  // deterministic (Philox), independent of the device
+  void forward(ExecContext& ctx);
+  void backward(ExecContext& ctx, GradMode param_mode = GradMode::overwrite);
+
+  struct Param {
+    std::string name;  // "<node>.<param>"
+    ParamSpec spec;
+    Tensor value, grad;
+    int64_t offset = 0;  // elements into the flat buffers
+  };
+  const std::vector<Param>& params() const { return params_; }
+  Tensor param_buffer() const { return param_buf_; }  // flat (1,1,1,n), padded between tensors
+  Tensor grad_buffer() const { return grad_buf_; }
+  int64_t num_params() const;  // trainable elements (without padding)
+
+  const MemoryPlan& memory_plan() const { return plan_; }
+  const std::vector<MemRequest>& memory_requests() const { return requests_; }
+  const NetStats& stats() const { return stats_; }
+  std::string summary() const;  // per node: name, type, output shape, parameters, GFLOP; then the memory report
+  int num_nodes() const { return static_cast<int>(nodes_.size()); }
+  Layer& layer(int node) { return *nodes_.at(node).layer; }
+
+ private:
+  struct Node {
+    std::string name;
+    std::unique_ptr<Layer> layer;
+    std::vector<Id> inputs;
+    Id output = -1;
+    std::vector<int> param_index;  // into params_
+    int saved_req = -1, fws_req = -1, bws_req = -1;
+    std::vector<GradMode> dx_mode;
+  };
+  struct TensorInfo {
+    std::string name;
+    Shape shape;
+    int producer = -1;  // node index, -1 for graph inputs
+    std::vector<int> consumers;
+    bool requires_grad = false;
+    int act_req = -1, grad_req = -1;
+    int alias_concat = -1;  // tensor id of the concat output this tensor is a slice of
+    int64_t alias_channel = 0;
+    bool grad_aliased = false;
+    Tensor act, grad;
+  };
+
+  bool compiled_ = false;
+  NetOptions opt_;
+  std::vector<Node> nodes_;
+  std::vector<TensorInfo> tensors_;
+  Id output_ = -1;
+  std::vector<Param> params_;
+  Tensor param_buf_, grad_buf_;
+  std::vector<MemRequest> requests_;
+  MemoryPlan plan_;
+  Tensor arena_;
+  NetStats stats_;
+
+  void check_compiled(const char* what) const;
+  Tensor request_view(int req, Shape s) const;
+};
+
+}  // namespace climseg

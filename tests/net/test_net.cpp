@@ -1,0 +1,245 @@
+// The Net end to end on the CPU: forward/backward through fan-out, residual adds, zero-copy (nested)
+// concatenations and in-place layers, checked by finite differences through the whole graph in double, against
+// the same graph with every memory optimisation off, and by training a tiny net with plain SGD.
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <memory>
+
+#include "engine/net.h"
+#include "engine/philox.h"
+#include "engine/sgd.h"
+#include "layers/add.h"
+#include "layers/concat.h"
+#include "layers/pointwise_conv.h"
+#include "layers/relu.h"
+
+using namespace climseg;
+
+namespace {
+
+// A graph with everything the Net must handle:
+//   x -> conv a -> relu -> (fan-out) -> conv b -> add(residual with relu out) -> relu
+//   dense block: d0 = conv(.), d1 = conv(relu(d0)); c1 = concat(d0, d1); d2 = conv(relu(c1)); c2 = concat(c1, d2)
+//   head = conv(c2) -> output
+void build(Net& net, Shape in) {
+  auto x = net.input("x", in);
+  auto a = net.add("conv_a", std::make_unique<PointwiseConv>(6), {x});
+  auto ra = net.add("relu_a", std::make_unique<Relu>(), {a});
+  auto b = net.add("conv_b", std::make_unique<PointwiseConv>(6), {ra});
+  auto s = net.add("add", std::make_unique<Add>(), {b, ra});
+  auto rs = net.add("relu_s", std::make_unique<Relu>(), {s});
+  auto d0 = net.add("d0", std::make_unique<PointwiseConv>(4), {rs});
+  auto r0 = net.add("r0", std::make_unique<Relu>(), {d0});
+  auto d1 = net.add("d1", std::make_unique<PointwiseConv>(3), {r0});
+  auto c1 = net.add("c1", std::make_unique<Concat>(), {d0, d1});
+  auto r1 = net.add("r1", std::make_unique<Relu>(), {c1});
+  auto d2 = net.add("d2", std::make_unique<PointwiseConv>(3), {r1});
+  auto c2 = net.add("c2", std::make_unique<Concat>(), {c1, d2});
+  net.add("head", std::make_unique<PointwiseConv>(2), {c2});
+}
+
+void fill(const Tensor& t, uint64_t stream, double scale = 1.0) {
+  for (int64_t i = 0; i < t.numel(); ++i) t.set_flat(i, scale * (2.0 * philox_uniform(5, stream, i) - 1.0));
+}
+
+double loss(const Net& net, const Tensor& r) {
+  double s = 0;
+  Tensor y = net.output();
+  for (int64_t i = 0; i < y.numel(); ++i) s += y.get_flat(i) * r.get_flat(i);
+  return s;
+}
+
+const Shape kIn{2, 3, 5, 4};
+
+}  // namespace
+
+TEST_CASE("Net: gradients through the whole graph match finite differences (fp64)", "[net]") {
+  Net net;
+  build(net, kIn);
+  net.compile(NetOptions{.dtype = DType::f64, .input_grads = true});
+  net.init_params(11);
+  // Biases start at zero; give them values so their gradients are exercised in a generic point.
+  fill(net.param_buffer(), 77, 0.5);
+  ExecContext ctx;
+  fill(net.input_tensor(0), 1);
+  Tensor r = Tensor::empty(net.output().shape(), DType::f64, Device::cpu);
+  fill(r, 2);
+
+  net.forward(ctx);
+  net.output_grad().copy_from(r);
+  net.backward(ctx);
+  Tensor g = net.grad_buffer().clone();
+  Tensor gx = net.input_grad(0).clone();
+
+  const double h = 1e-6;
+  int checked = 0;
+  auto check = [&](const Tensor& target, int64_t i, double analytic, const char* what) {
+    double v = target.get_flat(i);
+    target.set_flat(i, v + h);
+    net.forward(ctx);
+    double lp = loss(net, r);
+    target.set_flat(i, v - h);
+    net.forward(ctx);
+    double lm = loss(net, r);
+    target.set_flat(i, v);
+    double numeric = (lp - lm) / (2 * h);
+    INFO(what << "[" << i << "]: analytic " << analytic << " numeric " << numeric);
+    REQUIRE(std::fabs(analytic - numeric) <= 1e-6 * std::max({1.0, std::fabs(analytic), std::fabs(numeric)}));
+    ++checked;
+  };
+  for (const Net::Param& p : net.params())
+    for (int64_t j = 0; j < p.spec.shape.numel(); j += 3) check(net.param_buffer(), p.offset + j, g.get_flat(p.offset + j), p.name.c_str());
+  for (int64_t i = 0; i < gx.numel(); i += 5) check(net.input_tensor(0), i, gx.get_flat(i), "input");
+  REQUIRE(checked > 50);
+}
+
+TEST_CASE("Net: zero-copy concat and in-place give the same numbers as plain buffers", "[net]") {
+  auto run = [](bool optimised, Tensor& out, Tensor& grads, NetStats& stats, MemoryPlan& plan) {
+    Net net;
+    build(net, kIn);
+    net.compile(NetOptions{.dtype = DType::f64, .zero_copy_concat = optimised, .in_place = optimised});
+    net.init_params(3);
+    fill(net.param_buffer(), 78, 0.5);
+    ExecContext ctx;
+    fill(net.input_tensor(0), 4);
+    net.forward(ctx);
+    out = net.output().clone();
+    Tensor r = Tensor::empty(out.shape(), DType::f64, Device::cpu);
+    fill(r, 5);
+    net.output_grad().copy_from(r);
+    net.backward(ctx);
+    grads = net.grad_buffer().clone();
+    stats = net.stats();
+    plan = net.memory_plan();
+  };
+  Tensor o1, g1, o2, g2;
+  NetStats s1, s2;
+  MemoryPlan p1, p2;
+  run(true, o1, g1, s1, p1);
+  run(false, o2, g2, s2, p2);
+  for (int64_t i = 0; i < o1.numel(); ++i) REQUIRE(o1.get_flat(i) == o2.get_flat(i));
+  for (int64_t i = 0; i < g1.numel(); ++i) REQUIRE(g1.get_flat(i) == Approx(g2.get_flat(i)).epsilon(1e-12).margin(1e-14));
+  // Every concat input in this graph can be aliased (c1 itself is a slice of c2: nested), and so can their
+  // gradients; the relus take over their inputs' memory.
+  REQUIRE(s1.concat_inputs_aliased == 4);
+  REQUIRE(s1.concat_inputs_copied == 0);
+  REQUIRE(s1.concat_grads_aliased == 4);
+  REQUIRE(s1.in_place_granted > 0);
+  REQUIRE(s2.concat_inputs_aliased == 0);
+  REQUIRE(s2.in_place_granted == 0);
+  REQUIRE(p1.arena_bytes <= p2.arena_bytes);
+  REQUIRE(p1.arena_bytes < p1.no_reuse_bytes);
+  REQUIRE(p1.arena_bytes >= p1.lower_bound);
+  INFO(p1.report());
+}
+
+TEST_CASE("Net: parameter gradients overwrite or accumulate; fan-out inputs accumulate", "[net]") {
+  Net net;
+  build(net, kIn);
+  net.compile(NetOptions{.dtype = DType::f64});
+  net.init_params(9);
+  ExecContext ctx;
+  fill(net.input_tensor(0), 6);
+  net.forward(ctx);
+  fill(net.output_grad(), 7);
+  net.backward(ctx);
+  Tensor once = net.grad_buffer().clone();
+  net.forward(ctx);
+  fill(net.output_grad(), 7);
+  net.backward(ctx);  // overwrite again: same values
+  for (int64_t i = 0; i < once.numel(); ++i) REQUIRE(net.grad_buffer().get_flat(i) == once.get_flat(i));
+  net.forward(ctx);
+  fill(net.output_grad(), 7);
+  net.backward(ctx, GradMode::accumulate);
+  for (int64_t i = 0; i < once.numel(); ++i)
+    REQUIRE(net.grad_buffer().get_flat(i) == Approx(2 * once.get_flat(i)).epsilon(1e-12).margin(1e-15));
+}
+
+TEST_CASE("Net: plain SGD on the CPU lowers the loss of a tiny regression", "[net][train]") {
+  Net net;
+  auto x = net.input("x", Shape{4, 6, 6, 3});
+  auto h = net.add("c1", std::make_unique<PointwiseConv>(16), {x});
+  auto r = net.add("r1", std::make_unique<Relu>(), {h});
+  auto cat = net.add("cat", std::make_unique<Concat>(), {r, h});
+  net.add("c2", std::make_unique<PointwiseConv>(1), {cat});
+  net.compile(NetOptions{.dtype = DType::f32});
+  net.init_params(1);
+  ExecContext ctx;
+  Tensor in = net.input_tensor(x);
+  fill(in, 8);
+  // target: |x0| + x1 * x2 per pixel (needs the nonlinearity)
+  Tensor target = Tensor::empty(net.output().shape(), DType::f32, Device::cpu);
+  for (int64_t p = 0; p < target.numel(); ++p)
+    target.set_flat(p, std::fabs(in.get_flat(3 * p)) + in.get_flat(3 * p + 1) * in.get_flat(3 * p + 2));
+  double first = 0, last = 0;
+  for (int step = 0; step < 60; ++step) {
+    net.forward(ctx);
+    double l = 0;
+    Tensor y = net.output(), dy = net.output_grad();
+    for (int64_t i = 0; i < y.numel(); ++i) {
+      double d = y.get_flat(i) - target.get_flat(i);
+      l += d * d / static_cast<double>(y.numel());
+      dy.set_flat(i, 2 * d / static_cast<double>(y.numel()));
+    }
+    net.backward(ctx);
+    sgd_step(ctx, net.param_buffer(), net.grad_buffer(), 0.1);
+    if (step == 0) first = l;
+    last = l;
+  }
+  INFO("loss " << first << " -> " << last);
+  REQUIRE(last < 0.5 * first);
+}
+
+TEST_CASE("Net: clear errors for bad graphs and misuse", "[net]") {
+  {
+    Net net;
+    auto x = net.input("x", Shape{1, 2, 2, 3});
+    auto y = net.input("y", Shape{1, 2, 2, 4});
+    REQUIRE_THROWS_WITH(net.add("sum", std::make_unique<Add>(), {x, y}), Catch::Contains("sum: add of different shapes"));
+    REQUIRE_THROWS_WITH(net.add("bad", std::make_unique<Relu>(), {x, y}), Catch::Contains("expected 1 inputs"));
+    REQUIRE_THROWS_WITH(net.add("ghost", std::make_unique<Relu>(), {42}), Catch::Contains("unknown input tensor id 42"));
+  }
+  {
+    Net net;
+    auto x = net.input("x", Shape{1, 2, 2, 3});
+    net.add("unused", std::make_unique<Relu>(), {x});
+    net.add("out", std::make_unique<PointwiseConv>(2), {x});
+    REQUIRE_THROWS_WITH(net.compile({}), Catch::Contains("'unused' is never used"));
+  }
+  {
+    Net net;
+    auto x = net.input("x", Shape{1, 2, 2, 3});
+    net.add("out", std::make_unique<PointwiseConv>(2), {x});
+    ExecContext ctx;
+    REQUIRE_THROWS_WITH(net.forward(ctx), Catch::Contains("before compile"));
+    net.compile({});
+    REQUIRE_THROWS_WITH(net.compile({}), Catch::Contains("called twice"));
+    REQUIRE_THROWS_WITH(net.input_tensor(1), Catch::Contains("not a graph input"));
+  }
+  {
+    Net net;
+    auto x = net.input("x", Shape{1, 2, 2, 3});
+    net.add("out", std::make_unique<PointwiseConv>(2), {x});
+    REQUIRE_THROWS_WITH(net.compile(NetOptions{.dtype = DType::f16}), Catch::Contains("no cpu path for fp16"));
+  }
+}
+
+TEST_CASE("Net: inference compile keeps only what forward needs", "[net]") {
+  Net train, infer;
+  build(train, kIn);
+  build(infer, kIn);
+  train.compile(NetOptions{.dtype = DType::f32});
+  infer.compile(NetOptions{.dtype = DType::f32, .training = false});
+  REQUIRE(infer.memory_plan().arena_bytes < train.memory_plan().arena_bytes);
+  REQUIRE_FALSE(infer.grad_buffer().defined());
+  ExecContext ctx;
+  train.init_params(2);
+  infer.init_params(2);
+  fill(train.input_tensor(0), 3);
+  fill(infer.input_tensor(0), 3);
+  train.forward(ctx);
+  infer.forward(ctx);
+  for (int64_t i = 0; i < train.output().numel(); ++i) REQUIRE(train.output().get_flat(i) == infer.output().get_flat(i));
+  REQUIRE_THROWS_WITH(infer.backward(ctx), Catch::Contains("inference"));
+}
