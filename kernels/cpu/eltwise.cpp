@@ -5,9 +5,12 @@
 
 namespace climseg::cpu {
 
+// Below this many elements a parallel region costs more than it saves (thread wake-up is microseconds).
+constexpr int64_t kParallelMin = 1 << 15;
+
 template <class T>
 void relu_fwd(int64_t P, int64_t C, const T* x, int64_t xs, T* y, int64_t ys) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (P * C >= kParallelMin)
   for (int64_t p = 0; p < P; ++p) {
     const T* xp = x + p * xs;
     T* yp = y + p * ys;
@@ -18,7 +21,7 @@ void relu_fwd(int64_t P, int64_t C, const T* x, int64_t xs, T* y, int64_t ys) {
 template <class T>
 void relu_bwd(int64_t P, int64_t C, const T* y, int64_t ys, const T* dy, int64_t dys, T* dx, int64_t dxs,
               bool accumulate) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (P * C >= kParallelMin)
   for (int64_t p = 0; p < P; ++p) {
     const T* yp = y + p * ys;
     const T* dyp = dy + p * dys;
@@ -33,7 +36,7 @@ void relu_bwd(int64_t P, int64_t C, const T* y, int64_t ys, const T* dy, int64_t
 
 template <class T>
 void add_fwd(int64_t P, int64_t C, const T* a, int64_t as, const T* b, int64_t bs, T* y, int64_t ys) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (P * C >= kParallelMin)
   for (int64_t p = 0; p < P; ++p) {
     const T* ap = a + p * as;
     const T* bp = b + p * bs;
@@ -45,7 +48,7 @@ void add_fwd(int64_t P, int64_t C, const T* a, int64_t as, const T* b, int64_t b
 template <class T>
 void copy_or_accumulate(int64_t P, int64_t C, const T* src, int64_t ss, T* dst, int64_t ds, bool accumulate) {
   if (!accumulate && src == dst && ss == ds) return;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (P * C >= kParallelMin)
   for (int64_t p = 0; p < P; ++p) {
     const T* sp = src + p * ss;
     T* dp = dst + p * ds;
@@ -59,7 +62,7 @@ void copy_or_accumulate(int64_t P, int64_t C, const T* src, int64_t ss, T* dst, 
 
 template <class T>
 void add_bias(int64_t P, int64_t C, const T* b, T* y, int64_t ys) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (P * C >= kParallelMin)
   for (int64_t p = 0; p < P; ++p) {
     T* yp = y + p * ys;
     for (int64_t c = 0; c < C; ++c) yp[c] += b[c];
@@ -72,7 +75,7 @@ void bias_grad(int64_t P, int64_t C, const T* dy, int64_t dys, T* db, bool accum
   constexpr int64_t kBlock = 1024;
   const int64_t nblocks = (P + kBlock - 1) / kBlock;
   std::vector<T> partial(static_cast<std::size_t>(nblocks * C), T(0));
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (P * C >= kParallelMin)
   for (int64_t blk = 0; blk < nblocks; ++blk) {
     T* acc = partial.data() + blk * C;
     int64_t end = (blk + 1) * kBlock < P ? (blk + 1) * kBlock : P;
@@ -90,7 +93,7 @@ void bias_grad(int64_t P, int64_t C, const T* dy, int64_t dys, T* db, bool accum
 
 template <class T>
 void axpy(int64_t n, T alpha, const T* x, T* y) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= kParallelMin)
   for (int64_t i = 0; i < n; ++i) y[i] += alpha * x[i];
 }
 
