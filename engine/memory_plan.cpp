@@ -321,7 +321,7 @@ void verify_memory_plan(const std::vector<MemRequest>& requests, const MemoryPla
     CS_CHECK(rq.parent < 0 && plan.root[at(root)] == root && rq.bytes > 0, "request ", req_name(r, i),
              ": its root ", req_name(r, root), " is not a block of its own");
     CS_CHECK(plan.root[at(top)] == root, "slice ", req_name(r, i), " is in block ", req_name(r, root),
-             " but its top parent ", req_name(r, top), " is in block ", req_name(r, plan.root[at(top)]));
+             " but its top parent ", req_name(r, top), " is in block ", plan.root[at(top)]);
     const size_t off = plan.offsets[at(i)];
     const size_t base = plan.offsets[at(root)];
     if (q.parent >= 0) {

@@ -167,7 +167,8 @@ struct Profiler::Impl {
       free_events.pop_back();
       return ev;
     }
-    all_events.reserve(all_events.size() + 1);  // so that push_back below cannot throw and leak the event
+    // Grow ahead of the create, so that the push_back below cannot throw and leak the new event.
+    if (all_events.size() == all_events.capacity()) all_events.reserve(std::max<size_t>(64, 2 * all_events.size()));
     detail::ProfEvent ev = detail::prof_event_create();
     all_events.push_back(ev);
     return ev;
@@ -269,7 +270,11 @@ Profiler::Profiler(Device device) {
   auto impl = std::make_unique<Impl>(device);
   if (device == Device::cuda) {
     // Fails here, with a clear message, in a CPU-only build; otherwise avoids creating events in the first step.
-    for (int i = 0; i < 32; ++i) impl->free_events.push_back(impl->acquire_event());
+    impl->all_events.reserve(32);
+    for (int i = 0; i < 32; ++i) {
+      impl->all_events.push_back(detail::prof_event_create());  // cannot throw after the reserve
+      impl->free_events.push_back(impl->all_events.back());
+    }
   }
   impl_ = impl.release();
 }
@@ -492,8 +497,8 @@ std::string ProfReport::table() const {
     s += format("Profile on %s, %d step(s); times are sums over all steps\n", device.c_str(), steps);
   else
     s += format("Profile on %s, no steps marked (total = sum of scopes, no idle)\n", device.c_str());
-  s += format("%-22s %7s %10s %9s %9s %6s %6s %5s\n", "Category", "#Kern", "Time(ms)", "Math(TF)", "Mem(GB)", "%Time",
-              "%Math", "%Mem");
+  s += format("%-22s %7s %10s %9s %9s %6s %6s %5s\n", "Category", "#Kern", "Time(ms)", "Math(TF)", "Mem(GB)",
+              "%Time", "%Math", "%Mem");
   for (const ProfRow& r : rows) s += table_line(prof_category_name(r.category), r);
   s += std::string(81, '-') + "\n";
   s += table_line("Total", total);

@@ -610,6 +610,18 @@ TEST_CASE("verify_memory_plan catches corrupted plans", "[memory_plan]") {
     bad = p;
     bad.offsets.pop_back();
     REQUIRE_THROWS_AS(verify_memory_plan(r, bad), climseg::Error);
+    bad = p;
+    bad.root[1] = 77;  // out of range
+    REQUIRE_THROWS_WITH(verify_memory_plan(r, bad), Contains("out of range"));
+  }
+  SECTION("a slice declared before its parent, whose parent's root is corrupt") {
+    // s claims block x, and its parent's root is garbage: the message must not index with the garbage.
+    std::vector<MemRequest> r = {slice("s", 100, 0, 1, 1, 0), rq("cat", 400, 1, 2), rq("x", 400, 0, 2)};
+    const MemoryPlan p = plan_and_check(r);
+    MemoryPlan bad = p;
+    bad.root[0] = 2;
+    bad.root[1] = 77;
+    REQUIRE_THROWS_WITH(verify_memory_plan(r, bad), Contains("is in block 77"));
   }
 }
 

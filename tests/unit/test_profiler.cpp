@@ -1,6 +1,6 @@
-// Profiler on a CPU context (wall time): per-category sums, exclusive nesting, idle accounting, % of peak, the three
-// output formats, the per-name breakdown and misuse errors. Timing checks assert relationships with wide margins
-// because the test machine is shared and loaded; sleeps only ever make intervals longer, never shorter.
+// Profiler on a CPU context (wall time): per-category sums, exclusive nesting, idle accounting, % of peak, the
+// three output formats, the per-name breakdown and misuse errors. Timing checks assert relationships with wide
+// margins because the test machine is shared and loaded; sleeps only ever make intervals longer, never shorter.
 #include <catch2/catch.hpp>
 
 #include <chrono>
@@ -409,6 +409,45 @@ TEST_CASE("profiler rejects misuse with climseg::Error", "[profiler]") {
   ProfReport r = prof.report();
   CHECK(r.total.kernels == 2);
   CHECK_NOTHROW(prof.reset());
+}
+
+TEST_CASE("profile scopes close during exception unwinding", "[profiler]") {
+  Profiler prof;
+  ExecContext ctx(Device::cpu);
+  ctx.profiler = &prof;
+  CHECK_THROWS_AS(([&] {
+                    CS_PROFILE_SCOPE(ctx, ProfCategory::fwd_conv, "outer");
+                    CS_PROFILE_SCOPE(ctx, ProfCategory::fwd_pointwise, "inner");
+                    CS_THROW("layer failed");
+                  }()),
+                  climseg::Error);
+  ProfReport r = prof.report();
+  CHECK(r.total.kernels == 2);
+  CHECK_NOTHROW(prof.reset());  // nothing left open
+}
+
+TEST_CASE("profiler handles many nested scopes per step", "[profiler]") {
+  Profiler prof;
+  ExecContext ctx(Device::cpu);
+  ctx.profiler = &prof;
+  for (int step = 0; step < 3; ++step) {
+    prof.begin_step();
+    for (int i = 0; i < 2000; ++i) {
+      ProfileScope a(ctx, ProfCategory::bwd_conv, "conv", 2.0, 1.0);
+      ProfileScope b(ctx, ProfCategory::bwd_pointwise, i % 2 ? "odd" : "even", 0.0, 1.0);
+    }
+    prof.end_step();
+  }
+  ProfReport r = prof.report();
+  CHECK(r.steps == 3);
+  CHECK(row(r, ProfCategory::bwd_conv).kernels == 6000);
+  CHECK(row(r, ProfCategory::bwd_pointwise).kernels == 6000);
+  CHECK(row(r, ProfCategory::bwd_conv).flops == Approx(12000.0));
+  CHECK(r.total.bytes == Approx(12000.0));
+  CHECK(prof.by_name().size() == 3);
+  double sum = 0;
+  for (const auto& x : r.rows) sum += x.ms;
+  CHECK(sum == Approx(r.total.ms).epsilon(1e-9));
 }
 
 #if !defined(CLIMSEG_HAVE_CUDA)

@@ -1,0 +1,70 @@
+// Tolerances of the CUDA-vs-CPU tests (tests/cuda/), one row each: |got - ref| <= atol + rtol * |ref|
+// (tests/util/compare.h). docs/tolerances.md is the table of record; these rows are to be reconciled with it, and a
+// row is loosened only with a written reason (STYLE.md F).
+//
+// The reference is always the CPU path in fp32, run on inputs already rounded to the tested dtype, so a row only
+// has to cover what the device does differently: the rounding of its 16-bit results and the order of its sums.
+// The test data keep values O(1): inputs U(-1, 1), He-scaled weights, and output gradients scaled by 1/sqrt(P) so
+// that sums over P pixels (weight and bias gradients) stay O(1) as well.
+#pragma once
+
+namespace climseg::test {
+
+struct Tolerance {
+  const char* name;
+  double atol;
+  double rtol;
+  const char* reason;
+};
+
+namespace tol {
+
+inline constexpr Tolerance cuda_f32_exact{
+    "cuda fp32 elementwise", 0.0, 0.0,
+    "relu, add, copy, accumulate, bias add, axpy: the same IEEE fp32 operation per element on both devices, no FMA "
+    "contraction (axpy uses __fmul_rn/__fadd_rn), denormals kept (no fast math): bit-identical"};
+
+inline constexpr Tolerance cuda_f16_eltwise{
+    "cuda fp16 elementwise", 6e-8, 9.77e-4,
+    "fp32 maths rounded once to fp16 (<= 2^-11 relative, half an ulp); budget one ulp, 2^-10. atol is the fp16 "
+    "subnormal spacing 2^-24"};
+
+inline constexpr Tolerance cuda_bf16_eltwise{
+    "cuda bf16 elementwise", 0.0, 7.82e-3,
+    "fp32 maths rounded once to bf16 (<= 2^-8 relative); budget one ulp, 2^-7. bf16 keeps fp32's exponent range, so "
+    "no absolute term is needed for O(1) data"};
+
+inline constexpr Tolerance cuda_f32_gemm{
+    "cuda fp32 GEMM and reductions", 1e-5, 1e-4,
+    "cuBLAS (no TF32) and OpenBLAS, the chunked and the blocked bias sums, add in different orders: error about "
+    "sqrt(n) * 2^-24 * sum |terms| for n <= 1728 terms of O(1) sums, about 1e-6 expected; 10x margin"};
+
+inline constexpr Tolerance cuda_f16_gemm{
+    "cuda fp16 GEMM and reductions", 1e-3, 2e-3,
+    "fp16 products are exact in fp32 and accumulate in fp32 (tensor cores, no reduced-precision split-K); the "
+    "result is rounded to fp16 (2^-11 relative), and once more after the bias add, whose intermediate rounding is up "
+    "to 2^-11 of an O(1) GEMM value: atol 2x that, rtol 4 half-ulps"};
+
+inline constexpr Tolerance cuda_bf16_gemm{
+    "cuda bf16 GEMM and reductions", 8e-3, 1.6e-2,
+    "as fp16 with bf16's 8-bit significand: rounding 2^-8 relative, twice with a bias; atol 2x 2^-8 of an O(1) "
+    "value, rtol 4 half-ulps"};
+
+inline constexpr Tolerance cuda_f32_net{
+    "cuda fp32 net (chained layers)", 5e-5, 5e-4,
+    "three chained GEMMs plus residual and concat in fp32: the per-layer fp32 GEMM error (1e-6 expected) grows "
+    "through the chain and the backward pass; 5x the single-layer budget"};
+
+inline constexpr Tolerance cuda_f32_loss_track{
+    "cuda fp32 SGD loss tracking", 1e-6, 1e-4,
+    "losses of a few plain SGD steps on the same net: parameters drift apart by the per-step gradient error "
+    "(cuda fp32 net row) times the learning rate, far below 1e-4 relative over 5 steps"};
+
+}  // namespace tol
+
+// The whole table, for reports and for reconciling with docs/tolerances.md.
+inline constexpr Tolerance kCudaTolerances[] = {tol::cuda_f32_exact,  tol::cuda_f16_eltwise, tol::cuda_bf16_eltwise,
+                                                tol::cuda_f32_gemm,   tol::cuda_f16_gemm,    tol::cuda_bf16_gemm,
+                                                tol::cuda_f32_net,    tol::cuda_f32_loss_track};
+
+}  // namespace climseg::test
