@@ -28,8 +28,9 @@ Tensor Tensor::empty(Shape s, DType t, Device d) {
   buf->bytes = bytes;
   buf->device = d;
   if (d == Device::cpu) {
-    size_t rounded = (bytes + 63) / 64 * 64;
-    buf->ptr = std::aligned_alloc(64, rounded ? rounded : 64);
+    // 256-byte alignment, like cudaMalloc: planned arenas place buffers at multiples of 256 from the base.
+    size_t rounded = (bytes + 255) / 256 * 256;
+    buf->ptr = std::aligned_alloc(256, rounded ? rounded : 256);
     CS_CHECK(buf->ptr != nullptr, "host allocation of ", bytes, " bytes failed");
     buf->release = release_host;
   } else {

@@ -45,7 +45,7 @@ class Tensor {
  public:
   Tensor() = default;
 
-  // Allocation. Host memory is 64-byte aligned; device memory comes from the caching allocator.
+  // Allocation. Host memory is 256-byte aligned (as cudaMalloc's); device memory comes from the caching allocator.
   static Tensor empty(Shape s, DType t, Device d = Device::cpu);
   static Tensor zeros(Shape s, DType t, Device d, ExecContext* ctx = nullptr);  // ctx: stream for device memset
   // A view over memory owned elsewhere; `owner` keeps it alive (may be null when the caller guarantees lifetime).

@@ -135,7 +135,8 @@ void check_parity(ExecContext& cpu, ExecContext& gpu, Layer& layer, const std::v
 
   std::vector<DevOperand> xd;
   for (size_t i = 0; i < nin; ++i) xd.push_back(to_device(x_ref[i], v.dt, v.strided, seed++));
-  DevOperand yd = to_device(random_host(out, seed++, 4.0), v.dt, v.strided, seed++);  // garbage to overwrite
+  const uint64_t yseed = seed++;
+  DevOperand yd = to_device(random_host(out, yseed, 4.0), v.dt, v.strided, seed++);  // garbage to overwrite
   ForwardArgs fg;
   for (const DevOperand& d : xd) fg.x.push_back(d.view);
   fg.y = yd.view;
