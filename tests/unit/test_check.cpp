@@ -9,9 +9,6 @@
 #if defined(CLIMSEG_HAVE_HDF5)
 #include "engine/check_hdf5.h"
 #endif
-#if defined(CLIMSEG_HAVE_MPI)
-#include "engine/check_mpi.h"
-#endif
 
 using Catch::Contains;
 
@@ -77,21 +74,5 @@ TEST_CASE("HDF5_CHECK names the call and HDF5's own reason", "[check][hdf5]") {
   hid_t ok = HDF5_CHECK(H5Screate(H5S_SCALAR));
   REQUIRE(ok >= 0);
   H5Sclose(ok);
-}
-#endif
-
-#if defined(CLIMSEG_HAVE_MPI)
-TEST_CASE("MPI_CHECK turns an MPI error code into an exception with MPI's text", "[check][mpi]") {
-  int init = 0;
-  MPI_Initialized(&init);
-  if (!init) MPI_Init(nullptr, nullptr);
-  MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
-  int rank = -1;
-  MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &rank));
-  REQUIRE(rank == 0);
-  int bad = 0;
-  REQUIRE_THROWS_WITH([&] { MPI_CHECK(MPI_Send(&bad, 1, MPI_INT, 12345, 0, MPI_COMM_WORLD)); }(),
-                      Contains("MPI_Send"));
-  MPI_Finalize();
 }
 #endif
