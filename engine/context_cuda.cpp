@@ -60,8 +60,8 @@ ExecContext::ExecContext(Device device, int device_index) : device_(device), dev
   // Default math: fp32 GEMMs stay exact fp32 (no TF32, for parity with the CPU path); fp16/bf16 GEMMs use tensor
   // cores through cublasGemmEx's data and compute types (kernels/cublas/gemm.cpp). Split-K partial sums stay in
   // fp32 (not rounded to the 16-bit output type): weight-gradient GEMMs reduce over all pixels of a batch.
-  CUBLAS_CHECK(cublasSetMathMode(
-      cuda_->cublas, static_cast<cublasMath_t>(CUBLAS_DEFAULT_MATH | CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION)));
+  const int math = CUBLAS_DEFAULT_MATH | CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION;
+  CUBLAS_CHECK(cublasSetMathMode(cuda_->cublas, static_cast<cublasMath_t>(math)));
 }
 
 ExecContext::~ExecContext() {

@@ -23,8 +23,10 @@ void Add::forward_cpu(ExecContext&, const ForwardArgs& a) {
 void Add::backward_cpu(ExecContext&, const BackwardArgs& a) {
   dispatch_cpu_float(a.dy.dtype(), "add", [&](auto tag) {
     using T = decltype(tag);
-    // dx1 first: when dx0 shares dy's memory (in place), dy must still be intact for dx1.
-    for (int i : {1, 0}) {
+    // Slot order matters when both slots are the same tensor (x + x): the Net asks slot 0 to overwrite and
+    // slot 1 to accumulate. When dx0 shares dy's memory (in place), slot 0 is a no-op copy onto itself and dy
+    // stays intact for slot 1.
+    for (int i : {0, 1}) {
       if (!a.dx[i].defined()) continue;
       cpu::copy_or_accumulate<T>(a.dy.shape().pixels(), a.dy.shape().c, a.dy.data_as<T>(), a.dy.pixel_stride(),
                                  a.dx[i].data_as<T>(), a.dx[i].pixel_stride(), a.dx_mode[i] == GradMode::accumulate);

@@ -2,12 +2,13 @@
 //
 // cuBLAS is column-major. A row-major (r x c) matrix with leading dimension ld is, read column-major, its transpose
 // (c x r) with the same ld, so the row-major product C = op(A) op(B) is computed as the column-major product
-// C^T = op(B)^T op(A)^T: swap the operands (B first), swap m and n, keep each operand's transpose flag. No data moves.
+// C^T = op(B)^T op(A)^T: swap the operands (B first), swap m and n, keep each operand's transpose flag; no data
+// moves.
 //
 // Precision: data in fp32/fp16/bf16, CUBLAS_COMPUTE_32F (fp32 accumulation, fp32 alpha/beta). For fp16/bf16 this
-// runs on tensor cores. For fp32 it stays exact IEEE fp32, deliberately not CUBLAS_COMPUTE_32F_FAST_TF32: TF32 keeps
-// 10 mantissa bits and would break fp32 parity with the CPU path (tests/cuda/test_cuda_parity.cpp); an opt-in TF32
-// mode belongs with the mixed-precision work, chosen explicitly, never by default.
+// runs on tensor cores. For fp32 it stays full fp32 (FFMA), deliberately not CUBLAS_COMPUTE_32F_FAST_TF32: TF32
+// keeps 10 mantissa bits and would break fp32 parity with the CPU path (tests/cuda/test_cuda_parity.cpp); an opt-in
+// TF32 mode belongs with the mixed-precision work, chosen explicitly, never by default.
 #include "kernels/cublas/gemm.h"
 
 #include <algorithm>

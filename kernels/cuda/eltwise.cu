@@ -38,7 +38,9 @@ constexpr int kThreads = 256;
 // fixed so the launch shape does not depend on the device.
 constexpr int64_t kMaxBlocks = 8192;
 
-int grid_for(int64_t n) { return static_cast<int>(std::clamp<int64_t>((n + kThreads - 1) / kThreads, 1, kMaxBlocks)); }
+int grid_for(int64_t n) {
+  return static_cast<int>(std::clamp<int64_t>((n + kThreads - 1) / kThreads, 1, kMaxBlocks));
+}
 
 // ---- fp32 maths on 16-bit storage ----------------------------------------------------------------------------
 __device__ __forceinline__ float to_f(float v) { return v; }

@@ -1,5 +1,5 @@
 // CUDA launchers for the pointwise kernels (kernels/cuda/eltwise.cu): the device counterparts of
-// kernels/cpu/eltwise.h, with the same semantics. Plain C++ (no CUDA headers), so .cpp files and tests can call them.
+// kernels/cpu/eltwise.h, with the same semantics. Plain C++ (no CUDA headers), so .cpp files and tests call them.
 //
 // Every launcher takes Tensors on the CUDA device of `ctx`: pixel-strided NHWC views (channels contiguous, pixels
 // at a fixed stride, so channel slices of concat buffers work), checked with CS_CHECK. dtype fp32, fp16 or bf16:
@@ -49,7 +49,9 @@ namespace detail {
 }
 }  // namespace detail
 inline void relu_fwd(ExecContext&, const Tensor&, const Tensor&) { detail::no_cuda("relu_fwd"); }
-inline void relu_bwd(ExecContext&, const Tensor&, const Tensor&, const Tensor&, bool) { detail::no_cuda("relu_bwd"); }
+inline void relu_bwd(ExecContext&, const Tensor&, const Tensor&, const Tensor&, bool) {
+  detail::no_cuda("relu_bwd");
+}
 inline void add_fwd(ExecContext&, const Tensor&, const Tensor&, const Tensor&) { detail::no_cuda("add_fwd"); }
 inline void copy_or_accumulate(ExecContext&, const Tensor&, const Tensor&, bool) {
   detail::no_cuda("copy_or_accumulate");

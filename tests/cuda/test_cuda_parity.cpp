@@ -1,7 +1,8 @@
 // CUDA vs CPU parity of the layers with CUDA paths (relu, add, conv1x1 with and without bias, concat): outputs,
 // input gradients and parameter gradients, in fp32, fp16 and bf16, with contiguous and channel-slice (strided)
 // views, overwrite and accumulate modes, and gradients that are not wanted. The reference is the CPU path in fp32
-// on the same values the device sees (inputs rounded to the tested dtype first); tolerances: tests/util/tolerances.h.
+// on the same values the device sees (inputs rounded to the tested dtype first). Tolerances:
+// tests/util/tolerances.h.
 // Shapes are the real networks' (DeepLabv3+ ASPP/decoder, Tiramisu dense blocks), scaled down to N=2, 24x36.
 //
 // Needs a CUDA device: tests/util/cuda_main.cpp exits 77 (skipped) without one. Uses engine APIs only.

@@ -243,3 +243,44 @@ TEST_CASE("Net: inference compile keeps only what forward needs", "[net]") {
   for (int64_t i = 0; i < train.output().numel(); ++i) REQUIRE(train.output().get_flat(i) == infer.output().get_flat(i));
   REQUIRE_THROWS_WITH(infer.backward(ctx), Catch::Contains("inference"));
 }
+
+TEST_CASE("Net: a tensor used twice by one layer (x + x) and fanned out to several layers", "[net]") {
+  for (bool in_place : {true, false}) {
+  Net net;
+  auto x = net.input("x", Shape{1, 2, 3, 4});
+  auto a = net.add("a", std::make_unique<PointwiseConv>(4), {x});
+  auto r = net.add("r", std::make_unique<Relu>(), {a});
+  auto d = net.add("double", std::make_unique<Add>(), {r, r});  // both slots the same tensor, its only consumer
+  auto b = net.add("b", std::make_unique<PointwiseConv>(4), {a});  // a fans out to r and b
+  auto s = net.add("s", std::make_unique<Add>(), {d, b});
+  net.add("out", std::make_unique<PointwiseConv>(2), {s});
+  net.compile(NetOptions{.dtype = DType::f64, .in_place = in_place});
+  INFO("in_place " << in_place);
+  net.init_params(4);
+  ExecContext ctx;
+  fill(net.input_tensor(x), 9);
+  Tensor rr = Tensor::empty(Shape{1, 2, 3, 2}, DType::f64, Device::cpu);
+  fill(rr, 10);
+  net.forward(ctx);
+  net.output_grad().copy_from(rr);
+  net.backward(ctx);
+  Tensor g = net.grad_buffer().clone();
+  const double h = 1e-6;
+  for (const Net::Param& p : net.params()) {
+    for (int64_t j = 0; j < p.spec.shape.numel(); ++j) {
+      int64_t i = p.offset + j;
+      double v = net.param_buffer().get_flat(i);
+      net.param_buffer().set_flat(i, v + h);
+      net.forward(ctx);
+      double lp = loss(net, rr);
+      net.param_buffer().set_flat(i, v - h);
+      net.forward(ctx);
+      double lm = loss(net, rr);
+      net.param_buffer().set_flat(i, v);
+      double numeric = (lp - lm) / (2 * h);
+      INFO(p.name << "[" << j << "]");
+      REQUIRE(g.get_flat(i) == Approx(numeric).epsilon(1e-6).margin(1e-7));
+    }
+  }
+  }
+}

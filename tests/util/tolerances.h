@@ -42,8 +42,8 @@ inline constexpr Tolerance cuda_f32_gemm{
 inline constexpr Tolerance cuda_f16_gemm{
     "cuda fp16 GEMM and reductions", 1e-3, 2e-3,
     "fp16 products are exact in fp32 and accumulate in fp32 (tensor cores, no reduced-precision split-K); the "
-    "result is rounded to fp16 (2^-11 relative), and once more after the bias add, whose intermediate rounding is up "
-    "to 2^-11 of an O(1) GEMM value: atol 2x that, rtol 4 half-ulps"};
+    "result is rounded to fp16 (2^-11 relative), and once more after the bias add, whose intermediate rounding "
+    "is up to 2^-11 of an O(1) GEMM value: atol 2x that, rtol 4 half-ulps"};
 
 inline constexpr Tolerance cuda_bf16_gemm{
     "cuda bf16 GEMM and reductions", 8e-3, 1.6e-2,
