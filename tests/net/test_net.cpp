@@ -13,6 +13,7 @@
 #include "layers/concat.h"
 #include "layers/pointwise_conv.h"
 #include "layers/relu.h"
+#include "tests/util/tolerances.h"
 
 using namespace climseg;
 
@@ -85,7 +86,8 @@ TEST_CASE("Net: gradients through the whole graph match finite differences (fp64
     target.set_flat(i, v);
     double numeric = (lp - lm) / (2 * h);
     INFO(what << "[" << i << "]: analytic " << analytic << " numeric " << numeric);
-    REQUIRE(std::fabs(analytic - numeric) <= 1e-6 * std::max({1.0, std::fabs(analytic), std::fabs(numeric)}));
+    REQUIRE(std::fabs(analytic - numeric) <=
+            test::tol::gradcheck_f64.rtol * std::max({1.0, std::fabs(analytic), std::fabs(numeric)}));
     ++checked;
   };
   for (const Net::Param& p : net.params())
@@ -119,7 +121,7 @@ TEST_CASE("Net: zero-copy concat and in-place give the same numbers as plain buf
   run(true, o1, g1, s1, p1);
   run(false, o2, g2, s2, p2);
   for (int64_t i = 0; i < o1.numel(); ++i) REQUIRE(o1.get_flat(i) == o2.get_flat(i));
-  for (int64_t i = 0; i < g1.numel(); ++i) REQUIRE(g1.get_flat(i) == Approx(g2.get_flat(i)).epsilon(1e-12).margin(1e-14));
+  for (int64_t i = 0; i < g1.numel(); ++i) REQUIRE(g1.get_flat(i) == Approx(g2.get_flat(i)).epsilon(test::tol::cpu_same_ops_f64.rtol).margin(test::tol::cpu_same_ops_f64.atol));
   // Every concat input in this graph can be aliased (c1 itself is a slice of c2: nested), and so can their
   // gradients; the relus take over their inputs' memory.
   REQUIRE(s1.concat_inputs_aliased == 4);
@@ -153,7 +155,7 @@ TEST_CASE("Net: parameter gradients overwrite or accumulate; fan-out inputs accu
   fill(net.output_grad(), 7);
   net.backward(ctx, GradMode::accumulate);
   for (int64_t i = 0; i < once.numel(); ++i)
-    REQUIRE(net.grad_buffer().get_flat(i) == Approx(2 * once.get_flat(i)).epsilon(1e-12).margin(1e-15));
+    REQUIRE(net.grad_buffer().get_flat(i) == Approx(2 * once.get_flat(i)).epsilon(test::tol::cpu_same_ops_f64.rtol).margin(test::tol::cpu_same_ops_f64.atol));
 }
 
 TEST_CASE("Net: plain SGD on the CPU lowers the loss of a tiny regression", "[net][train]") {
@@ -279,7 +281,8 @@ TEST_CASE("Net: a tensor used twice by one layer (x + x) and fanned out to sever
       net.param_buffer().set_flat(i, v);
       double numeric = (lp - lm) / (2 * h);
       INFO(p.name << "[" << j << "]");
-      REQUIRE(g.get_flat(i) == Approx(numeric).epsilon(1e-6).margin(1e-7));
+      REQUIRE(std::fabs(g.get_flat(i) - numeric) <=
+              test::tol::gradcheck_f64.rtol * std::max({1.0, std::fabs(g.get_flat(i)), std::fabs(numeric)}));
     }
   }
   }

@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "engine/philox.h"
+#include "tests/util/tolerances.h"
 
 namespace climseg::test {
 
@@ -202,7 +203,7 @@ GradCheckResult check_gradients(Layer& layer, const std::vector<Shape>& in_shape
     auto check_acc = [&](const std::string& what, const Tensor& got, const Tensor& noise, const Tensor& base) {
       for (int64_t j = 0; j < got.numel(); ++j) {
         double want = noise.get_flat(j) + base.get_flat(j);
-        if (std::fabs(got.get_flat(j) - want) > 1e-12 * std::max(1.0, std::fabs(want))) {
+        if (std::fabs(got.get_flat(j) - want) > tol::cpu_same_ops_f64.atol + tol::cpu_same_ops_f64.rtol * std::fabs(want)) {
           std::ostringstream os;
           os << layer.name() << ": accumulate mode: " << what << "[" << j << "] = " << got.get_flat(j)
              << ", expected noise + gradient = " << want;
@@ -224,7 +225,7 @@ GradCheckResult check_gradients(Layer& layer, const std::vector<Shape>& in_shape
     auto check_same = [&](const std::string& what, const Tensor& got, const Tensor& ref) {
       for (int64_t j = 0; j < got.numel(); ++j) {
         double g = got.get_flat(j), f = ref.get_flat(j);
-        if (std::fabs(g - f) > 1e-12 * std::max(1.0, std::fabs(f))) {
+        if (std::fabs(g - f) > tol::cpu_same_ops_f64.atol + tol::cpu_same_ops_f64.rtol * std::fabs(f)) {
           std::ostringstream os;
           os << layer.name() << ": strided views: " << what << "[" << j << "] = " << g << ", contiguous gives " << f;
           fail(os.str());

@@ -15,12 +15,13 @@
 #include <vector>
 
 #include "engine/layer.h"
+#include "tests/util/tolerances.h"
 
 namespace climseg::test {
 
 struct GradCheckOptions {
   double step = 1e-5;        // h, in double
-  double tol = 1e-6;         // relative tolerance (docs/tolerances.md, row "gradcheck fp64")
+  double tol = tol::gradcheck_f64.rtol;  // relative, floored at 1 (row "gradcheck fp64")
   double kink = 0.0;         // nonsmooth point of the layer's inputs, when kink_range > 0
   double kink_range = 0.0;   // skip input elements with |x - kink| < kink_range
   int max_elements = 64;     // per tensor
