@@ -90,6 +90,9 @@ void device_copy_2d(void* dst, size_t dpitch, Device dst_dev, const void* src, s
   (void)dst_dev;  // cudaMemcpyDefault infers the direction from the pointers (unified addressing)
   (void)src_dev;
   cudaStream_t s = stream_of(ctx);
+  // Without a context the copy is synchronous: first wait for all queued work, since the caching allocator may
+  // have handed out memory that another (non-blocking) stream is still using.
+  if (synchronous(ctx)) CUDA_CHECK(cudaDeviceSynchronize());
   if (dpitch == width && spitch == width)
     CUDA_CHECK(cudaMemcpyAsync(dst, src, width * rows, cudaMemcpyDefault, s));
   else
@@ -101,6 +104,7 @@ void device_memset_2d(void* dst, size_t pitch, size_t width, size_t rows, ExecCo
   if (width == 0 || rows == 0) return;
   CS_CHECK(pitch >= width, "device_memset_2d: pitch ", pitch, " smaller than the row width ", width);
   cudaStream_t s = stream_of(ctx);
+  if (synchronous(ctx)) CUDA_CHECK(cudaDeviceSynchronize());  // as in device_copy_2d
   if (pitch == width)
     CUDA_CHECK(cudaMemsetAsync(dst, 0, width * rows, s));
   else

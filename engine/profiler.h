@@ -73,8 +73,10 @@ class Profiler {
   void end(int token, CUstream_st* stream);
 
   // Step boundaries: the report's total time is the sum of step times; idle = total - all scopes.
-  void begin_step(CUstream_st* stream = nullptr);
-  void end_step(CUstream_st* stream = nullptr);
+  // `stream` is the stream the step's work runs on (ctx.stream(); null on the CPU): no default, because the legacy
+  // default stream is not ordered with the contexts' non-blocking streams.
+  void begin_step(CUstream_st* stream);
+  void end_step(CUstream_st* stream);
 
   // Resolves timings (synchronises on outstanding CUDA events) and builds the report.
   ProfReport report();

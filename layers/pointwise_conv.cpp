@@ -38,7 +38,7 @@ void PointwiseConv::forward_cpu(ExecContext&, const ForwardArgs& a) {
   dispatch_cpu_float(x.dtype(), "conv1x1", [&](auto tag) {
     using T = decltype(tag);
     // y (P x K) = x (P x C) * W^T (C x K)
-    cpu::gemm<T>(false, true, P, k_, C, T(1), x.data_as<T>(), x.pixel_stride(), a.params[0].data_as<T>(), C, T(0),
+    cpu::gemm<T>(false, true, P, k_, C, T(1), x.data_as<T>(), x.pixel_stride(), a.params[0].data_as<T>(), a.params[0].pixel_stride(), T(0),
                  a.y.data_as<T>(), a.y.pixel_stride());
     if (bias_) cpu::add_bias<T>(P, k_, a.params[1].data_as<T>(), a.y.data_as<T>(), a.y.pixel_stride());
   });
@@ -53,14 +53,14 @@ void PointwiseConv::backward_cpu(ExecContext&, const BackwardArgs& a) {
     const T pbeta = a.param_mode == GradMode::accumulate ? T(1) : T(0);
     // dW (K x C) = dy^T (K x P) * x (P x C)
     cpu::gemm<T>(true, false, k_, C, P, T(1), dy.data_as<T>(), dy.pixel_stride(), a.x[0].data_as<T>(),
-                 a.x[0].pixel_stride(), pbeta, a.grads[0].data_as<T>(), C);
+                 a.x[0].pixel_stride(), pbeta, a.grads[0].data_as<T>(), a.grads[0].pixel_stride());
     if (bias_)
       cpu::bias_grad<T>(P, k_, dy.data_as<T>(), dy.pixel_stride(), a.grads[1].data_as<T>(),
                         a.param_mode == GradMode::accumulate);
     // dx (P x C) = dy (P x K) * W (K x C)
     if (a.dx[0].defined()) {
       const T xbeta = a.dx_mode[0] == GradMode::accumulate ? T(1) : T(0);
-      cpu::gemm<T>(false, false, P, C, k_, T(1), dy.data_as<T>(), dy.pixel_stride(), a.params[0].data_as<T>(), C,
+      cpu::gemm<T>(false, false, P, C, k_, T(1), dy.data_as<T>(), dy.pixel_stride(), a.params[0].data_as<T>(), a.params[0].pixel_stride(),
                    xbeta, a.dx[0].data_as<T>(), a.dx[0].pixel_stride());
     }
   });

@@ -110,7 +110,7 @@ TEST_CASE("profiler nested scopes use exclusive time and the step total is the w
   ctx.profiler = &prof;
   double parent_inclusive = 0, child_wall = 0, step_wall = 0;
   Clock::time_point step0 = Clock::now();
-  prof.begin_step();
+  prof.begin_step(nullptr);
   // The outside clocks start before a scope opens and stop after it closes, so they bound the scope's own time.
   Clock::time_point p0 = Clock::now();
   {
@@ -126,7 +126,7 @@ TEST_CASE("profiler nested scopes use exclusive time and the step total is the w
   }
   parent_inclusive = elapsed_ms(p0);
   sleep_ms(20);  // inside the step, outside any scope: idle
-  prof.end_step();
+  prof.end_step(nullptr);
   step_wall = elapsed_ms(step0);
 
   ProfReport r = prof.report();
@@ -160,10 +160,10 @@ TEST_CASE("profiler idle accounting over several steps", "[profiler]") {
   double wall = 0;
   for (int step = 0; step < 3; ++step) {
     Clock::time_point t0 = Clock::now();
-    prof.begin_step();
+    prof.begin_step(nullptr);
     { CS_PROFILE_SCOPE(ctx, ProfCategory::data_wait, "wait", 0.0, 1e6); sleep_ms(5); }
     sleep_ms(10);
-    prof.end_step();
+    prof.end_step(nullptr);
     wall += elapsed_ms(t0);
   }
   ProfReport r = prof.report();
@@ -180,8 +180,8 @@ TEST_CASE("profiler idle is clamped at zero when scopes lie outside steps", "[pr
   ExecContext ctx(Device::cpu);
   ctx.profiler = &prof;
   { CS_PROFILE_SCOPE(ctx, ProfCategory::allreduce, "outside"); sleep_ms(20); }
-  prof.begin_step();
-  prof.end_step();  // a near-empty step
+  prof.begin_step(nullptr);
+  prof.end_step(nullptr);  // a near-empty step
   ProfReport r = prof.report();
   CHECK(r.steps == 1);
   CHECK(row(r, ProfCategory::idle).ms == 0);
@@ -272,10 +272,10 @@ TEST_CASE("profiler table, csv and json outputs", "[profiler]") {
   prof.set_peaks(1e12, 1e11);
   ExecContext ctx(Device::cpu);
   ctx.profiler = &prof;
-  prof.begin_step();
+  prof.begin_step(nullptr);
   { CS_PROFILE_SCOPE(ctx, ProfCategory::fwd_conv, "conv", 2e9, 3e8); sleep_ms(2); }
   { CS_PROFILE_SCOPE(ctx, ProfCategory::bwd_conv, "conv", 4e9, 6e8); sleep_ms(4); }
-  prof.end_step();
+  prof.end_step(nullptr);
   ProfReport r = prof.report();
 
   SECTION("table") {
@@ -373,9 +373,9 @@ TEST_CASE("profiler reset clears everything but the peaks", "[profiler]") {
   prof.set_peaks(1e12, 1e9);
   ExecContext ctx(Device::cpu);
   ctx.profiler = &prof;
-  prof.begin_step();
+  prof.begin_step(nullptr);
   { CS_PROFILE_SCOPE(ctx, ProfCategory::fwd_conv, "conv", 1e9, 1e6); sleep_ms(2); }
-  prof.end_step();
+  prof.end_step(nullptr);
   REQUIRE(prof.report().total.kernels == 1);
   prof.reset();
   ProfReport r = prof.report();
@@ -392,11 +392,11 @@ TEST_CASE("profiler reset clears everything but the peaks", "[profiler]") {
 
 TEST_CASE("profiler rejects misuse with climseg::Error", "[profiler]") {
   Profiler prof;
-  CHECK_THROWS_AS(prof.end_step(), climseg::Error);
-  prof.begin_step();
-  CHECK_THROWS_AS(prof.begin_step(), climseg::Error);
+  CHECK_THROWS_AS(prof.end_step(nullptr), climseg::Error);
+  prof.begin_step(nullptr);
+  CHECK_THROWS_AS(prof.begin_step(nullptr), climseg::Error);
   CHECK_THROWS_AS(prof.reset(), climseg::Error);  // inside a step
-  prof.end_step();
+  prof.end_step(nullptr);
 
   CHECK_THROWS_AS(prof.begin(ProfCategory::idle, "idle", 0, 0, nullptr), climseg::Error);
   CHECK_THROWS_AS(prof.end(0, nullptr), climseg::Error);  // nothing open
@@ -431,12 +431,12 @@ TEST_CASE("profiler handles many nested scopes per step", "[profiler]") {
   ExecContext ctx(Device::cpu);
   ctx.profiler = &prof;
   for (int step = 0; step < 3; ++step) {
-    prof.begin_step();
+    prof.begin_step(nullptr);
     for (int i = 0; i < 2000; ++i) {
       ProfileScope a(ctx, ProfCategory::bwd_conv, "conv", 2.0, 1.0);
       ProfileScope b(ctx, ProfCategory::bwd_pointwise, i % 2 ? "odd" : "even", 0.0, 1.0);
     }
-    prof.end_step();
+    prof.end_step(nullptr);
   }
   ProfReport r = prof.report();
   CHECK(r.steps == 3);
