@@ -48,13 +48,27 @@ void check_tensor(const std::string& who, const char* what, const Tensor& t, Exe
 }
 }  // namespace
 
+void Layer::check_input(const std::string& who, int i, const Tensor& t, ExecContext& ctx, DType dt) const {
+  const std::string what = "input " + std::to_string(i);
+  if (!input_is_index(i)) {
+    check_tensor(who, what.c_str(), t, ctx, dt);
+    return;
+  }
+  CS_CHECK(t.defined(), who, ": ", what, " is undefined");
+  CS_CHECK(t.device() == ctx.device(), who, ": ", what, " is on ", device_name(t.device()), " but the context is ",
+           device_name(ctx.device()));
+  CS_CHECK(t.dtype() == DType::i32 || t.dtype() == DType::i64 || t.dtype() == DType::u8, who, ": ", what,
+           " holds class indices and must be i32, i64 or u8, not ", dtype_name(t.dtype()));
+  CS_CHECK(t.is_pixel_strided(), who, ": ", what, " ", t.str(), " is not pixel-strided");
+}
+
 void Layer::forward(ExecContext& ctx, const ForwardArgs& a) {
   check_common(ctx, a.x, "forward");
   const std::string nm = name();
   DType dt = a.y.defined() ? a.y.dtype() : DType::f32;
   CS_CHECK(supports(ctx.device(), dt), nm, " (", type(), ") has no ", device_name(ctx.device()), " path for ",
            dtype_name(dt));
-  for (size_t i = 0; i < a.x.size(); ++i) check_tensor(nm, ("input " + std::to_string(i)).c_str(), a.x[i], ctx, dt);
+  for (size_t i = 0; i < a.x.size(); ++i) check_input(nm, static_cast<int>(i), a.x[i], ctx, dt);
   check_tensor(nm, "output", a.y, ctx, dt);
   std::vector<Shape> in = shapes_of(a.x);
   Shape want = output_shape(in);
@@ -88,7 +102,7 @@ void Layer::backward(ExecContext& ctx, const BackwardArgs& a) {
   std::vector<Shape> in(a.x.size());
   for (size_t i = 0; i < a.x.size(); ++i) {
     if (a.x[i].defined()) {
-      check_tensor(nm, ("input " + std::to_string(i)).c_str(), a.x[i], ctx, dt);
+      check_input(nm, static_cast<int>(i), a.x[i], ctx, dt);
       in[i] = a.x[i].shape();
     } else {
       CS_CHECK(!backward_needs_input(static_cast<int>(i)), nm, ": backward needs input ", i);
@@ -96,6 +110,7 @@ void Layer::backward(ExecContext& ctx, const BackwardArgs& a) {
       in[i] = a.dx[i].shape();
     }
     if (a.dx[i].defined()) {
+      CS_CHECK(!input_is_index(static_cast<int>(i)), nm, ": input ", i, " holds class indices and has no gradient");
       check_tensor(nm, ("dx " + std::to_string(i)).c_str(), a.dx[i], ctx, dt);
       CS_CHECK(a.dx[i].shape() == in[i], nm, ": dx ", i, " is ", a.dx[i].shape().str(), ", expected ", in[i].str());
     }

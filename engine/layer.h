@@ -93,6 +93,9 @@ class Layer {
   virtual bool in_place_ok() const { return false; }
   // The output is the channel concatenation of the inputs: the Net makes producers write into its slices.
   virtual bool is_concat() const { return false; }
+  // Input i holds integer class indices (labels: i32, i64 or u8) rather than values of the compute dtype; it gets
+  // no gradient (its dx is always undefined).
+  virtual bool input_is_index(int i) const { return false; }
   // Profiler category: convolutions (and deconvolutions) vs everything else.
   virtual bool is_convolution() const { return false; }
   virtual LayerCost forward_cost(const std::vector<Shape>& in, DType t) const;
@@ -115,6 +118,7 @@ class Layer {
  private:
   std::string name_;
   void check_common(ExecContext& ctx, const std::vector<Tensor>& x, const char* phase) const;
+  void check_input(const std::string& who, int i, const Tensor& t, ExecContext& ctx, DType dt) const;
 };
 
 // CPU-only builds: a layer's .cpp ends with CS_STUB_CUDA(Relu) under #ifndef CLIMSEG_HAVE_CUDA so its CUDA entry

@@ -9,12 +9,15 @@
 
 namespace climseg {
 
-Net::Id Net::input(std::string name, Shape shape) {
+Net::Id Net::input(std::string name, Shape shape, std::optional<DType> dtype) {
   CS_CHECK(!compiled_, "Net::input(", name, ") after compile()");
   CS_CHECK(shape.numel() > 0, "Net input ", name, " has an empty shape ", shape.str());
+  CS_CHECK(!dtype || *dtype == DType::i32 || *dtype == DType::i64 || *dtype == DType::u8, "Net input ", name,
+           ": an explicit dtype is for class indices (i32, i64, u8); value inputs take the net's dtype");
   TensorInfo t;
   t.name = std::move(name);
   t.shape = shape;
+  t.dtype = dtype;
   tensors_.push_back(std::move(t));
   output_ = static_cast<Id>(tensors_.size()) - 1;
   return output_;
@@ -54,9 +57,9 @@ void Net::set_output(Id t) {
 
 void Net::check_compiled(const char* what) const { CS_CHECK(compiled_, "Net::", what, " before compile()"); }
 
-Tensor Net::request_view(int req, Shape s) const {
+Tensor Net::request_view(int req, Shape s, DType dt) const {
   char* base = static_cast<char*>(arena_.data());
-  return Tensor::wrap(base + plan_.offsets[static_cast<size_t>(req)], s, opt_.dtype, opt_.device, arena_.buffer());
+  return Tensor::wrap(base + plan_.offsets[static_cast<size_t>(req)], s, dt, opt_.device, arena_.buffer());
 }
 
 void Net::compile(const NetOptions& opt) {
@@ -76,7 +79,14 @@ void Net::compile(const NetOptions& opt) {
     Node& n = nodes_[k];
     CS_CHECK(n.layer->supports(opt.device, opt.dtype), n.name, " (", n.layer->type(), ") has no ",
              device_name(opt.device), " path for ", dtype_name(opt.dtype));
-    for (Id i : n.inputs) tensors_[i].consumers.push_back(k);
+    for (size_t j = 0; j < n.inputs.size(); ++j) {
+      const TensorInfo& ti = tensors_[n.inputs[j]];
+      bool want_index = n.layer->input_is_index(static_cast<int>(j));
+      CS_CHECK(want_index == ti.dtype.has_value(), n.name, " (", n.layer->type(), "): input ", j, " ('", ti.name,
+               want_index ? "') must be a class-index input (Net::input with an integer dtype)"
+                          : "') holds class indices but the layer expects values");
+      tensors_[n.inputs[j]].consumers.push_back(k);
+    }
   }
   for (int t = 0; t < T; ++t) {
     const TensorInfo& ti = tensors_[t];
@@ -119,7 +129,7 @@ void Net::compile(const NetOptions& opt) {
     for (int t = 0; t < T; ++t) {
       TensorInfo& ti = tensors_[t];
       if (ti.producer < 0) {
-        ti.requires_grad = opt.input_grads;
+        ti.requires_grad = opt.input_grads && !ti.dtype;
       } else {
         const Node& n = nodes_[ti.producer];
         bool g = !n.param_index.empty();
@@ -187,7 +197,8 @@ void Net::compile(const NetOptions& opt) {
         last = std::max(last, bwd_t(ti.producer));
     }
     if (t == output_) last = std::max(last, opt.training ? t_loss : L - 1);
-    ti.act_req = add_req(ti.name, static_cast<size_t>(ti.shape.numel()) * es, first, last, MemKind::activation);
+    ti.act_req = add_req(ti.name, static_cast<size_t>(ti.shape.numel()) * dtype_size(dtype_of(ti)), first, last,
+                         MemKind::activation);
   }
   // Gradients, in reverse tensor order (the order backward produces them), so that an in-place candidate dy is
   // an earlier request than the dx that may take it over.
@@ -271,10 +282,10 @@ void Net::compile(const NetOptions& opt) {
       ti.act = pi.act.channel_slice(ti.alias_channel, ti.shape.c);
       if (ti.grad_req >= 0)
         ti.grad = ti.grad_aliased ? pi.grad.channel_slice(ti.alias_channel, ti.shape.c)
-                                  : request_view(ti.grad_req, ti.shape);
+                                  : request_view(ti.grad_req, ti.shape, opt_.dtype);
     } else {
-      ti.act = request_view(ti.act_req, ti.shape);
-      if (ti.grad_req >= 0) ti.grad = request_view(ti.grad_req, ti.shape);
+      ti.act = request_view(ti.act_req, ti.shape, dtype_of(ti));
+      if (ti.grad_req >= 0) ti.grad = request_view(ti.grad_req, ti.shape, opt_.dtype);
     }
     bound[t] = 1;
   };

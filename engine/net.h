@@ -18,6 +18,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -52,7 +53,9 @@ class Net {
   Net& operator=(const Net&) = delete;
 
   // ---- building ----
-  Id input(std::string name, Shape shape);
+  // A graph input. `dtype`: unset for values (the net's compute dtype, chosen at compile), or an integer type for
+  // class indices (labels: i32, i64, u8), which get no gradient.
+  Id input(std::string name, Shape shape, std::optional<DType> dtype = std::nullopt);
   Id add(std::string name, std::unique_ptr<Layer> layer, std::vector<Id> inputs);
   void set_output(Id t);  // default: the last tensor added
   void compile(const NetOptions& opt);
@@ -101,6 +104,7 @@ class Net {
   struct TensorInfo {
     std::string name;
     Shape shape;
+    std::optional<DType> dtype;  // set for index inputs; otherwise the net's dtype
     int producer = -1;  // node index, -1 for graph inputs
     std::vector<int> consumers;
     bool requires_grad = false;
@@ -124,7 +128,8 @@ class Net {
   NetStats stats_;
 
   void check_compiled(const char* what) const;
-  Tensor request_view(int req, Shape s) const;
+  Tensor request_view(int req, Shape s, DType dt) const;
+  DType dtype_of(const TensorInfo& t) const { return t.dtype.value_or(opt_.dtype); }
 };
 
 }  // namespace climseg
