@@ -120,10 +120,11 @@ std::vector<T> depthwise_weights_rsc(const ConvGeom& g, const T* w) {
 }  // namespace
 
 ConvAlgo conv2d_algo(const ConvGeom& g) {
+  // Depthwise first: a depthwise 1x1 conv as per-group GEMMs would be C products of (P x 1) by (1 x 1).
+  if (g.groups == g.in_c && g.groups == g.out_c) return ConvAlgo::depthwise;
   if (g.kernel_h == 1 && g.kernel_w == 1 && g.stride_h == 1 && g.stride_w == 1 && g.pad_top == 0 &&
       g.pad_left == 0 && g.in_h == g.out_h && g.in_w == g.out_w)
     return ConvAlgo::pointwise;
-  if (g.groups == g.in_c && g.groups == g.out_c) return ConvAlgo::depthwise;
   return ConvAlgo::general;
 }
 

@@ -145,6 +145,10 @@ TEST_CASE("conv2d gradient: groups and depthwise", "[grad][conv]") {
   require_pass(mult, {{1, 4, 5, 3}});
   Conv2d g1x1(conv(6, 1, 1, 1, 0, 3));
   require_pass(g1x1, {{2, 3, 4, 9}});
+  Conv2d dw1x1(conv(4, 1, 1, 1, 0, 4));  // depthwise 1x1: the depthwise path, not C tiny GEMMs
+  require_pass(dw1x1, {{2, 3, 4, 4}});
+  Conv2d mult1x1(conv(8, 1, 1, 1, 0, 4));  // groups = C, K = 2C, 1x1: pointwise path with per-group GEMMs
+  require_pass(mult1x1, {{1, 3, 2, 4}});
 }
 
 TEST_CASE("conv_transpose2d gradient", "[grad][conv]") {
