@@ -4,6 +4,7 @@
 #include "bench/op.h"
 #include "layers/add.h"
 #include "layers/concat.h"
+#include "layers/conv2d.h"
 #include "layers/pointwise_conv.h"
 #include "layers/relu.h"
 
@@ -33,6 +34,30 @@ OpInstance make_op(const OpDesc& d) {
   } else if (d.op == "conv2d" && d.r == 1 && d.s == 1 && d.stride == 1 && d.groups == 1 && d.dil == 1 &&
              (d.pad == "0" || d.pad == "same")) {
     op.layer = std::make_unique<PointwiseConv>(d.k, true);
+    values({in});
+  } else if (d.op == "conv2d") {
+    Conv2dConfig c;
+    c.out_channels = d.k;
+    c.kernel_h = d.r, c.kernel_w = d.s;
+    c.stride_h = c.stride_w = d.stride;
+    c.dilation_h = c.dilation_w = d.dil;
+    c.groups = d.groups;
+    c.padding = d.pad == "same" ? PaddingMode::tf_same : PaddingMode::explicit_symmetric;
+    if (d.pad != "same") c.pad_h = c.pad_w = std::stoll(d.pad);
+    op.layer = std::make_unique<Conv2d>(c);
+    values({in});
+  } else if (d.op == "deconv2d") {
+    // extra = output_padding (explicit padding only).
+    ConvTranspose2dConfig c;
+    c.out_channels = d.k;
+    c.kernel_h = d.r, c.kernel_w = d.s;
+    c.stride_h = c.stride_w = d.stride;
+    c.dilation_h = c.dilation_w = d.dil;
+    c.groups = d.groups;
+    c.padding = d.pad == "same" ? PaddingMode::tf_same : PaddingMode::explicit_symmetric;
+    if (d.pad != "same") c.pad_h = c.pad_w = std::stoll(d.pad);
+    c.output_padding_h = c.output_padding_w = d.extra.empty() ? 0 : std::stoll(d.extra);
+    op.layer = std::make_unique<ConvTranspose2d>(c);
     values({in});
   } else {
     CS_THROW("climseg-bench op: no layer for '", d.str(), "' in this build");

@@ -69,6 +69,13 @@ struct ConvTranspose2dConfig {
   bool bias = true;
 };
 
+// Padding of the forward convolution that maps a transposed convolution's output back to its input (the transposed
+// conv is that conv's data gradient). top/left are the rows/columns of zeros before the output image in that conv;
+// bottom/right follow from the sizes and may be negative. Explicit: top = pad, bottom = pad - output_padding, so
+// PyTorch's k3 s2 p1 op1 is (1, 0). tf_same: total = max((in - 1) * stride + dilation * (k - 1) + 1 - in * stride,
+// 0), top = total / 2, bottom = total - top, so k3 s2 is (0, 1), the opposite corner.
+Pads resolve_deconv_pads(const ConvTranspose2dConfig& cfg, int64_t in_h, int64_t in_w);
+
 class ConvTranspose2d : public Layer {
  public:
   explicit ConvTranspose2d(const ConvTranspose2dConfig& cfg);

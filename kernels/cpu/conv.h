@@ -1,0 +1,68 @@
+// CPU reference kernels for 2-D convolution (and, with roles swapped, transposed convolution): NHWC activations,
+// pixel-strided views (channels contiguous, pixels `*s` elements apart, so channel slices of concat buffers work),
+// KRSC weights (K, R, S, C/groups) stored contiguously, templated on float and double.
+//
+// Everything is stated for the forward convolution x (N, IH, IW, C) -> y (N, OH, OW, K):
+//   y[n, oh, ow, g*Kg + k] = sum_{r, s, c} x[n, oh*sh - pt + r*dh, ow*sw - pl + s*dw, g*Cg + c] * w[g*Kg + k, r, s, c]
+// with x = 0 outside the image (Cg = C / groups, Kg = K / groups). A transposed convolution is the same relation
+// read backwards: its forward is conv2d_bwd_data, its data gradient conv2d_fwd, its filter gradient
+// conv2d_bwd_filter with x and dy swapped (layers/conv2d.cpp), so the maths exists once.
+//
+// Algorithms (choice made from the shape, the same for every tile size and thread count):
+// - general: im2col of a tile of output pixels into the workspace, col (T, R*S*Cg) laid out [r][s][c], then one
+//   cpu::gemm per group: y_tile = col * W_g^T (forward), dcol = dy_tile * W_g then a col2im *gather* over input
+//   pixels (data gradient: each input pixel sums its taps itself, so the loop is parallel with no atomics and a
+//   fixed order), dW_g += dy_tile^T * col (filter gradient, beta = 1 after the first tile). Tiles hold as many
+//   output pixels as the workspace allows (conv2d_workspace_bytes: at most kConvWorkspaceBudget, at least one
+//   pixel), so the scratch stays bounded whatever the image size.
+// - 1x1, stride 1, no padding: NHWC makes x a (pixels x C) matrix already, so the GEMMs run on the pixel-strided
+//   tensors directly (no workspace).
+// - depthwise (groups == C == K): direct loops over pixels, vectorised over channels; per-group GEMMs would be
+//   1 x (R*S) products. The filter gradient sums pixel blocks in a fixed order (as cpu::bias_grad).
+// Expected bound: the general and 1x1 paths are GEMM-bound (2*P*K*R*S*Cg flops per pass, im2col adds one write and
+// one read of the col tile, cheap next to the GEMM for C >= 16); depthwise is memory-bound (x, y read/written once).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace climseg::cpu {
+
+// Upper bound on the im2col workspace of one convolution pass (64 MiB): large enough that the networks' convs at
+// 96x144 run in one or a few tiles, small enough that full-resolution (768x1152) layers do not need gigabytes.
+inline constexpr size_t kConvWorkspaceBudget = size_t(64) << 20;
+
+// Geometry of the forward convolution x -> y (sizes in elements; pads: rows/columns of zeros before the image).
+struct ConvGeom {
+  int64_t n = 0;
+  int64_t in_h = 0, in_w = 0, in_c = 0;     // x
+  int64_t out_h = 0, out_w = 0, out_c = 0;  // y
+  int64_t kernel_h = 1, kernel_w = 1;
+  int64_t stride_h = 1, stride_w = 1;
+  int64_t dilation_h = 1, dilation_w = 1;
+  int64_t pad_top = 0, pad_left = 0;  // the bottom/right padding follows from the sizes
+  int64_t groups = 1;
+};
+
+enum class ConvAlgo : uint8_t { general, pointwise, depthwise };
+ConvAlgo conv2d_algo(const ConvGeom& g);
+
+// Workspace for any of the three passes below: 0 for the pointwise and depthwise paths, otherwise
+// min(all output pixels, budget / row) rows of R*S*Cg elements, at least one row.
+size_t conv2d_workspace_bytes(const ConvGeom& g, size_t elem_size, size_t budget = kConvWorkspaceBudget);
+
+// y (=|+=) conv(x, w)                    x: (N,IH,IW,C) pixel stride xs; w: (K,R,S,Cg); y: (N,OH,OW,K) stride ys
+// ws: workspace of ws_bytes (>= one row of R*S*Cg elements on the general path; more rows = fewer, larger tiles)
+template <class T>
+void conv2d_fwd(const ConvGeom& g, const T* x, int64_t xs, const T* w, T* y, int64_t ys, bool accumulate, void* ws,
+                size_t ws_bytes);
+// dx (=|+=) conv^T(dy, w)                dy: (N,OH,OW,K) stride dys; dx: (N,IH,IW,C) stride dxs
+template <class T>
+void conv2d_bwd_data(const ConvGeom& g, const T* dy, int64_t dys, const T* w, T* dx, int64_t dxs, bool accumulate,
+                     void* ws, size_t ws_bytes);
+// dw (=|+=) sum over pixels of dy (x) x-patches     dw: (K,R,S,Cg) contiguous
+template <class T>
+void conv2d_bwd_filter(const ConvGeom& g, const T* x, int64_t xs, const T* dy, int64_t dys, T* dw, bool accumulate,
+                       void* ws, size_t ws_bytes);
+
+}  // namespace climseg::cpu

@@ -1,0 +1,268 @@
+// Finite-difference gradient checks in double of Conv2d and ConvTranspose2d (CPU reference), over kernels 1/3/5/7,
+// strides 1/2, dilations 1/2/3, explicit pads 0..3 and TF 'SAME' on odd and even sizes, groups 1/2/C (depthwise),
+// bias on/off, single-pixel inputs; plus the tiling invariance of the im2col path and the padding rules.
+#include <catch2/catch.hpp>
+
+#include <vector>
+
+#include "engine/philox.h"
+#include "kernels/cpu/conv.h"
+#include "layers/conv2d.h"
+#include "tests/util/compare.h"
+#include "tests/util/gradcheck.h"
+#include "tests/util/tolerances.h"
+
+using namespace climseg;
+using namespace climseg::test;
+
+namespace {
+
+void require_pass(Layer& l, const std::vector<Shape>& in, const GradCheckOptions& o = {}) {
+  GradCheckResult r = check_gradients(l, in, o);
+  INFO(l.type() << " input " << in[0].str() << " -> " << l.output_shape(in).str() << ": " << r.str());
+  REQUIRE(r.ok);
+  REQUIRE(r.checked > 0);
+}
+
+Conv2dConfig conv(int64_t k_out, int64_t k, int64_t stride, int64_t dil, int64_t pad, int64_t groups = 1,
+                  bool bias = true, PaddingMode mode = PaddingMode::explicit_symmetric) {
+  Conv2dConfig c;
+  c.out_channels = k_out;
+  c.kernel_h = c.kernel_w = k;
+  c.stride_h = c.stride_w = stride;
+  c.dilation_h = c.dilation_w = dil;
+  c.pad_h = c.pad_w = pad;
+  c.groups = groups;
+  c.bias = bias;
+  c.padding = mode;
+  return c;
+}
+
+ConvTranspose2dConfig deconv(int64_t k_out, int64_t k, int64_t stride, int64_t pad, int64_t out_pad,
+                             PaddingMode mode = PaddingMode::explicit_symmetric, int64_t groups = 1, bool bias = true,
+                             int64_t dil = 1) {
+  ConvTranspose2dConfig c;
+  c.out_channels = k_out;
+  c.kernel_h = c.kernel_w = k;
+  c.stride_h = c.stride_w = stride;
+  c.dilation_h = c.dilation_w = dil;
+  c.pad_h = c.pad_w = pad;
+  c.output_padding_h = c.output_padding_w = out_pad;
+  c.padding = mode;
+  c.groups = groups;
+  c.bias = bias;
+  return c;
+}
+
+}  // namespace
+
+TEST_CASE("conv2d output sizes and TF 'SAME' padding", "[conv]") {
+  // TF: out = ceil(in / s), total = max((out - 1) s + (k - 1) d + 1 - in, 0), extra row at the bottom.
+  Conv2d c3s2(conv(4, 3, 2, 1, 0, 1, true, PaddingMode::tf_same));
+  REQUIRE(c3s2.output_shape({{1, 8, 7, 2}}) == Shape{1, 4, 4, 4});
+  Pads p = resolve_conv_pads(c3s2.config(), 8, 7);
+  REQUIRE((p.top == 0 && p.bottom == 1 && p.left == 1 && p.right == 1));  // 8: total 1; 7: total 2
+  Conv2d c7s2(conv(4, 7, 2, 1, 0, 1, true, PaddingMode::tf_same));
+  p = resolve_conv_pads(c7s2.config(), 96, 144);
+  REQUIRE((p.top == 2 && p.bottom == 3));
+  Conv2d c1s2(conv(4, 1, 2, 1, 0, 1, true, PaddingMode::tf_same));
+  p = resolve_conv_pads(c1s2.config(), 9, 9);
+  REQUIRE((p.top == 0 && p.bottom == 0));
+  Conv2d dil(conv(4, 3, 1, 12, 0, 1, true, PaddingMode::tf_same));
+  p = resolve_conv_pads(dil.config(), 12, 18);
+  REQUIRE((p.top == 12 && p.bottom == 12));
+  // PyTorch explicit: (in + 2p - d (k - 1) - 1) / s + 1.
+  Conv2d e(conv(4, 3, 2, 2, 1));
+  REQUIRE(e.output_shape({{1, 9, 10, 2}}) == Shape{1, 4, 4, 4});
+  REQUIRE_THROWS_WITH(Conv2d(conv(4, 5, 1, 1, 0)).output_shape({{1, 3, 3, 2}}),
+                      Catch::Contains("smaller than the dilated kernel"));
+  REQUIRE_THROWS_WITH(Conv2d(conv(4, 3, 1, 1, 1, 3)), Catch::Contains("groups"));
+  REQUIRE_THROWS_WITH(Conv2d(conv(6, 3, 1, 1, 1, 3)).output_shape({{1, 3, 3, 4}}), Catch::Contains("groups"));
+
+  // Transposed: explicit k3 s2 p1 op1 and TF 'same' both give exactly 2x, with opposite corners.
+  ConvTranspose2d dt(deconv(3, 3, 2, 1, 1));
+  REQUIRE(dt.output_shape({{1, 5, 6, 2}}) == Shape{1, 10, 12, 3});
+  p = resolve_deconv_pads(dt.config(), 5, 6);
+  REQUIRE((p.top == 1 && p.bottom == 0));
+  ConvTranspose2d ds(deconv(3, 3, 2, 0, 0, PaddingMode::tf_same));
+  REQUIRE(ds.output_shape({{1, 5, 6, 2}}) == Shape{1, 10, 12, 3});
+  p = resolve_deconv_pads(ds.config(), 5, 6);
+  REQUIRE((p.top == 0 && p.bottom == 1));
+  REQUIRE_THROWS_WITH(ConvTranspose2d(deconv(3, 3, 2, 1, 2)), Catch::Contains("output_padding"));
+}
+
+TEST_CASE("conv2d gradient: kernels, strides, dilations, explicit padding", "[grad][conv]") {
+  struct Case {
+    int64_t k, stride, dil, pad;
+    Shape in;
+  };
+  const Case cases[] = {
+      {1, 1, 1, 0, {2, 5, 7, 3}},   {1, 2, 1, 0, {2, 5, 7, 3}},  {1, 1, 1, 1, {1, 3, 4, 5}},
+      {3, 1, 1, 1, {2, 5, 7, 3}},   {3, 2, 1, 1, {2, 7, 6, 4}},  {3, 1, 2, 2, {1, 6, 7, 3}},
+      {3, 1, 3, 3, {1, 7, 5, 2}},   {3, 2, 2, 0, {1, 9, 8, 3}},  {3, 1, 1, 0, {1, 3, 3, 4}},
+      {5, 1, 1, 2, {2, 6, 5, 3}},   {5, 2, 1, 2, {1, 9, 7, 2}},  {7, 2, 1, 3, {1, 11, 10, 3}},
+      {7, 1, 1, 3, {1, 1, 1, 4}},   {3, 1, 1, 1, {1, 1, 1, 6}},  {3, 2, 1, 1, {1, 1, 1, 2}},
+      {5, 1, 2, 3, {1, 4, 3, 2}},  // kernel taps mostly in the padding
+  };
+  for (const Case& c : cases) {
+    for (bool bias : {true, false}) {
+      Conv2d l(conv(4, c.k, c.stride, c.dil, c.pad, 1, bias));
+      require_pass(l, {c.in});
+    }
+  }
+}
+
+TEST_CASE("conv2d gradient: TF 'SAME' padding, odd and even sizes", "[grad][conv]") {
+  struct Case {
+    int64_t k, stride, dil;
+  };
+  const Case cases[] = {{3, 1, 1}, {3, 2, 1}, {5, 1, 1}, {7, 2, 1}, {1, 2, 1}, {3, 1, 2}, {3, 2, 3}, {4, 2, 1}};
+  const Shape shapes[] = {{1, 8, 6, 3}, {2, 7, 5, 2}, {1, 1, 1, 3}, {1, 2, 9, 2}};
+  for (const Case& c : cases)
+    for (const Shape& s : shapes) {
+      Conv2d l(conv(3, c.k, c.stride, c.dil, 0, 1, true, PaddingMode::tf_same));
+      require_pass(l, {s});
+    }
+}
+
+TEST_CASE("conv2d gradient: groups and depthwise", "[grad][conv]") {
+  // groups 2 (general path, per-group GEMMs), depthwise (groups = C = K, direct loops), depthwise with multiplier 2
+  // (groups = C, K = 2C: general path), grouped 1x1 (pointwise path).
+  Conv2d g2(conv(6, 3, 1, 1, 1, 2));
+  require_pass(g2, {{2, 5, 4, 4}});
+  Conv2d g2s(conv(4, 3, 2, 2, 2, 2, false));
+  require_pass(g2s, {{1, 7, 6, 6}});
+  for (int64_t stride : {1, 2})
+    for (int64_t dil : {1, 2}) {
+      Conv2d dw(conv(5, 3, stride, dil, dil, 5));
+      require_pass(dw, {{2, 6, 7, 5}});
+      Conv2d dws(conv(5, 3, stride, dil, 0, 5, false, PaddingMode::tf_same));
+      require_pass(dws, {{1, 7, 4, 5}});
+    }
+  Conv2d dw5(conv(3, 5, 1, 1, 2, 3));
+  require_pass(dw5, {{1, 1, 1, 3}});
+  Conv2d mult(conv(6, 3, 1, 1, 1, 3));
+  require_pass(mult, {{1, 4, 5, 3}});
+  Conv2d g1x1(conv(6, 1, 1, 1, 0, 3));
+  require_pass(g1x1, {{2, 3, 4, 9}});
+  Conv2d dw1x1(conv(4, 1, 1, 1, 0, 4));  // depthwise 1x1: the depthwise path, not C tiny GEMMs
+  require_pass(dw1x1, {{2, 3, 4, 4}});
+  Conv2d mult1x1(conv(8, 1, 1, 1, 0, 4));  // groups = C, K = 2C, 1x1: pointwise path with per-group GEMMs
+  require_pass(mult1x1, {{1, 3, 2, 4}});
+}
+
+TEST_CASE("conv_transpose2d gradient", "[grad][conv]") {
+  // k3 s2 p1 op1 (PyTorch) and TF 'same' (both exactly 2x), odd and even sizes, single pixels, other kernels,
+  // dilation, groups and depthwise.
+  const Shape shapes[] = {{2, 3, 4, 3}, {1, 5, 5, 2}, {1, 1, 1, 4}, {1, 2, 7, 3}};
+  for (const Shape& s : shapes) {
+    for (bool bias : {true, false}) {
+      ConvTranspose2d pt(deconv(4, 3, 2, 1, 1, PaddingMode::explicit_symmetric, 1, bias));
+      require_pass(pt, {s});
+      ConvTranspose2d tf(deconv(4, 3, 2, 0, 0, PaddingMode::tf_same, 1, bias));
+      require_pass(tf, {s});
+    }
+  }
+  ConvTranspose2d k2(deconv(3, 2, 2, 0, 0));
+  require_pass(k2, {{1, 3, 4, 2}});
+  ConvTranspose2d k4(deconv(3, 4, 2, 1, 0));
+  require_pass(k4, {{1, 3, 4, 2}});
+  ConvTranspose2d k5tf(deconv(3, 5, 2, 0, 0, PaddingMode::tf_same));
+  require_pass(k5tf, {{2, 3, 3, 2}});
+  ConvTranspose2d k3s1(deconv(3, 3, 1, 1, 0));
+  require_pass(k3s1, {{1, 4, 5, 3}});
+  ConvTranspose2d k1(deconv(5, 1, 1, 0, 0));
+  require_pass(k1, {{2, 3, 3, 4}});
+  ConvTranspose2d k1s2(deconv(3, 1, 2, 0, 1));
+  require_pass(k1s2, {{1, 3, 4, 2}});
+  ConvTranspose2d dil(deconv(3, 3, 2, 2, 1, PaddingMode::explicit_symmetric, 1, true, 2));
+  require_pass(dil, {{1, 4, 3, 2}});
+  ConvTranspose2d s3(deconv(2, 3, 3, 1, 2));
+  require_pass(s3, {{1, 3, 2, 3}});
+  ConvTranspose2d grp(deconv(4, 3, 2, 1, 1, PaddingMode::explicit_symmetric, 2));
+  require_pass(grp, {{1, 3, 4, 6}});
+  ConvTranspose2d dw(deconv(4, 3, 2, 0, 0, PaddingMode::tf_same, 4));
+  require_pass(dw, {{2, 3, 4, 4}});
+}
+
+namespace {
+
+Tensor random(Shape s, uint64_t stream) {
+  Tensor t = Tensor::empty(s, DType::f64, Device::cpu);
+  for (int64_t i = 0; i < t.numel(); ++i) t.set_flat(i, 2.0 * philox_uniform(99, stream, i) - 1.0);
+  return t;
+}
+
+// The three passes with a workspace of `ws_bytes`, on contiguous tensors.
+struct Passes {
+  Tensor y, dx, dw;
+};
+Passes run_passes(const cpu::ConvGeom& g, const Tensor& x, const Tensor& w, const Tensor& dy, size_t ws_bytes) {
+  Passes r;
+  r.y = Tensor::zeros(dy.shape(), DType::f64, Device::cpu);
+  r.dx = Tensor::zeros(x.shape(), DType::f64, Device::cpu);
+  r.dw = Tensor::zeros(w.shape(), DType::f64, Device::cpu);
+  std::vector<double> ws(ws_bytes / sizeof(double) + 1);
+  cpu::conv2d_fwd<double>(g, x.data_as<double>(), g.in_c, w.data_as<double>(), r.y.data_as<double>(), g.out_c, false,
+                          ws.data(), ws_bytes);
+  cpu::conv2d_bwd_data<double>(g, dy.data_as<double>(), g.out_c, w.data_as<double>(), r.dx.data_as<double>(), g.in_c,
+                               false, ws.data(), ws_bytes);
+  cpu::conv2d_bwd_filter<double>(g, x.data_as<double>(), g.in_c, dy.data_as<double>(), g.out_c,
+                                 r.dw.data_as<double>(), false, ws.data(), ws_bytes);
+  return r;
+}
+
+}  // namespace
+
+TEST_CASE("conv2d im2col tiles give the same results as one tile", "[conv]") {
+  // Tiles of 1, 7 and 50 output pixels (tiles cross output rows and images) against one tile of all pixels.
+  // Forward and data gradient: each output pixel's GEMM row and each input pixel's gather order are the same for
+  // any tiling, so the results are bitwise equal. Filter gradient: the sum over pixels is split into per-tile GEMMs
+  // with beta = 1, a different order of the same additions: row "cpu fp64 same operations".
+  struct Case {
+    int64_t k, stride, dil, pad, groups;
+  };
+  for (const Case& c : {Case{3, 1, 1, 1, 1}, Case{3, 2, 2, 2, 2}, Case{5, 2, 1, 1, 1}, Case{7, 2, 1, 3, 1}}) {
+    cpu::ConvGeom g;
+    g.n = 2, g.in_h = 9, g.in_w = 11, g.in_c = 4, g.out_c = 6;
+    g.kernel_h = g.kernel_w = c.k;
+    g.stride_h = g.stride_w = c.stride;
+    g.dilation_h = g.dilation_w = c.dil;
+    g.pad_top = g.pad_left = c.pad;
+    g.groups = c.groups;
+    g.out_h = (g.in_h + 2 * c.pad - c.dil * (c.k - 1) - 1) / c.stride + 1;
+    g.out_w = (g.in_w + 2 * c.pad - c.dil * (c.k - 1) - 1) / c.stride + 1;
+    REQUIRE(cpu::conv2d_algo(g) == cpu::ConvAlgo::general);
+    const Tensor x = random({g.n, g.in_h, g.in_w, g.in_c}, 1);
+    const Tensor w = random({g.out_c, g.kernel_h, g.kernel_w, g.in_c / g.groups}, 2);
+    const Tensor dy = random({g.n, g.out_h, g.out_w, g.out_c}, 3);
+    const size_t row = static_cast<size_t>(g.kernel_h * g.kernel_w * (g.in_c / g.groups)) * sizeof(double);
+    const size_t whole = cpu::conv2d_workspace_bytes(g, sizeof(double));
+    REQUIRE(whole == row * static_cast<size_t>(g.n * g.out_h * g.out_w));
+    REQUIRE(cpu::conv2d_workspace_bytes(g, sizeof(double), 7 * row + 5) == 7 * row);  // the budget caps the tile
+    const Passes ref = run_passes(g, x, w, dy, whole);
+    for (size_t rows : {size_t(1), size_t(7), size_t(50)}) {
+      INFO("tile of " << rows << " pixels, kernel " << c.k << " stride " << c.stride);
+      const Passes t = run_passes(g, x, w, dy, rows * row);
+      CS_REQUIRE_CLOSE(t.y, ref.y, 0.0, 0.0);
+      CS_REQUIRE_CLOSE(t.dx, ref.dx, 0.0, 0.0);
+      CS_REQUIRE_CLOSE(t.dw, ref.dw, tol::cpu_same_ops_f64.atol, tol::cpu_same_ops_f64.rtol);
+    }
+    std::vector<double> small(1);
+    REQUIRE_THROWS_WITH(cpu::conv2d_fwd<double>(g, x.data_as<double>(), g.in_c, w.data_as<double>(),
+                                                dy.data_as<double>(), g.out_c, false, small.data(), row - 1),
+                        Catch::Contains("workspace"));
+  }
+}
+
+TEST_CASE("conv2d workspace is bounded for full-resolution layers", "[conv]") {
+  // The decoder's 3x3 384->256 conv at 768x1152, batch 2: im2col of the whole image would be 2.4 GiB in fp32.
+  Conv2d l(conv(256, 3, 1, 1, 1));
+  MemoryNeeds m = l.memory_needs({{2, 768, 1152, 384}}, DType::f32);
+  REQUIRE(m.fwd_workspace <= cpu::kConvWorkspaceBudget);
+  REQUIRE(m.fwd_workspace > cpu::kConvWorkspaceBudget / 2);
+  REQUIRE(m.bwd_workspace == m.fwd_workspace);
+  // 1x1 stride-1 and depthwise convs need none.
+  REQUIRE(Conv2d(conv(256, 1, 1, 1, 0)).memory_needs({{2, 96, 144, 2048}}, DType::f32).fwd_workspace == 0);
+  REQUIRE(Conv2d(conv(728, 3, 1, 1, 1, 728)).memory_needs({{2, 96, 144, 728}}, DType::f32).fwd_workspace == 0);
+}
