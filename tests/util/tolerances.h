@@ -76,6 +76,25 @@ inline constexpr Tolerance cuda_bf16_gemm{
     "as fp16 with bf16's 8-bit significand: rounding 2^-8 relative, twice with a bias; atol 2x 2^-8 of an O(1) "
     "value, rtol 4 half-ulps"};
 
+inline constexpr Tolerance cuda_f32_conv{
+    "cuda fp32 convolution", 3e-5, 3e-4,
+    "cuDNN with FMA math (no TF32) vs the CPU im2col + OpenBLAS path: sums of up to c/groups * r * s = 2736 terms "
+    "(decoder 3x3 over 304 channels) instead of the GEMM row's 1728, sqrt(2736/1728) = 1.26x the GEMM error, and "
+    "cuDNN may pick Winograd or FFT algorithms whose transforms add rounding of a few times direct summation's: "
+    "about 3e-6 expected; 10x margin"};
+
+inline constexpr Tolerance cuda_f16_conv{
+    "cuda fp16 convolution", 2e-3, 2e-3,
+    "as the fp16 GEMM row (fp32 accumulation on tensor cores, the result rounded to fp16, again after the bias "
+    "add), plus Winograd/FFT algorithms rounding their transformed operands to fp16: an independent 2^-11 relative "
+    "error on each of n terms of size ~1/sqrt(n), about 2^-11 absolute on an O(1) output: atol 1e-3 + 2^-11 "
+    "rounded up"};
+
+inline constexpr Tolerance cuda_bf16_conv{
+    "cuda bf16 convolution", 1.6e-2, 1.6e-2,
+    "as the fp16 convolution row with bf16's 8-bit significand: the bf16 GEMM row's 8e-3 plus 2^-8 for "
+    "transformed operands, rounded up to 2x the GEMM row's atol"};
+
 inline constexpr Tolerance cuda_f32_net{
     "cuda fp32 net (chained layers)", 5e-5, 5e-4,
     "three chained GEMMs plus residual and concat in fp32: the per-layer fp32 GEMM error (1e-6 expected) grows "
@@ -92,7 +111,8 @@ inline constexpr Tolerance cuda_f32_loss_track{
 inline constexpr Tolerance kTolerances[] = {tol::gradcheck_f64,    tol::cpu_same_ops_f64, tol::torch_f64, tol::cpu_f32_vs_f64,
                                             tol::cuda_f32_exact,
                                             tol::cuda_f16_eltwise, tol::cuda_bf16_eltwise, tol::cuda_f32_gemm,
-                                            tol::cuda_f16_gemm,    tol::cuda_bf16_gemm,   tol::cuda_f32_net,
+                                            tol::cuda_f16_gemm,    tol::cuda_bf16_gemm,   tol::cuda_f32_conv,
+                                            tol::cuda_f16_conv,    tol::cuda_bf16_conv,   tol::cuda_f32_net,
                                             tol::cuda_f32_loss_track};
 
 }  // namespace climseg::test

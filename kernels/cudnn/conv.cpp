@@ -1,0 +1,596 @@
+// cuDNN convolutions on NHWC tensors (kernels/cudnn/conv.h): descriptors, algorithm plans, staging, and the
+// Conv2d / ConvTranspose2d passes.
+//
+// Layout: activations NHWC (CUDNN_TENSOR_NHWC 4-D descriptors, packed), filters KRSC = cuDNN's NHWC filter format
+// (k, r, s, c / groups); groups through cudnnSetConvolutionGroupCount. ConvTranspose2d's weights (C_in, R, S,
+// C_out / groups) are exactly the filter of the conv whose gradient it is (k = C_in, c = C_out), so no reordering.
+//
+// Precision: data fp32, fp16 or bf16, compute type CUDNN_DATA_FLOAT (fp32 accumulation; alpha and beta are fp32).
+// fp32 runs with CUDNN_FMA_MATH: FFMA kernels only, never TF32 (CUDNN_DEFAULT_MATH would let Ampere+ GPUs use TF32
+// for fp32 data, 10 mantissa bits, breaking parity with the CPU reference, and we do not rely on
+// NVIDIA_TF32_OVERRIDE). Heuristic results that ask for tensor-op math are skipped for fp32, and the FMA math type
+// is forced on the descriptor for the chosen algorithm (cuDNN's heuristics may report DEFAULT_MATH for an FMA
+// descriptor; PyTorch applies the same override). fp16/bf16 use CUDNN_TENSOR_OP_MATH (tensor cores, fp32
+// accumulation) or whatever math type the chosen algorithm reports.
+//
+// Algorithms: chosen once per (geometry, dtype, direction, deterministic, device) with the v7 heuristics
+// (cudnnGet*Algorithm_v7: no benchmarking, no allocation), the first result that is supported, has an acceptable
+// math type, is deterministic when ctx.deterministic asks for it (the perf result's determinism field), and needs at
+// most kMaxAlgoWorkspace bytes; cached in a process-wide map (mutex-guarded). If the heuristics offer nothing usable,
+// every algorithm is tried in enum order with cuDNN's documented determinism.
+//
+// Workspace layout (all passes): [ X region: n (h + eh) (w + ew) c ][ Y region: n p q k ][ cuDNN algorithm ],
+// each 256-byte aligned. The X region holds the conv's X side staged (padded and/or packed): X itself, dX, or for
+// ConvTranspose2d its output y or its incoming gradient dy. The Y region holds the conv's Y side when strided: Y,
+// dY, or for ConvTranspose2d its input x or its dx. Regions are reused in stream order within a pass. Staging
+// happens only where needed (strided views, or eh/ew > 0); packed operands are used in place and accumulation into
+// them uses cuDNN's beta = 1 directly. Accumulating into a staged gradient first copies the current values into the
+// stage, so cuDNN still applies beta = 1 there and the result is rounded once, as in place.
+//
+// The legacy convolution API used here is marked deprecated in cuDNN 9 but fully supported; the backend (graph) API
+// is the migration path (it also takes asymmetric pre/post padding, which would remove the padded staging).
+#if defined(CLIMSEG_HAVE_CUDNN)
+
+#include "kernels/cudnn/conv.h"
+
+#include <algorithm>
+#include <climits>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "engine/check_cuda.h"
+#include "kernels/cudnn/stage.h"
+
+namespace climseg::cudnn {
+
+namespace {
+
+constexpr size_t kAlign = 256;
+// Algorithms asking for more scratch than this are skipped (FFT variants on large images); 1 GiB keeps planned
+// arenas sane on 40-80 GB GPUs while leaving every GEMM-like and Winograd algorithm available.
+constexpr size_t kMaxAlgoWorkspace = size_t(1) << 30;
+
+size_t align_up(size_t b) { return (b + kAlign - 1) / kAlign * kAlign; }
+
+int to_int(int64_t v, const char* what, const ConvGeometry& g) {
+  CS_CHECK(v >= 0 && v <= INT_MAX, "cudnn conv: ", g.str(), ": ", what, " = ", v, " does not fit cuDNN's int");
+  return static_cast<int>(v);
+}
+
+cudnnDataType_t data_type(DType dt) {
+  switch (dt) {
+    case DType::f32: return CUDNN_DATA_FLOAT;
+    case DType::f16: return CUDNN_DATA_HALF;
+    case DType::bf16: return CUDNN_DATA_BFLOAT16;
+    default: CS_THROW("cudnn conv: takes fp32, fp16 or bf16, not ", dtype_name(dt));
+  }
+}
+
+const char* dir_name(ConvDir d) {
+  switch (d) {
+    case ConvDir::forward: return "forward";
+    case ConvDir::backward_data: return "backward-data";
+    case ConvDir::backward_filter: return "backward-filter";
+  }
+  return "?";
+}
+
+bool tensor_op_math(cudnnMathType_t m) {
+  return m == CUDNN_TENSOR_OP_MATH || m == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION;
+}
+
+// ---- descriptors (RAII) ---------------------------------------------------------------------------------------
+struct Descriptors {
+  cudnnTensorDescriptor_t x = nullptr, y = nullptr;
+  cudnnFilterDescriptor_t f = nullptr;
+  cudnnConvolutionDescriptor_t conv = nullptr;
+
+  Descriptors(const ConvGeometry& g, DType dt) {
+    try {
+      CUDNN_CHECK(cudnnCreateTensorDescriptor(&x));
+      CUDNN_CHECK(cudnnCreateTensorDescriptor(&y));
+      CUDNN_CHECK(cudnnCreateFilterDescriptor(&f));
+      CUDNN_CHECK(cudnnCreateConvolutionDescriptor(&conv));
+      const cudnnDataType_t t = data_type(dt);
+      CS_CHECK(g.groups > 0 && g.c % g.groups == 0 && g.k % g.groups == 0, "cudnn conv: ", g.str(),
+               ": channels not divisible by groups");
+      const int n = to_int(g.n, "n", g), c = to_int(g.c, "c", g), h = to_int(g.h, "h", g), w = to_int(g.w, "w", g);
+      const int k = to_int(g.k, "k", g), p = to_int(g.p, "p", g), q = to_int(g.q, "q", g);
+      CUDNN_CHECK(cudnnSetTensor4dDescriptor(x, CUDNN_TENSOR_NHWC, t, n, c, h, w));
+      CUDNN_CHECK(cudnnSetTensor4dDescriptor(y, CUDNN_TENSOR_NHWC, t, n, k, p, q));
+      CUDNN_CHECK(cudnnSetFilter4dDescriptor(f, t, CUDNN_TENSOR_NHWC, k, to_int(g.c / g.groups, "c/groups", g),
+                                             to_int(g.r, "r", g), to_int(g.s, "s", g)));
+      CUDNN_CHECK(cudnnSetConvolution2dDescriptor(
+          conv, to_int(g.pad_top, "pad_top", g), to_int(g.pad_left, "pad_left", g), to_int(g.stride_h, "stride_h", g),
+          to_int(g.stride_w, "stride_w", g), to_int(g.dilation_h, "dilation_h", g),
+          to_int(g.dilation_w, "dilation_w", g), CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
+      CUDNN_CHECK(cudnnSetConvolutionGroupCount(conv, to_int(g.groups, "groups", g)));
+      set_math(dt == DType::f32 ? CUDNN_FMA_MATH : CUDNN_TENSOR_OP_MATH);
+      // The geometry must be what cuDNN computes from it (the caller staged any asymmetric padding).
+      int on = 0, oc = 0, oh = 0, ow = 0;
+      CUDNN_CHECK(cudnnGetConvolution2dForwardOutputDim(conv, x, f, &on, &oc, &oh, &ow));
+      CS_CHECK(on == n && oc == k && oh == p && ow == q, "cudnn conv: ", g.str(), ": cuDNN computes an output of (",
+               on, ",", oh, ",", ow, ",", oc, ")");
+    } catch (...) {
+      release();
+      throw;
+    }
+  }
+  ~Descriptors() { release(); }
+  Descriptors(const Descriptors&) = delete;
+  Descriptors& operator=(const Descriptors&) = delete;
+
+  void set_math(cudnnMathType_t m) { CUDNN_CHECK(cudnnSetConvolutionMathType(conv, m)); }
+
+ private:
+  void release() {
+    if (conv) cudnnDestroyConvolutionDescriptor(conv);
+    if (f) cudnnDestroyFilterDescriptor(f);
+    if (y) cudnnDestroyTensorDescriptor(y);
+    if (x) cudnnDestroyTensorDescriptor(x);
+    conv = nullptr;
+    f = nullptr;
+    x = y = nullptr;
+  }
+};
+
+// ---- algorithm plans ------------------------------------------------------------------------------------------
+struct Plan {
+  int algo = 0;
+  cudnnMathType_t math = CUDNN_DEFAULT_MATH;
+  size_t ws = 0;
+};
+
+struct Candidate {
+  int algo;
+  cudnnStatus_t status;
+  cudnnDeterminism_t determinism;
+  cudnnMathType_t math;
+};
+
+std::mutex& plan_mutex() {
+  static std::mutex mu;
+  return mu;
+}
+std::map<std::string, Plan>& plan_cache() {
+  static std::map<std::string, Plan> cache;
+  return cache;
+}
+
+std::string plan_key(const ConvGeometry& g, DType dt, ConvDir dir, bool det, int device) {
+  return g.str() + " " + dtype_name(dt) + " " + dir_name(dir) + (det ? " det" : " any") + " dev" +
+         std::to_string(device);
+}
+
+// Workspace of `algo` for `dir`, or false when cuDNN does not support it for these descriptors.
+bool query_workspace(cudnnHandle_t h, Descriptors& d, ConvDir dir, int algo, size_t* bytes) {
+  cudnnStatus_t s = CUDNN_STATUS_SUCCESS;
+  switch (dir) {
+    case ConvDir::forward:
+      s = cudnnGetConvolutionForwardWorkspaceSize(h, d.x, d.f, d.conv, d.y, cudnnConvolutionFwdAlgo_t(algo), bytes);
+      break;
+    case ConvDir::backward_data:
+      s = cudnnGetConvolutionBackwardDataWorkspaceSize(h, d.f, d.y, d.conv, d.x, cudnnConvolutionBwdDataAlgo_t(algo),
+                                                       bytes);
+      break;
+    case ConvDir::backward_filter:
+      s = cudnnGetConvolutionBackwardFilterWorkspaceSize(h, d.x, d.y, d.conv, d.f,
+                                                         cudnnConvolutionBwdFilterAlgo_t(algo), bytes);
+      break;
+  }
+  return s == CUDNN_STATUS_SUCCESS;
+}
+
+template <class Perf>
+std::vector<Candidate> to_candidates(const std::vector<Perf>& perf, int returned) {
+  std::vector<Candidate> c;
+  for (int i = 0; i < returned; ++i)
+    c.push_back({static_cast<int>(perf[i].algo), perf[i].status, perf[i].determinism, perf[i].mathType});
+  return c;
+}
+
+std::vector<Candidate> heuristics(cudnnHandle_t h, Descriptors& d, ConvDir dir) {
+  int max_count = 0, returned = 0;
+  switch (dir) {
+    case ConvDir::forward: {
+      CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithmMaxCount(h, &max_count));
+      std::vector<cudnnConvolutionFwdAlgoPerf_t> perf(std::max(max_count, 1));
+      CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(h, d.x, d.f, d.conv, d.y, max_count, &returned, perf.data()));
+      return to_candidates(perf, returned);
+    }
+    case ConvDir::backward_data: {
+      CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithmMaxCount(h, &max_count));
+      std::vector<cudnnConvolutionBwdDataAlgoPerf_t> perf(std::max(max_count, 1));
+      CUDNN_CHECK(
+          cudnnGetConvolutionBackwardDataAlgorithm_v7(h, d.f, d.y, d.conv, d.x, max_count, &returned, perf.data()));
+      return to_candidates(perf, returned);
+    }
+    case ConvDir::backward_filter: {
+      CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithmMaxCount(h, &max_count));
+      std::vector<cudnnConvolutionBwdFilterAlgoPerf_t> perf(std::max(max_count, 1));
+      CUDNN_CHECK(
+          cudnnGetConvolutionBackwardFilterAlgorithm_v7(h, d.x, d.y, d.conv, d.f, max_count, &returned, perf.data()));
+      return to_candidates(perf, returned);
+    }
+  }
+  return {};
+}
+
+// cuDNN's documented determinism, for the fallback when the heuristics return nothing usable: every forward
+// algorithm is deterministic; backward-data ALGO_0 and backward-filter ALGO_0 / ALGO_3 use atomics (backward-filter
+// WINOGRAD is not implemented by cuDNN; listed as unusable for the deterministic case too).
+std::vector<Candidate> all_algorithms(ConvDir dir, cudnnMathType_t math) {
+  std::vector<Candidate> c;
+  auto add = [&](int a, bool det) {
+    c.push_back({a, CUDNN_STATUS_SUCCESS, det ? CUDNN_DETERMINISTIC : CUDNN_NON_DETERMINISTIC, math});
+  };
+  switch (dir) {
+    case ConvDir::forward:
+      for (int a = 0; a < CUDNN_CONVOLUTION_FWD_ALGO_COUNT; ++a) add(a, true);
+      break;
+    case ConvDir::backward_data:
+      for (int a = 0; a < CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT; ++a) add(a, a != CUDNN_CONVOLUTION_BWD_DATA_ALGO_0);
+      break;
+    case ConvDir::backward_filter:
+      for (int a = 0; a < CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT; ++a)
+        add(a, a != CUDNN_CONVOLUTION_BWD_FILTER_ALGO_0 && a != CUDNN_CONVOLUTION_BWD_FILTER_ALGO_3 &&
+                   a != CUDNN_CONVOLUTION_BWD_FILTER_ALGO_WINOGRAD);
+      break;
+  }
+  return c;
+}
+
+bool pick(cudnnHandle_t h, Descriptors& d, DType dt, ConvDir dir, bool det, const std::vector<Candidate>& cands,
+          Plan* out) {
+  for (const Candidate& c : cands) {
+    if (c.status != CUDNN_STATUS_SUCCESS) continue;
+    if (det && c.determinism != CUDNN_DETERMINISTIC) continue;
+    cudnnMathType_t math = c.math;
+    if (dt == DType::f32) {
+      if (tensor_op_math(math)) continue;  // TF32
+      math = CUDNN_FMA_MATH;
+    }
+    d.set_math(math);
+    size_t ws = 0;
+    if (!query_workspace(h, d, dir, c.algo, &ws) || ws > kMaxAlgoWorkspace) continue;
+    *out = Plan{c.algo, math, ws};
+    return true;
+  }
+  return false;
+}
+
+Plan plan_for(cudnnHandle_t h, int device, const ConvGeometry& g, DType dt, ConvDir dir, bool det) {
+  const std::string key = plan_key(g, dt, dir, det, device);
+  std::lock_guard<std::mutex> lock(plan_mutex());
+  auto it = plan_cache().find(key);
+  if (it != plan_cache().end()) return it->second;
+  Descriptors d(g, dt);
+  Plan p;
+  bool ok = pick(h, d, dt, dir, det, heuristics(h, d, dir), &p);
+  if (!ok)
+    ok = pick(h, d, dt, dir, det, all_algorithms(dir, dt == DType::f32 ? CUDNN_FMA_MATH : CUDNN_TENSOR_OP_MATH), &p);
+  CS_CHECK(ok, "cudnn conv: no ", det ? "deterministic " : "", dir_name(dir), " algorithm for ", g.str(), " in ",
+           dtype_name(dt), dt == DType::f32 ? " with FMA math (no TF32)" : "", " within ", kMaxAlgoWorkspace >> 20,
+           " MiB of workspace");
+  plan_cache().emplace(key, p);
+  return p;
+}
+
+// A cuDNN handle per device for planning outside any ExecContext (memory_needs): created on first use and kept for
+// the life of the process (destroying it at exit could run after the CUDA runtime has shut down).
+cudnnHandle_t planning_handle(int device) {
+  static std::mutex mu;
+  static std::map<int, cudnnHandle_t> handles;
+  std::lock_guard<std::mutex> lock(mu);
+  auto it = handles.find(device);
+  if (it != handles.end()) return it->second;
+  cudnnHandle_t h = nullptr;
+  CUDNN_CHECK(cudnnCreate(&h));
+  handles.emplace(device, h);
+  return h;
+}
+
+// ---- geometry helpers ---------------------------------------------------------------------------------------
+struct Staged {
+  ConvGeometry g;  // with the extra rows/columns folded into h, w: what cuDNN sees
+  int64_t eh = 0, ew = 0;
+  size_t x_bytes = 0, y_bytes = 0;  // region sizes (aligned)
+};
+
+Staged staged(const ConvGeometry& g, DType dt) {
+  Staged s;
+  s.eh = extra_rows(g);
+  s.ew = extra_cols(g);
+  s.g = g;
+  s.g.h += s.eh;
+  s.g.w += s.ew;
+  const size_t es = dtype_size(dt);
+  s.x_bytes = align_up(static_cast<size_t>(s.g.n * s.g.h * s.g.w * s.g.c) * es);
+  s.y_bytes = align_up(static_cast<size_t>(s.g.n * s.g.p * s.g.q * s.g.k) * es);
+  return s;
+}
+
+std::vector<ConvDir> dirs_of(ConvPass pass) {
+  switch (pass) {
+    case ConvPass::conv_forward: return {ConvDir::forward};
+    case ConvPass::conv_backward: return {ConvDir::backward_data, ConvDir::backward_filter};
+    case ConvPass::deconv_forward: return {ConvDir::backward_data};
+    case ConvPass::deconv_backward: return {ConvDir::forward, ConvDir::backward_filter};
+  }
+  return {};
+}
+
+// ---- staging --------------------------------------------------------------------------------------------------
+bool packed(const Tensor& t) { return t.is_contiguous(); }
+
+// Copies view t (n, h, w, c) into the top-left window of the packed buffer dst (n, hh, ww, c); the rest of dst is
+// zeroed first when (hh, ww) is larger. Returns dst.
+void* stage_in(ExecContext& ctx, const Tensor& t, void* dst, int64_t hh, int64_t ww) {
+  const Shape& s = t.shape();
+  const size_t es = t.element_size();
+  if (hh > s.h || ww > s.w)
+    CUDA_CHECK(cudaMemsetAsync(dst, 0, static_cast<size_t>(s.n * hh * ww * s.c) * es, ctx.stream()));
+  const auto& st = t.strides();
+  detail::copy_window(ctx, s.n, s.h, s.w, s.c, es, t.data(), st[0], st[1], st[2], dst, hh * ww * s.c, ww * s.c,
+                      s.c);
+  return dst;
+}
+
+// Copies the top-left (n, h, w, c) window of the packed buffer src (n, hh, ww, c) into view t.
+void stage_out(ExecContext& ctx, const void* src, int64_t hh, int64_t ww, const Tensor& t) {
+  const Shape& s = t.shape();
+  const auto& st = t.strides();
+  detail::copy_window(ctx, s.n, s.h, s.w, s.c, t.element_size(), src, hh * ww * s.c, ww * s.c, s.c, t.data(), st[0],
+                      st[1], st[2]);
+}
+
+struct Scratch {
+  char* x = nullptr;     // X region
+  char* y = nullptr;     // Y region
+  char* algo = nullptr;  // cuDNN workspace
+  size_t algo_bytes = 0;
+};
+
+Scratch acquire(ExecContext& ctx, const Tensor& workspace, const Staged& s, size_t algo_bytes, const char* who) {
+  const size_t need = s.x_bytes + s.y_bytes + align_up(algo_bytes);
+  char* base = nullptr;
+  if (workspace.defined()) {
+    CS_CHECK(workspace.device() == Device::cuda, who, ": workspace is on ", device_name(workspace.device()));
+    CS_CHECK(workspace.nbytes() >= need, who, ": workspace of ", workspace.nbytes(), " bytes, needs ", need,
+             " (memory_needs must report conv_workspace_bytes for this geometry)");
+    base = static_cast<char*>(workspace.data());
+  } else {
+    base = static_cast<char*>(ctx.workspace(need));
+  }
+  Scratch sc;
+  sc.x = base;
+  sc.y = base + s.x_bytes;
+  sc.algo = base + s.x_bytes + s.y_bytes;
+  sc.algo_bytes = algo_bytes;
+  return sc;
+}
+
+size_t algo_bytes_for(ExecContext& ctx, const Staged& s, DType dt, ConvPass pass, bool want_data, bool want_filter) {
+  size_t b = 0;
+  for (ConvDir d : dirs_of(pass)) {
+    if (d == ConvDir::backward_filter && !want_filter) continue;
+    if (d != ConvDir::backward_filter && !want_data) continue;
+    b = std::max(b, algo_workspace_bytes(ctx, s.g, dt, d));
+  }
+  return b;
+}
+
+void check_operand(const Tensor& t, Shape want, DType dt, const char* who, const char* what, const ConvGeometry& g) {
+  CS_CHECK(t.defined() && t.device() == Device::cuda, who, ": ", what, " must be a CUDA tensor");
+  CS_CHECK(t.dtype() == dt, who, ": ", what, " is ", dtype_name(t.dtype()), ", expected ", dtype_name(dt));
+  CS_CHECK(t.shape() == want, who, ": ", what, " is ", t.shape().str(), ", expected ", want.str(), " for ", g.str());
+  CS_CHECK(t.is_pixel_strided(), who, ": ", what, " ", t.str(), " is not pixel-strided");
+}
+
+Shape x_shape(const ConvGeometry& g) { return {g.n, g.h, g.w, g.c}; }
+Shape y_shape(const ConvGeometry& g) { return {g.n, g.p, g.q, g.k}; }
+Shape f_shape(const ConvGeometry& g) { return {g.k, g.r, g.s, g.c / g.groups}; }
+
+void check_filter(const Tensor& w, DType dt, const char* who, const char* what, const ConvGeometry& g) {
+  check_operand(w, f_shape(g), dt, who, what, g);
+  CS_CHECK(packed(w), who, ": ", what, " must be contiguous (KRSC)");
+}
+
+void check_ctx(ExecContext& ctx, const char* who) {
+  CS_CHECK(ctx.device() == Device::cuda, who, ": needs a CUDA context, got a ", device_name(ctx.device()), " one");
+}
+
+}  // namespace
+
+// ---- primitives -----------------------------------------------------------------------------------------------
+
+size_t algo_workspace_bytes(ExecContext& ctx, const ConvGeometry& g, DType dt, ConvDir dir) {
+  check_ctx(ctx, "cudnn::algo_workspace_bytes");
+  return plan_for(ctx.cudnn(), ctx.device_index(), g, dt, dir, ctx.deterministic).ws;
+}
+
+namespace {
+// Descriptors with the plan's math type, and the plan; checks the workspace.
+struct Ready {
+  Descriptors d;
+  Plan p;
+  Ready(ExecContext& ctx, const ConvGeometry& g, DType dt, ConvDir dir, size_t ws_bytes, const void* ws)
+      : d(g, dt), p(plan_for(ctx.cudnn(), ctx.device_index(), g, dt, dir, ctx.deterministic)) {
+    d.set_math(p.math);
+    CS_CHECK(ws_bytes >= p.ws && (p.ws == 0 || ws != nullptr), "cudnn conv ", dir_name(dir), ": ", g.str(),
+             ": algorithm ", p.algo, " needs ", p.ws, " bytes of workspace, got ", ws_bytes);
+  }
+};
+}  // namespace
+
+void forward(ExecContext& ctx, const ConvGeometry& g, DType dt, const void* x, const void* w, void* y, bool accumulate,
+             void* ws, size_t ws_bytes) {
+  check_ctx(ctx, "cudnn::forward");
+  Ready r(ctx, g, dt, ConvDir::forward, ws_bytes, ws);
+  const float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
+  CUDNN_CHECK(cudnnConvolutionForward(ctx.cudnn(), &alpha, r.d.x, x, r.d.f, w, r.d.conv,
+                                      cudnnConvolutionFwdAlgo_t(r.p.algo), ws, r.p.ws, &beta, r.d.y, y));
+}
+
+void backward_data(ExecContext& ctx, const ConvGeometry& g, DType dt, const void* dy, const void* w, void* dx,
+                   bool accumulate, void* ws, size_t ws_bytes) {
+  check_ctx(ctx, "cudnn::backward_data");
+  Ready r(ctx, g, dt, ConvDir::backward_data, ws_bytes, ws);
+  const float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
+  CUDNN_CHECK(cudnnConvolutionBackwardData(ctx.cudnn(), &alpha, r.d.f, w, r.d.y, dy, r.d.conv,
+                                           cudnnConvolutionBwdDataAlgo_t(r.p.algo), ws, r.p.ws, &beta, r.d.x, dx));
+}
+
+void backward_filter(ExecContext& ctx, const ConvGeometry& g, DType dt, const void* x, const void* dy, void* dw,
+                     bool accumulate, void* ws, size_t ws_bytes) {
+  check_ctx(ctx, "cudnn::backward_filter");
+  Ready r(ctx, g, dt, ConvDir::backward_filter, ws_bytes, ws);
+  const float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
+  CUDNN_CHECK(cudnnConvolutionBackwardFilter(ctx.cudnn(), &alpha, r.d.x, x, r.d.y, dy, r.d.conv,
+                                             cudnnConvolutionBwdFilterAlgo_t(r.p.algo), ws, r.p.ws, &beta, r.d.f,
+                                             dw));
+}
+
+// ---- workspace for memory_needs -------------------------------------------------------------------------------
+
+size_t conv_workspace_bytes(const ConvGeometry& g, DType dt, ConvPass pass) {
+  if (cuda_device_count() == 0) return 0;  // no CUDA path can run; CPU nets still plan
+  if (dt != DType::f32 && dt != DType::f16 && dt != DType::bf16) return 0;  // fp64 is CPU only
+  // memory_needs serves CPU nets too: a geometry the CUDA path cannot run (output_padding >= stride) or one with no
+  // cuDNN algorithm needs no CUDA workspace here; the CUDA pass itself reports the problem if it is ever run.
+  try {
+    const Staged s = staged(g, dt);
+    int device = 0;
+    CUDA_CHECK(cudaGetDevice(&device));
+    cudnnHandle_t h = planning_handle(device);
+    size_t algo = 0;
+    for (ConvDir d : dirs_of(pass))
+      for (bool det : {false, true}) algo = std::max(algo, plan_for(h, device, s.g, dt, d, det).ws);
+    return s.x_bytes + s.y_bytes + align_up(algo);
+  } catch (const Error&) {
+    return 0;
+  }
+}
+
+// ---- Conv2d ---------------------------------------------------------------------------------------------------
+
+void conv2d_forward(ExecContext& ctx, const ConvGeometry& g, const Tensor& x, const Tensor& w, const Tensor& y,
+                    const Tensor& workspace) {
+  const char* who = "cudnn::conv2d_forward";
+  check_ctx(ctx, who);
+  const DType dt = x.dtype();
+  check_operand(x, x_shape(g), dt, who, "x", g);
+  check_operand(y, y_shape(g), dt, who, "y", g);
+  check_filter(w, dt, who, "weight", g);
+  const Staged s = staged(g, dt);
+  const Scratch sc = acquire(ctx, workspace, s, algo_bytes_for(ctx, s, dt, ConvPass::conv_forward, true, true), who);
+  const bool pad = s.eh > 0 || s.ew > 0;
+  const void* xp = (pad || !packed(x)) ? stage_in(ctx, x, sc.x, s.g.h, s.g.w) : x.data();
+  void* yp = packed(y) ? y.data() : sc.y;
+  forward(ctx, s.g, dt, xp, w.data(), yp, false, sc.algo, sc.algo_bytes);
+  if (!packed(y)) stage_out(ctx, yp, g.p, g.q, y);
+}
+
+void conv2d_backward(ExecContext& ctx, const ConvGeometry& g, const Tensor& x, const Tensor& w, const Tensor& dy,
+                     const Tensor& dx, bool dx_accumulate, const Tensor& dw, bool dw_accumulate,
+                     const Tensor& workspace) {
+  const char* who = "cudnn::conv2d_backward";
+  check_ctx(ctx, who);
+  const DType dt = dy.dtype();
+  check_operand(dy, y_shape(g), dt, who, "dy", g);
+  check_filter(w, dt, who, "weight", g);
+  if (dx.defined()) check_operand(dx, x_shape(g), dt, who, "dx", g);
+  if (dw.defined()) {
+    check_filter(dw, dt, who, "weight gradient", g);
+    check_operand(x, x_shape(g), dt, who, "x", g);
+  }
+  if (!dx.defined() && !dw.defined()) return;
+  const Staged s = staged(g, dt);
+  const Scratch sc = acquire(ctx, workspace, s,
+                             algo_bytes_for(ctx, s, dt, ConvPass::conv_backward, dx.defined(), dw.defined()), who);
+  const bool pad = s.eh > 0 || s.ew > 0;
+  const void* dyp = packed(dy) ? dy.data() : stage_in(ctx, dy, sc.y, g.p, g.q);
+  if (dw.defined()) {
+    const void* xp = (pad || !packed(x)) ? stage_in(ctx, x, sc.x, s.g.h, s.g.w) : x.data();
+    backward_filter(ctx, s.g, dt, xp, dyp, dw.data(), dw_accumulate, sc.algo, sc.algo_bytes);
+  }
+  if (dx.defined()) {
+    if (!pad && packed(dx)) {
+      backward_data(ctx, s.g, dt, dyp, w.data(), dx.data(), dx_accumulate, sc.algo, sc.algo_bytes);
+    } else {
+      // The X region is free again (stream order): stage dx there, with its current values when accumulating.
+      if (dx_accumulate) stage_in(ctx, dx, sc.x, s.g.h, s.g.w);
+      backward_data(ctx, s.g, dt, dyp, w.data(), sc.x, dx_accumulate, sc.algo, sc.algo_bytes);
+      stage_out(ctx, sc.x, s.g.h, s.g.w, dx);
+    }
+  }
+}
+
+// ---- ConvTranspose2d ------------------------------------------------------------------------------------------
+// The deconv's input x has the conv's Y shape (n, p, q, k), its output y the conv's X shape (n, h, w, c).
+
+void conv_transpose2d_forward(ExecContext& ctx, const ConvGeometry& g, const Tensor& x, const Tensor& w,
+                              const Tensor& y, const Tensor& workspace) {
+  const char* who = "cudnn::conv_transpose2d_forward";
+  check_ctx(ctx, who);
+  const DType dt = x.dtype();
+  check_operand(x, y_shape(g), dt, who, "x", g);
+  check_operand(y, x_shape(g), dt, who, "y", g);
+  check_filter(w, dt, who, "weight", g);
+  const Staged s = staged(g, dt);
+  const Scratch sc =
+      acquire(ctx, workspace, s, algo_bytes_for(ctx, s, dt, ConvPass::deconv_forward, true, true), who);
+  const bool pad = s.eh > 0 || s.ew > 0;
+  const void* xp = packed(x) ? x.data() : stage_in(ctx, x, sc.y, g.p, g.q);
+  if (!pad && packed(y)) {
+    backward_data(ctx, s.g, dt, xp, w.data(), y.data(), false, sc.algo, sc.algo_bytes);
+  } else {
+    // The padded rows/columns of the stage receive contributions that lie outside the deconv's output (the
+    // conv's zero padding); they are dropped by the crop.
+    backward_data(ctx, s.g, dt, xp, w.data(), sc.x, false, sc.algo, sc.algo_bytes);
+    stage_out(ctx, sc.x, s.g.h, s.g.w, y);
+  }
+}
+
+void conv_transpose2d_backward(ExecContext& ctx, const ConvGeometry& g, const Tensor& x, const Tensor& w,
+                               const Tensor& dy, const Tensor& dx, bool dx_accumulate, const Tensor& dw,
+                               bool dw_accumulate, const Tensor& workspace) {
+  const char* who = "cudnn::conv_transpose2d_backward";
+  check_ctx(ctx, who);
+  const DType dt = dy.dtype();
+  check_operand(dy, x_shape(g), dt, who, "dy", g);
+  check_filter(w, dt, who, "weight", g);
+  if (dx.defined()) check_operand(dx, y_shape(g), dt, who, "dx", g);
+  if (dw.defined()) {
+    check_filter(dw, dt, who, "weight gradient", g);
+    check_operand(x, y_shape(g), dt, who, "x", g);
+  }
+  if (!dx.defined() && !dw.defined()) return;
+  const Staged s = staged(g, dt);
+  const Scratch sc = acquire(ctx, workspace, s,
+                             algo_bytes_for(ctx, s, dt, ConvPass::deconv_backward, dx.defined(), dw.defined()), who);
+  const bool pad = s.eh > 0 || s.ew > 0;
+  // The conv's X is the deconv's dy, zero-extended by (eh, ew): the conv's padding.
+  const void* cx = (pad || !packed(dy)) ? stage_in(ctx, dy, sc.x, s.g.h, s.g.w) : dy.data();
+  if (dw.defined()) {
+    const void* cdy = packed(x) ? x.data() : stage_in(ctx, x, sc.y, g.p, g.q);
+    backward_filter(ctx, s.g, dt, cx, cdy, dw.data(), dw_accumulate, sc.algo, sc.algo_bytes);
+  }
+  if (dx.defined()) {
+    if (packed(dx)) {
+      forward(ctx, s.g, dt, cx, w.data(), dx.data(), dx_accumulate, sc.algo, sc.algo_bytes);
+    } else {
+      // The Y region is free again (stream order).
+      if (dx_accumulate) stage_in(ctx, dx, sc.y, g.p, g.q);
+      forward(ctx, s.g, dt, cx, w.data(), sc.y, dx_accumulate, sc.algo, sc.algo_bytes);
+      stage_out(ctx, sc.y, g.p, g.q, dx);
+    }
+  }
+}
+
+}  // namespace climseg::cudnn
+
+#endif  // CLIMSEG_HAVE_CUDNN
