@@ -580,8 +580,8 @@ void scale_fwd(ExecContext& ctx, double alpha, const Tensor& x, const Tensor& y)
   dispatch(x.dtype(), "scale_fwd", [&](auto tag) {
     using T = std::remove_pointer_t<decltype(tag)>;
     scale_bwd_nhwc_kernel<T><<<grid_for(n), kThreads, 0, s>>>(n, C, cptr<T>(x), x.pixel_stride(), nullptr,
-                                                               static_cast<float>(alpha), mptr<T>(y), y.pixel_stride(),
-                                                               false);
+                                                               static_cast<float>(alpha), mptr<T>(y),
+                                                               y.pixel_stride(), false);
     CUDA_CHECK_LAUNCH();
   });
 }
