@@ -80,6 +80,16 @@ void Layer::forward(ExecContext& ctx, const ForwardArgs& a) {
     CS_CHECK(a.params[i].shape() == specs[i].shape, nm, ": parameter ", specs[i].name, " is ",
              a.params[i].shape().str(), ", expected ", specs[i].shape.str());
   }
+  if (!a.state.empty()) {
+    std::vector<ParamSpec> st = state_specs(in);
+    CS_CHECK(a.state.size() == st.size(), nm, ": expected ", st.size(), " state tensors (or none), got ",
+             a.state.size());
+    for (size_t i = 0; i < st.size(); ++i) {
+      check_tensor(nm, ("state " + st[i].name).c_str(), a.state[i], ctx, stat_dtype(dt));
+      CS_CHECK(a.state[i].shape() == st[i].shape, nm, ": state ", st[i].name, " is ", a.state[i].shape().str(),
+               ", expected ", st[i].shape.str());
+    }
+  }
   LayerCost cost = ctx.profiler ? forward_cost(in, dt) : LayerCost{};
   ProfileScope scope(ctx, is_convolution() ? ProfCategory::fwd_conv : ProfCategory::fwd_pointwise, nm.c_str(),
                      cost.flops, cost.bytes);

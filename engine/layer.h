@@ -43,6 +43,10 @@ struct ParamSpec {
   int64_t fan_in = 1;
 };
 
+// Dtype of non-trainable state (batch-norm running statistics) and of statistics kept in fp32 for 16-bit data:
+// fp32 for fp32/fp16/bf16 layers, fp64 for the fp64 gradient-check path.
+inline DType stat_dtype(DType compute) { return compute == DType::f64 ? DType::f64 : DType::f32; }
+
 struct MemoryNeeds {
   size_t saved_bytes = 0;    // state kept from forward to backward (batch-norm statistics, masks, ...)
   size_t fwd_workspace = 0;  // scratch during forward only
@@ -61,6 +65,15 @@ struct ForwardArgs {
   Tensor saved;                // u8, memory_needs().saved_bytes (undefined when 0)
   Tensor workspace;            // u8, memory_needs().fwd_workspace (undefined when 0)
   bool training = true;
+  // Non-trainable persistent state (batch-norm running mean/var), in state_specs() order, dtype
+  // stat_dtype(compute dtype). Bound by the caller like parameters but never given gradients or updated by the
+  // optimizer; the layer reads and updates it in forward. Empty when the layer has none (or the caller binds none:
+  // see the layer's documentation for what it then does).
+  std::vector<Tensor> state;
+  // Step counter for layers with randomness (dropout): with the layer's seed it selects the Philox stream, so a
+  // mask is reproducible from (seed, step) alone. The caller advances it once per forward pass that must draw
+  // fresh randomness (each training step, each micro-batch).
+  uint64_t step = 0;
 };
 
 struct BackwardArgs {
@@ -86,6 +99,8 @@ class Layer {
   // Output shape for these input shapes; throws a clear error for shapes the layer cannot take.
   virtual Shape output_shape(const std::vector<Shape>& in) const = 0;
   virtual std::vector<ParamSpec> param_specs(const std::vector<Shape>& in) const { return {}; }
+  // Non-trainable persistent state (ForwardArgs::state), initialised by the Init of each spec; default none.
+  virtual std::vector<ParamSpec> state_specs(const std::vector<Shape>& in) const { return {}; }
   virtual MemoryNeeds memory_needs(const std::vector<Shape>& in, DType t) const { return {}; }
   virtual bool backward_needs_input(int i) const { return true; }
   virtual bool backward_needs_output() const { return false; }
