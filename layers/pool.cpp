@@ -4,6 +4,7 @@
 
 #include "engine/dispatch.h"
 #include "kernels/cpu/pool.h"
+#include "kernels/cuda/pool.h"
 
 namespace climseg {
 
@@ -139,6 +140,13 @@ Shape GlobalAvgPool::output_shape(const std::vector<Shape>& in) const {
   const Shape& s = in.at(0);
   CS_CHECK(s.h >= 1 && s.w >= 1 && s.c >= 1, name(), ": input ", s.str(), " is empty");
   return Shape{s.n, 1, 1, s.c};
+}
+
+MemoryNeeds GlobalAvgPool::memory_needs(const std::vector<Shape>& in, DType) const {
+  const Shape s = in.at(0);
+  MemoryNeeds m;
+  m.fwd_workspace = cuda::global_avgpool_workspace_bytes(s.n, s.h * s.w, s.c);
+  return m;
 }
 
 LayerCost GlobalAvgPool::forward_cost(const std::vector<Shape>& in, DType t) const {

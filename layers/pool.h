@@ -93,6 +93,8 @@ class GlobalAvgPool : public Layer {
  public:
   const char* type() const override { return "global_avgpool"; }
   Shape output_shape(const std::vector<Shape>& in) const override;
+  // fwd_workspace: the CUDA path's per-chunk partial sums (kernels/cuda/pool.h); the CPU path needs none.
+  MemoryNeeds memory_needs(const std::vector<Shape>& in, DType t) const override;
   bool backward_needs_input(int) const override { return false; }
   LayerCost forward_cost(const std::vector<Shape>& in, DType t) const override;
 

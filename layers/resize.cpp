@@ -4,6 +4,7 @@
 
 #include "engine/dispatch.h"
 #include "kernels/cpu/resize.h"
+#include "kernels/cuda/resize.h"
 
 namespace climseg {
 
@@ -37,6 +38,12 @@ cpu::ResizeGeom BilinearResize::geom(const Shape& in) const {
 Shape BilinearResize::output_shape(const std::vector<Shape>& in) const {
   const cpu::ResizeGeom g = geom(in.at(0));
   return Shape{g.n, g.oh, g.ow, g.c};
+}
+
+MemoryNeeds BilinearResize::memory_needs(const std::vector<Shape>& in, DType) const {
+  MemoryNeeds m;
+  m.bwd_workspace = cuda::resize_bwd_workspace_bytes(geom(in.at(0)));
+  return m;
 }
 
 LayerCost BilinearResize::forward_cost(const std::vector<Shape>& in, DType t) const {

@@ -41,6 +41,8 @@ class BilinearResize : public Layer {
   explicit BilinearResize(ResizeConfig cfg) : cfg_(cfg) {}
   const char* type() const override { return "bilinear_resize"; }
   Shape output_shape(const std::vector<Shape>& in) const override;
+  // bwd_workspace: the CUDA path's coordinate tables (kernels/cuda/resize.h); the CPU path needs none.
+  MemoryNeeds memory_needs(const std::vector<Shape>& in, DType t) const override;
   bool backward_needs_input(int) const override { return false; }
   LayerCost forward_cost(const std::vector<Shape>& in, DType t) const override;
   LayerCost backward_cost(const std::vector<Shape>& in, DType t) const override;

@@ -43,8 +43,10 @@ void resize_bwd(const ResizeGeom& g, const T* dy, int64_t dys, T* dx, int64_t dx
   // first_h[v] = first output row with i0 >= v - 1, for v in [0, H + 1]: rows sampling ih are
   // [first_h[ih], first_h[ih + 2]).
   std::vector<int64_t> first_h(static_cast<std::size_t>(g.h + 2)), first_w(static_cast<std::size_t>(g.w + 2));
-  for (int64_t v = 0; v < g.h + 2; ++v) first_h[static_cast<std::size_t>(v)] = resize_first_out(v - 1, g.h, g.oh, g.mode);
-  for (int64_t v = 0; v < g.w + 2; ++v) first_w[static_cast<std::size_t>(v)] = resize_first_out(v - 1, g.w, g.ow, g.mode);
+  for (int64_t v = 0; v < g.h + 2; ++v)
+    first_h[static_cast<std::size_t>(v)] = resize_first_out(v - 1, g.h, g.oh, g.mode);
+  for (int64_t v = 0; v < g.w + 2; ++v)
+    first_w[static_cast<std::size_t>(v)] = resize_first_out(v - 1, g.w, g.ow, g.mode);
   const int64_t P = g.n * g.h * g.w, C = g.c;
 #pragma omp parallel if (P * C >= kParallelMin)
   {

@@ -44,15 +44,34 @@ struct ResizeCoord {
   double lambda;  // weight of i1; i0 gets 1 - lambda
 };
 
+// Double products and sums that are never fused into an FMA: the device compiler contracts a * b + c by default,
+// which would move src by an ulp and could flip floor(src) at exact integers; the host build uses
+// -ffp-contract=off. With these, both devices compute bit-identical coordinates and weights.
+CS_RESIZE_HD double resize_mul(double a, double b) {
+#if defined(__CUDA_ARCH__)
+  return __dmul_rn(a, b);
+#else
+  return a * b;
+#endif
+}
+CS_RESIZE_HD double resize_add(double a, double b) {
+#if defined(__CUDA_ARCH__)
+  return __dadd_rn(a, b);
+#else
+  return a + b;
+#endif
+}
+
 CS_RESIZE_HD ResizeCoord resize_coord(int64_t d, int64_t in, int64_t out, ResizeMode mode) {
+  const double dd = static_cast<double>(d);
   double src;
   if (mode == ResizeMode::align_corners) {
-    src = out > 1 ? static_cast<double>(d) * (static_cast<double>(in - 1) / static_cast<double>(out - 1)) : 0.0;
+    src = out > 1 ? resize_mul(dd, static_cast<double>(in - 1) / static_cast<double>(out - 1)) : 0.0;
   } else if (mode == ResizeMode::half_pixel) {
-    src = (static_cast<double>(d) + 0.5) * (static_cast<double>(in) / static_cast<double>(out)) - 0.5;
+    src = resize_add(resize_mul(resize_add(dd, 0.5), static_cast<double>(in) / static_cast<double>(out)), -0.5);
     if (src < 0.0) src = 0.0;
   } else {
-    src = static_cast<double>(d) * (static_cast<double>(in) / static_cast<double>(out));
+    src = resize_mul(dd, static_cast<double>(in) / static_cast<double>(out));
   }
   int64_t i0 = static_cast<int64_t>(src);  // src >= 0: truncation is floor
   if (i0 > in - 1) i0 = in - 1;
@@ -79,7 +98,7 @@ CS_RESIZE_HD int64_t resize_first_out(int64_t v, int64_t in, int64_t out, Resize
 
 // Weight of input index i in output d's interpolation along one axis (0 when d does not sample i).
 CS_RESIZE_HD double resize_weight(const ResizeCoord& r, int64_t i) {
-  return (r.i0 == i ? 1.0 - r.lambda : 0.0) + (r.i1 == i ? r.lambda : 0.0);
+  return resize_add(r.i0 == i ? 1.0 - r.lambda : 0.0, r.i1 == i ? r.lambda : 0.0);
 }
 
 struct ResizeGeom {
