@@ -22,6 +22,7 @@
 #include "layers/concat.h"
 #include "layers/pointwise_conv.h"
 #include "layers/relu.h"
+#include "bench/op.h"
 #include "tests/util/tolerances.h"
 
 using namespace climseg;
@@ -184,9 +185,59 @@ int main(int argc, char** argv) {
   layers->add_option("--reps", reps, "Timed repetitions (median reported)")->check(CLI::PositiveNumber);
   layers->add_option("--downscale", div, "Divide H and W by this (default: 4 on CPU, 1 on CUDA)");
   layers->add_flag("--no-header", no_header, "Omit the CSV header");
+  std::string descriptor, shapes = std::string(CLIMSEG_SOURCE_DIR) + "/bench/shapes/networks.csv", network;
+  bool all = false, torch = false, forward_only = false;
+  int op_div = 0;
+  auto* op = app.add_subcommand("op", "One layer from a descriptor (or --all: every distinct layer of the three "
+                                      "networks), verified against the CPU reference, then timed");
+  op->add_option("descriptor", descriptor,
+                 "e.g. \"conv2d n=2 h=96 w=144 c=256 k=256 r=3 s=3 stride=1 pad=2 dil=2 groups=1 dtype=fp32 "
+                 "device=cpu\" (see bench/op.h)");
+  op->add_flag("--all", all, "Run every row of the shape list");
+  op->add_option("--shapes", shapes, "Shape list for --all")->check(CLI::ExistingFile);
+  op->add_option("--network", network, "With --all: only rows of this network (deeplab, tiramisu, deepcam)");
+  op->add_option("--device", device, "With --all: cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
+  op->add_option("--dtype", dtype, "With --all: fp32, fp16, bf16 (CUDA) or fp32, fp64 (CPU)");
+  op->add_option("--downscale", op_div, "With --all: divide H and W by this (default 8 on the CPU, 1 on CUDA)");
+  op->add_option("--reps", reps, "Timed repetitions (median reported)")->check(CLI::PositiveNumber);
+  op->add_flag("--torch", torch, "CPU: also time PyTorch's CPU layer on the same shapes and print the ratio");
+  op->add_flag("--forward-only", forward_only, "Skip the backward pass");
+  op->add_flag("--no-header", no_header, "Omit the CSV header");
   CLI11_PARSE(app, argc, argv);
   try {
     if (*layers) return run_layers(device, dtype, reps, div, !no_header);
+    if (*op) {
+      std::vector<bench::OpDesc> descs;
+      if (all) {
+        CS_CHECK(descriptor.empty(), "climseg-bench op: give a descriptor or --all, not both");
+        Device dev = parse_device(device);
+        int d = op_div > 0 ? op_div : (dev == Device::cpu ? 8 : 1);
+        for (bench::OpDesc x : bench::load_op_shapes(shapes)) {
+          if (!network.empty() && x.network != network) continue;
+          x.device = dev;
+          x.dtype = parse_dtype(dtype);
+          x.h = std::max<int64_t>(1, x.h / d);
+          x.w = std::max<int64_t>(1, x.w / d);
+          if (x.op == "resize" && !x.extra.empty()) {  // output size scales too
+            size_t p = x.extra.find('x');
+            x.extra = std::to_string(std::max<int64_t>(1, std::stoll(x.extra.substr(0, p)) / d)) + "x" +
+                      std::to_string(std::max<int64_t>(1, std::stoll(x.extra.substr(p + 1)) / d));
+          }
+          descs.push_back(x);
+        }
+      } else {
+        CS_CHECK(!descriptor.empty(), "climseg-bench op: give a descriptor or --all");
+        descs.push_back(bench::parse_op_descriptor(descriptor));
+      }
+      bench::OpRunOptions o;
+      o.reps = reps;
+      o.backward = !forward_only;
+      o.torch = torch;
+      o.header = !no_header;
+      int failed = bench::run_ops(descs, o);
+      if (failed) std::fprintf(stderr, "climseg-bench: %d row(s) failed verification\n", failed);
+      return failed ? 1 : 0;
+    }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "climseg-bench: error: %s\n", e.what());
     return 1;

@@ -32,6 +32,17 @@ inline constexpr Tolerance cpu_same_ops_f64{
     "overwrite result, planned arena vs plain buffers): differences only from BLAS blocking with other leading "
     "dimensions, a few ulps of double"};
 
+inline constexpr Tolerance torch_f64{
+    "pytorch fp64", 1e-10, 1e-10,
+    "the same formula evaluated by PyTorch in float64 (CPU kernels, possibly other summation orders and fused "
+    "operations): differences of a few ulps of double per term, summed over at most ~1e4 terms"};
+
+inline constexpr Tolerance cpu_f32_vs_f64{
+    "cpu fp32 vs fp64", 1e-5, 1e-4,
+    "the CPU path in fp32 against the same path in fp64 on the same (fp32-rounded) data: fp32 rounding of O(1) "
+    "sums of up to ~2e4 terms (K*R*S), about sqrt(n) * 2^-24 relative to the sum of magnitudes; as the fp32 GEMM "
+    "row. Used by climseg-bench op to verify CPU rows"};
+
 // ---- CUDA vs CPU ----------------------------------------------------------------------------------------------
 
 inline constexpr Tolerance cuda_f32_exact{
@@ -78,7 +89,8 @@ inline constexpr Tolerance cuda_f32_loss_track{
 }  // namespace tol
 
 // The whole table, for reports and for reconciling with docs/tolerances.md.
-inline constexpr Tolerance kTolerances[] = {tol::gradcheck_f64,    tol::cpu_same_ops_f64, tol::cuda_f32_exact,
+inline constexpr Tolerance kTolerances[] = {tol::gradcheck_f64,    tol::cpu_same_ops_f64, tol::torch_f64, tol::cpu_f32_vs_f64,
+                                            tol::cuda_f32_exact,
                                             tol::cuda_f16_eltwise, tol::cuda_bf16_eltwise, tol::cuda_f32_gemm,
                                             tol::cuda_f16_gemm,    tol::cuda_bf16_gemm,   tol::cuda_f32_net,
                                             tol::cuda_f32_loss_track};
