@@ -181,11 +181,14 @@ TEST_CASE("softmax_xent: CUDA matches the CPU path", "[cuda][parity][loss]") {
                GradMode::overwrite);
 }
 
-TEST_CASE("softmax_xent: a full 768x1152 sample, fp16, bit-reproducible", "[cuda][parity][loss]") {
+TEST_CASE("softmax_xent: a full 768x1152 sample, bit-reproducible", "[cuda][parity][loss]") {
   const Shape s{1, 768, 1152, 3};
-  check_parity(SoftmaxXentConfig::deepcam(), s, DType::f16, DType::u8, false, GradMode::overwrite);
+  // dy = 1 / grad_scale is 884736 for DeepCAM's mean here: beyond fp16's range (65504), so the full-size parity
+  // runs in fp32 and bf16; fp16 is covered by the smaller shapes and by the reproducibility check below.
+  check_parity(SoftmaxXentConfig::deepcam(), s, DType::f32, DType::u8, false, GradMode::overwrite);
+  check_parity(SoftmaxXentConfig::gb_tiramisu(), s, DType::bf16, DType::u8, false, GradMode::accumulate);
   ExecContext gpu(Device::cuda, 0);
-  SoftmaxXent l(SoftmaxXentConfig::gb_deeplab());
+  SoftmaxXent l(SoftmaxXentConfig::deepcam());
   Tensor x = rounded(random_logits(s, 5), DType::f16);
   Tensor lab = random_labels(s, 3, -1, DType::u8, 6);
   Tensor dx0 = Tensor::zeros(s, DType::f32, Device::cpu);
