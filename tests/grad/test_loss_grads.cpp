@@ -373,3 +373,27 @@ TEST_CASE("softmax_xent with every pixel ignored gives loss 0 and gradient 0", "
   REQUIRE(a.y.get_flat(0) == 0.0);
   for (int64_t i = 0; i < a.dx.numel(); ++i) REQUIRE(a.dx.get_flat(i) == 0.0);
 }
+
+TEST_CASE("softmax_xent IoU: GB's confusion-matrix mean and DeepCAM's per-sample mean with 0/0 = 1", "[grad]") {
+  // Two samples of 2x2 pixels, K = 3. Logits are one-hot on the predicted class.
+  const Shape s{2, 2, 2, 3};
+  const int pred[8] = {0, 0, 1, 2, 0, 0, 0, 0};
+  const int label[8] = {0, 1, 1, 2, 0, 0, 0, 0};
+  Tensor x = Tensor::zeros(s, DType::f64, Device::cpu);
+  Tensor lab = Tensor::empty(Shape{2, 2, 2, 1}, DType::u8, Device::cpu);
+  for (int p = 0; p < 8; ++p) {
+    x.set_flat(p * 3 + pred[p], 5.0);
+    lab.set_flat(p, label[p]);
+  }
+  SoftmaxXent l(SoftmaxXentConfig{});
+  Run a = run(l, x, lab, 1.0, false);
+  ExecContext ctx(Device::cpu);
+  SoftmaxXentMetrics m = SoftmaxXent::read_metrics(ctx, a.saved, s);
+  // Sample 0: class 0 TP 1 FP 1 -> 1/2; class 1 TP 1 FN 1 -> 1/2; class 2 TP 1 -> 1. Mean 2/3.
+  REQUIRE(m.sample_iou_deepcam(0) == Approx(2.0 / 3.0));
+  // Sample 1: class 0 TP 4 -> 1; classes 1 and 2 absent in both: 0/0 = 1. Mean 1.
+  REQUIRE(m.sample_iou_deepcam(1) == Approx(1.0));
+  // Batch confusion: class 0 TP 5 FP 1 -> 5/6; class 1 TP 1 FN 1 -> 1/2; class 2 TP 1 -> 1. Mean (5/6+1/2+1)/3.
+  REQUIRE(m.mean_iou_gb() == Approx((5.0 / 6.0 + 0.5 + 1.0) / 3.0));
+  REQUIRE_THROWS_AS(m.sample_iou_deepcam(2), Error);
+}

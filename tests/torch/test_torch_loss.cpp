@@ -126,8 +126,10 @@ TEST_CASE("softmax_xent matches PyTorch cross_entropy", "[torch]") {
   uint64_t seed = 100;
   for (size_t i = 0; i < cs.size(); ++i) {
     check_against_torch(cs[i], Shape{2, 5, 7, 3}, seed += 2);
-    check_against_torch(cs[i], Shape{1, 1, 1, 3}, seed += 2);
-    if (i < 3) check_against_torch(cs[i], Shape{3, 9, 4, 3}, seed += 2);  // the reference systems: one more shape
+    if (i < 3) {  // the reference systems: two more shapes (each call starts a Python process: ~2 s)
+      check_against_torch(cs[i], Shape{1, 1, 1, 3}, seed += 2);
+      check_against_torch(cs[i], Shape{3, 9, 4, 3}, seed += 2);
+    }
   }
   // More classes, PyTorch's weighted mean.
   SoftmaxXentConfig c5;
