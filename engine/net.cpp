@@ -124,6 +124,34 @@ void Net::compile(const NetOptions& opt) {
     }
   }
 
+  // ---- layer state (running statistics): one more flat buffer, in the statistics dtype -----------------------
+  {
+    const DType sdt = stat_dtype(opt.dtype);
+    const size_t ses = dtype_size(sdt);
+    const int64_t salign = std::max<int64_t>(1, static_cast<int64_t>(opt.align / ses));
+    int64_t stotal = 0;
+    for (int k = 0; k < L; ++k) {
+      Node& n = nodes_[k];
+      std::vector<Shape> in;
+      for (Id i : n.inputs) in.push_back(tensors_[i].shape);
+      for (const ParamSpec& s : n.layer->state_specs(in)) {
+        Param p;
+        p.name = n.name + "." + s.name;
+        p.spec = s;
+        p.offset = stotal;
+        stotal += (s.shape.numel() + salign - 1) / salign * salign;
+        n.state_index.push_back(static_cast<int>(state_.size()));
+        state_.push_back(std::move(p));
+      }
+    }
+    if (stotal > 0) {
+      state_buf_ = Tensor::zeros(Shape{1, 1, 1, stotal}, sdt, opt.device);
+      for (Param& p : state_)
+        p.value = Tensor::wrap(static_cast<char*>(state_buf_.data()) + static_cast<size_t>(p.offset) * ses,
+                               p.spec.shape, sdt, opt.device, state_buf_.buffer());
+    }
+  }
+
   // ---- which tensors need gradients --------------------------------------------------------------------------
   if (opt.training) {
     for (int t = 0; t < T; ++t) {
@@ -347,34 +375,43 @@ int64_t Net::num_params() const {
   return n;
 }
 
-void Net::init_params(uint64_t seed) {
-  check_compiled("init_params");
-  if (params_.empty()) return;
-  Tensor host = Tensor::zeros(param_buf_.shape(), opt_.dtype, Device::cpu);
-  for (size_t i = 0; i < params_.size(); ++i) {
-    const Param& p = params_[i];
+namespace {
+// Fills a flat buffer's tensors from their specs' Init. `stream0` separates parameters from state in Philox.
+void init_flat(const std::vector<Net::Param>& ps, const Tensor& buf, uint64_t seed, uint64_t stream0) {
+  if (ps.empty()) return;
+  Tensor host = Tensor::zeros(buf.shape(), buf.dtype(), Device::cpu);
+  for (size_t i = 0; i < ps.size(); ++i) {
+    const Net::Param& p = ps[i];
     const int64_t n = p.spec.shape.numel();
     const double fan_in = static_cast<double>(std::max<int64_t>(1, p.spec.fan_in));
+    const uint64_t stream = stream0 + i;
     for (int64_t j = 0; j < n; ++j) {
       double v = 0;
       switch (p.spec.init) {
         case Init::zeros: v = 0; break;
         case Init::ones: v = 1; break;
         case Init::he_normal: {  // Box-Muller on two Philox uniforms (computed on the host: device-independent)
-          Philox4 r = philox_block(seed, i, static_cast<uint64_t>(j));
+          Philox4 r = philox_block(seed, stream, static_cast<uint64_t>(j));
           double u1 = (static_cast<double>(r.v[0]) + 1.0) / 4294967296.0;
           double u2 = static_cast<double>(r.v[1]) / 4294967296.0;
           v = std::sqrt(-2.0 * std::log(u1)) * std::cos(2.0 * M_PI * u2) * std::sqrt(2.0 / fan_in);
           break;
         }
         case Init::uniform_fan_in:
-          v = (2.0 * philox_uniform(seed, i, static_cast<uint64_t>(j)) - 1.0) / std::sqrt(fan_in);
+          v = (2.0 * philox_uniform(seed, stream, static_cast<uint64_t>(j)) - 1.0) / std::sqrt(fan_in);
           break;
       }
       host.set_flat(p.offset + j, v);
     }
   }
-  param_buf_.copy_from(host);
+  buf.copy_from(host);
+}
+}  // namespace
+
+void Net::init_params(uint64_t seed) {
+  check_compiled("init_params");
+  init_flat(params_, param_buf_, seed, 0);
+  init_flat(state_, state_buf_, seed, uint64_t(1) << 32);
 }
 
 void Net::forward(ExecContext& ctx) {
@@ -387,6 +424,8 @@ void Net::forward(ExecContext& ctx) {
     for (Id i : n.inputs) a.x.push_back(tensors_[i].act);
     a.y = tensors_[n.output].act;
     for (int pi : n.param_index) a.params.push_back(params_[pi].value);
+    for (int si : n.state_index) a.state.push_back(state_[si].value);
+    a.step = step_;
     if (n.saved_req >= 0) a.saved = Tensor::wrap(static_cast<char*>(arena_.data()) + plan_.offsets[n.saved_req],
                                                  Shape{1, 1, 1, static_cast<int64_t>(requests_[n.saved_req].bytes)},
                                                  DType::u8, opt_.device, arena_.buffer());
@@ -396,6 +435,7 @@ void Net::forward(ExecContext& ctx) {
     a.training = opt_.training;
     n.layer->forward(ctx, a);
   }
+  if (opt_.training) ++step_;
 }
 
 void Net::backward(ExecContext& ctx, GradMode param_mode) {

@@ -69,7 +69,13 @@ class Net {
   Tensor input_grad(Id t) const;    // after backward(), with input_grads
   Tensor activation(Id t) const;    // any tensor's view (only meaningful while it is live)
 
-  void init_params(uint64_t seed);  // deterministic (Philox), independent of the device
+  // Parameters and layer state (batch-norm running statistics) from their specs' Init; deterministic (Philox),
+  // independent of the device.
+  void init_params(uint64_t seed);
+  // Step counter for layers with randomness (dropout masks come from (layer seed, step)). forward() in training
+  // uses it, then advances it by one; set it when resuming.
+  void set_step(uint64_t step) { step_ = step; }
+  uint64_t step() const { return step_; }
   void forward(ExecContext& ctx);
   void backward(ExecContext& ctx, GradMode param_mode = GradMode::overwrite);
 
@@ -81,6 +87,10 @@ class Net {
   };
   const std::vector<Param>& params() const { return params_; }
   Tensor param_buffer() const { return param_buf_; }  // flat (1,1,1,n), padded between tensors
+  // Non-trainable layer state (Layer::state_specs: batch-norm running mean/var): no gradients, not optimised;
+  // dtype stat_dtype(net dtype). Checkpoints save it; distributed training averages it before validation.
+  const std::vector<Param>& state() const { return state_; }
+  Tensor state_buffer() const { return state_buf_; }
   Tensor grad_buffer() const { return grad_buf_; }
   int64_t num_params() const;  // trainable elements (without padding)
 
@@ -98,6 +108,7 @@ class Net {
     std::vector<Id> inputs;
     Id output = -1;
     std::vector<int> param_index;  // into params_
+    std::vector<int> state_index;  // into state_
     int saved_req = -1, fws_req = -1, bws_req = -1;
     std::vector<GradMode> dx_mode;
   };
@@ -120,8 +131,9 @@ class Net {
   std::vector<Node> nodes_;
   std::vector<TensorInfo> tensors_;
   Id output_ = -1;
-  std::vector<Param> params_;
-  Tensor param_buf_, grad_buf_;
+  std::vector<Param> params_, state_;
+  Tensor param_buf_, grad_buf_, state_buf_;
+  uint64_t step_ = 0;
   std::vector<MemRequest> requests_;
   MemoryPlan plan_;
   Tensor arena_;
