@@ -67,12 +67,13 @@ Conv2d::Conv2d(const Conv2dConfig& cfg) : cfg_(cfg) { check_config(cfg_, "conv2d
 Shape Conv2d::output_shape(const std::vector<Shape>& in) const {
   const Shape& x = in.at(0);
   CS_CHECK(x.c > 0 && x.h > 0 && x.w > 0 && x.n > 0, name(), ": empty input ", x.str());
-  CS_CHECK(x.c % cfg_.groups == 0, name(), ": groups (", cfg_.groups, ") must divide the input channels (", x.c, ")");
+  CS_CHECK(x.c % cfg_.groups == 0, name(), ": groups (", cfg_.groups, ") must divide the input channels (", x.c,
+           ")");
   Pads p = resolve_conv_pads(cfg_, x.h, x.w);
   const int64_t eh = cfg_.dilation_h * (cfg_.kernel_h - 1) + 1, ew = cfg_.dilation_w * (cfg_.kernel_w - 1) + 1;
   CS_CHECK(x.h + p.top + p.bottom >= eh && x.w + p.left + p.right >= ew, name(), ": input ", x.str(),
-           " padded by (", p.top, ",", p.bottom, ")x(", p.left, ",", p.right, ") is smaller than the dilated kernel ",
-           eh, "x", ew);
+           " padded by (", p.top, ",", p.bottom, ")x(", p.left, ",", p.right,
+           ") is smaller than the dilated kernel ", eh, "x", ew);
   Shape y = x;
   y.h = (x.h + p.top + p.bottom - eh) / cfg_.stride_h + 1;
   y.w = (x.w + p.left + p.right - ew) / cfg_.stride_w + 1;
@@ -103,7 +104,8 @@ LayerCost Conv2d::forward_cost(const std::vector<Shape>& in, DType t) const {
   const double es = static_cast<double>(dtype_size(t));
   const double macs = static_cast<double>(y.numel()) * static_cast<double>(cfg_.kernel_h * cfg_.kernel_w) *
                       static_cast<double>(in[0].c / cfg_.groups);
-  const double wts = static_cast<double>(cfg_.out_channels * cfg_.kernel_h * cfg_.kernel_w * (in[0].c / cfg_.groups));
+  const double wts =
+      static_cast<double>(cfg_.out_channels * cfg_.kernel_h * cfg_.kernel_w * (in[0].c / cfg_.groups));
   return {2.0 * macs, es * (static_cast<double>(in[0].numel() + y.numel()) + wts)};
 }
 
@@ -134,7 +136,8 @@ void Conv2d::backward_cpu(ExecContext&, const BackwardArgs& a) {
   const Tensor& x = a.x[0];
   const Tensor& dy = a.dy;
   const Tensor& w = a.params[0];
-  CS_CHECK(w.is_contiguous() && a.grads[0].is_contiguous(), name(), ": the weight and its gradient must be contiguous");
+  CS_CHECK(w.is_contiguous() && a.grads[0].is_contiguous(), name(),
+           ": the weight and its gradient must be contiguous");
   const cpu::ConvGeom g = geom_of(cfg_, x.shape(), dy.shape());
   const size_t need = cpu::conv2d_workspace_bytes(g, dy.element_size());
   CS_CHECK(workspace_of(a.workspace) >= need, name(), ": backward workspace is ", workspace_of(a.workspace),

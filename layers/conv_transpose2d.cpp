@@ -1,6 +1,7 @@
-// ConvTranspose2d on the CPU: the data gradient of a convolution, so every pass is a convolution pass with the roles
-// of input and output swapped (kernels/cpu/conv.h). With the "forward conv" G mapping this layer's output (size
-// OH x OW, K channels) back to its input (IH x IW, C channels) and weights (C, R, S, K/groups) = G's KRSC weights:
+// ConvTranspose2d on the CPU: the data gradient of a convolution, so every pass is a convolution pass with the
+// roles of input and output swapped (kernels/cpu/conv.h). With the "forward conv" G mapping this layer's output
+// (size OH x OW, K channels) back to its input (IH x IW, C channels) and weights (C, R, S, K/groups) = G's KRSC
+// weights:
 //   forward:          y  = G^T(x)             cpu::conv2d_bwd_data  (dy of G = x, dx of G = y)
 //   data gradient:    dx = G(dy)              cpu::conv2d_fwd       (x of G = dy)
 //   filter gradient:  dw = G's filter grad    cpu::conv2d_bwd_filter(x of G = dy, dy of G = x)
@@ -76,15 +77,18 @@ ConvTranspose2d::ConvTranspose2d(const ConvTranspose2dConfig& cfg) : cfg_(cfg) {
 Shape ConvTranspose2d::output_shape(const std::vector<Shape>& in) const {
   const Shape& x = in.at(0);
   CS_CHECK(x.c > 0 && x.h > 0 && x.w > 0 && x.n > 0, name(), ": empty input ", x.str());
-  CS_CHECK(x.c % cfg_.groups == 0, name(), ": groups (", cfg_.groups, ") must divide the input channels (", x.c, ")");
+  CS_CHECK(x.c % cfg_.groups == 0, name(), ": groups (", cfg_.groups, ") must divide the input channels (", x.c,
+           ")");
   Shape y = x;
   y.c = cfg_.out_channels;
   if (cfg_.padding == PaddingMode::tf_same) {
     y.h = x.h * cfg_.stride_h;
     y.w = x.w * cfg_.stride_w;
   } else {
-    y.h = (x.h - 1) * cfg_.stride_h - 2 * cfg_.pad_h + cfg_.dilation_h * (cfg_.kernel_h - 1) + cfg_.output_padding_h + 1;
-    y.w = (x.w - 1) * cfg_.stride_w - 2 * cfg_.pad_w + cfg_.dilation_w * (cfg_.kernel_w - 1) + cfg_.output_padding_w + 1;
+    y.h = (x.h - 1) * cfg_.stride_h - 2 * cfg_.pad_h + cfg_.dilation_h * (cfg_.kernel_h - 1) +
+          cfg_.output_padding_h + 1;
+    y.w = (x.w - 1) * cfg_.stride_w - 2 * cfg_.pad_w + cfg_.dilation_w * (cfg_.kernel_w - 1) +
+          cfg_.output_padding_w + 1;
     CS_CHECK(y.h > 0 && y.w > 0, name(), ": input ", x.str(), " gives an empty output (padding ", cfg_.pad_h, "x",
              cfg_.pad_w, " too large)");
   }
@@ -95,7 +99,8 @@ std::vector<ParamSpec> ConvTranspose2d::param_specs(const std::vector<Shape>& in
   const int64_t kg = cfg_.out_channels / cfg_.groups;
   // fan_in as PyTorch and TensorFlow count it for a transposed conv's kernel: (K / groups) * R * S.
   const int64_t fan_in = kg * cfg_.kernel_h * cfg_.kernel_w;
-  std::vector<ParamSpec> p{{"weight", Shape{in.at(0).c, cfg_.kernel_h, cfg_.kernel_w, kg}, Init::he_normal, fan_in}};
+  std::vector<ParamSpec> p{
+      {"weight", Shape{in.at(0).c, cfg_.kernel_h, cfg_.kernel_w, kg}, Init::he_normal, fan_in}};
   if (cfg_.bias) p.push_back({"bias", Shape{1, 1, 1, cfg_.out_channels}, Init::zeros, fan_in});
   return p;
 }
@@ -145,7 +150,8 @@ void ConvTranspose2d::backward_cpu(ExecContext&, const BackwardArgs& a) {
   const Tensor& x = a.x[0];
   const Tensor& dy = a.dy;
   const Tensor& w = a.params[0];
-  CS_CHECK(w.is_contiguous() && a.grads[0].is_contiguous(), name(), ": the weight and its gradient must be contiguous");
+  CS_CHECK(w.is_contiguous() && a.grads[0].is_contiguous(), name(),
+           ": the weight and its gradient must be contiguous");
   const cpu::ConvGeom g = geom_of(cfg_, x.shape(), dy.shape());
   const size_t need = cpu::conv2d_workspace_bytes(g, dy.element_size());
   CS_CHECK(workspace_of(a.workspace) >= need, name(), ": backward workspace is ", workspace_of(a.workspace),

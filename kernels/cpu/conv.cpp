@@ -195,7 +195,8 @@ void conv2d_bwd_data(const ConvGeom& g, const T* dy, int64_t dys, const T* w, T*
     case ConvAlgo::pointwise: {
       const T beta = accumulate ? T(1) : T(0);
       for (int64_t grp = 0; grp < g.groups; ++grp)  // dx_g (P x Cg) = dy_g (P x Kg) * W_g
-        gemm<T>(false, false, P, Cg, Kg, T(1), dy + grp * Kg, dys, w + grp * Kg * Cg, Cg, beta, dx + grp * Cg, dxs);
+        gemm<T>(false, false, P, Cg, Kg, T(1), dy + grp * Kg, dys, w + grp * Kg * Cg, Cg, beta, dx + grp * Cg,
+                dxs);
       return;
     }
     case ConvAlgo::depthwise: {
@@ -228,8 +229,8 @@ void conv2d_bwd_data(const ConvGeom& g, const T* dy, int64_t dys, const T* w, T*
         const int64_t t = std::min(tile, P - p0);
         for (int64_t grp = 0; grp < g.groups; ++grp) {
           // dcol (t x R*S*Cg) = dy_tile_g (t x Kg) * W_g (Kg x R*S*Cg)
-          gemm<T>(false, false, t, row, Kg, T(1), dy + p0 * dys + grp * Kg, dys, w + grp * Kg * row, row, T(0), col,
-                  row);
+          gemm<T>(false, false, t, row, Kg, T(1), dy + p0 * dys + grp * Kg, dys, w + grp * Kg * row, row, T(0),
+                  col, row);
           col2im_gather(g, col, p0, t, grp, dx, dxs);
         }
       }
@@ -294,8 +295,8 @@ void conv2d_bwd_filter(const ConvGeom& g, const T* x, int64_t xs, const T* dy, i
         for (int64_t grp = 0; grp < g.groups; ++grp) {
           im2col(g, x, xs, p0, t, grp, col);
           // dW_g (Kg x R*S*Cg) (+)= dy_tile_g^T (Kg x t) * col (t x R*S*Cg)
-          gemm<T>(true, false, Kg, row, t, T(1), dy + p0 * dys + grp * Kg, dys, col, row, beta, dw + grp * Kg * row,
-                  row);
+          gemm<T>(true, false, Kg, row, t, T(1), dy + p0 * dys + grp * Kg, dys, col, row, beta,
+                  dw + grp * Kg * row, row);
         }
       }
       return;
@@ -303,7 +304,7 @@ void conv2d_bwd_filter(const ConvGeom& g, const T* x, int64_t xs, const T* dy, i
   }
 }
 
-#define CS_INSTANTIATE(T)                                                                                     \
+#define CS_INSTANTIATE(T)                                                                                      \
   template void conv2d_fwd<T>(const ConvGeom&, const T*, int64_t, const T*, T*, int64_t, bool, void*, size_t); \
   template void conv2d_bwd_data<T>(const ConvGeom&, const T*, int64_t, const T*, T*, int64_t, bool, void*,     \
                                    size_t);                                                                    \

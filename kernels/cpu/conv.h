@@ -3,7 +3,8 @@
 // KRSC weights (K, R, S, C/groups) stored contiguously, templated on float and double.
 //
 // Everything is stated for the forward convolution x (N, IH, IW, C) -> y (N, OH, OW, K):
-//   y[n, oh, ow, g*Kg + k] = sum_{r, s, c} x[n, oh*sh - pt + r*dh, ow*sw - pl + s*dw, g*Cg + c] * w[g*Kg + k, r, s, c]
+//   y[n, oh, ow, g*Kg + k] = sum_{r, s, c} x[n, oh*sh - pt + r*dh, ow*sw - pl + s*dw, g*Cg + c] * w[g*Kg + k, r,
+//   s, c]
 // with x = 0 outside the image (Cg = C / groups, Kg = K / groups). A transposed convolution is the same relation
 // read backwards: its forward is conv2d_bwd_data, its data gradient conv2d_fwd, its filter gradient
 // conv2d_bwd_filter with x and dy swapped (layers/conv2d.cpp), so the maths exists once.
@@ -20,7 +21,8 @@
 // - depthwise (groups == C == K): direct loops over pixels, vectorised over channels; per-group GEMMs would be
 //   1 x (R*S) products. The filter gradient sums pixel blocks in a fixed order (as cpu::bias_grad).
 // Expected bound: the general and 1x1 paths are GEMM-bound (2*P*K*R*S*Cg flops per pass, im2col adds one write and
-// one read of the col tile, cheap next to the GEMM for C >= 16); depthwise is memory-bound (x, y read/written once).
+// one read of the col tile, cheap next to the GEMM for C >= 16); depthwise is memory-bound (x, y read/written
+// once).
 #pragma once
 
 #include <cstddef>

@@ -39,8 +39,8 @@ Conv2dConfig conv(int64_t k_out, int64_t k, int64_t stride, int64_t dil, int64_t
 }
 
 ConvTranspose2dConfig deconv(int64_t k_out, int64_t k, int64_t stride, int64_t pad, int64_t out_pad,
-                             PaddingMode mode = PaddingMode::explicit_symmetric, int64_t groups = 1, bool bias = true,
-                             int64_t dil = 1) {
+                             PaddingMode mode = PaddingMode::explicit_symmetric, int64_t groups = 1,
+                             bool bias = true, int64_t dil = 1) {
   ConvTranspose2dConfig c;
   c.out_channels = k_out;
   c.kernel_h = c.kernel_w = k;
@@ -97,11 +97,11 @@ TEST_CASE("conv2d gradient: kernels, strides, dilations, explicit padding", "[gr
     Shape in;
   };
   const Case cases[] = {
-      {1, 1, 1, 0, {2, 5, 7, 3}},   {1, 2, 1, 0, {2, 5, 7, 3}},  {1, 1, 1, 1, {1, 3, 4, 5}},
-      {3, 1, 1, 1, {2, 5, 7, 3}},   {3, 2, 1, 1, {2, 7, 6, 4}},  {3, 1, 2, 2, {1, 6, 7, 3}},
-      {3, 1, 3, 3, {1, 7, 5, 2}},   {3, 2, 2, 0, {1, 9, 8, 3}},  {3, 1, 1, 0, {1, 3, 3, 4}},
-      {5, 1, 1, 2, {2, 6, 5, 3}},   {5, 2, 1, 2, {1, 9, 7, 2}},  {7, 2, 1, 3, {1, 11, 10, 3}},
-      {7, 1, 1, 3, {1, 1, 1, 4}},   {3, 1, 1, 1, {1, 1, 1, 6}},  {3, 2, 1, 1, {1, 1, 1, 2}},
+      {1, 1, 1, 0, {2, 5, 7, 3}}, {1, 2, 1, 0, {2, 5, 7, 3}}, {1, 1, 1, 1, {1, 3, 4, 5}},
+      {3, 1, 1, 1, {2, 5, 7, 3}}, {3, 2, 1, 1, {2, 7, 6, 4}}, {3, 1, 2, 2, {1, 6, 7, 3}},
+      {3, 1, 3, 3, {1, 7, 5, 2}}, {3, 2, 2, 0, {1, 9, 8, 3}}, {3, 1, 1, 0, {1, 3, 3, 4}},
+      {5, 1, 1, 2, {2, 6, 5, 3}}, {5, 2, 1, 2, {1, 9, 7, 2}}, {7, 2, 1, 3, {1, 11, 10, 3}},
+      {7, 1, 1, 3, {1, 1, 1, 4}}, {3, 1, 1, 1, {1, 1, 1, 6}}, {3, 2, 1, 1, {1, 1, 1, 2}},
       {5, 1, 2, 3, {1, 4, 3, 2}},  // kernel taps mostly in the padding
   };
   for (const Case& c : cases) {
@@ -126,8 +126,8 @@ TEST_CASE("conv2d gradient: TF 'SAME' padding, odd and even sizes", "[grad][conv
 }
 
 TEST_CASE("conv2d gradient: groups and depthwise", "[grad][conv]") {
-  // groups 2 (general path, per-group GEMMs), depthwise (groups = C = K, direct loops), depthwise with multiplier 2
-  // (groups = C, K = 2C: general path), grouped 1x1 (pointwise path).
+  // groups 2 (general path, per-group GEMMs), depthwise (groups = C = K, direct loops), depthwise with multiplier
+  // 2 (groups = C, K = 2C: general path), grouped 1x1 (pointwise path).
   Conv2d g2(conv(6, 3, 1, 1, 1, 2));
   require_pass(g2, {{2, 5, 4, 4}});
   Conv2d g2s(conv(4, 3, 2, 2, 2, 2, false));
@@ -203,10 +203,10 @@ Passes run_passes(const cpu::ConvGeom& g, const Tensor& x, const Tensor& w, cons
   r.dx = Tensor::zeros(x.shape(), DType::f64, Device::cpu);
   r.dw = Tensor::zeros(w.shape(), DType::f64, Device::cpu);
   std::vector<double> ws(ws_bytes / sizeof(double) + 1);
-  cpu::conv2d_fwd<double>(g, x.data_as<double>(), g.in_c, w.data_as<double>(), r.y.data_as<double>(), g.out_c, false,
-                          ws.data(), ws_bytes);
-  cpu::conv2d_bwd_data<double>(g, dy.data_as<double>(), g.out_c, w.data_as<double>(), r.dx.data_as<double>(), g.in_c,
-                               false, ws.data(), ws_bytes);
+  cpu::conv2d_fwd<double>(g, x.data_as<double>(), g.in_c, w.data_as<double>(), r.y.data_as<double>(), g.out_c,
+                          false, ws.data(), ws_bytes);
+  cpu::conv2d_bwd_data<double>(g, dy.data_as<double>(), g.out_c, w.data_as<double>(), r.dx.data_as<double>(),
+                               g.in_c, false, ws.data(), ws_bytes);
   cpu::conv2d_bwd_filter<double>(g, x.data_as<double>(), g.in_c, dy.data_as<double>(), g.out_c,
                                  r.dw.data_as<double>(), false, ws.data(), ws_bytes);
   return r;
@@ -217,8 +217,8 @@ Passes run_passes(const cpu::ConvGeom& g, const Tensor& x, const Tensor& w, cons
 TEST_CASE("conv2d im2col tiles give the same results as one tile", "[conv]") {
   // Tiles of 1, 7 and 50 output pixels (tiles cross output rows and images) against one tile of all pixels.
   // Forward and data gradient: each output pixel's GEMM row and each input pixel's gather order are the same for
-  // any tiling, so the results are bitwise equal. Filter gradient: the sum over pixels is split into per-tile GEMMs
-  // with beta = 1, a different order of the same additions: row "cpu fp64 same operations".
+  // any tiling, so the results are bitwise equal. Filter gradient: the sum over pixels is split into per-tile
+  // GEMMs with beta = 1, a different order of the same additions: row "cpu fp64 same operations".
   struct Case {
     int64_t k, stride, dil, pad, groups;
   };

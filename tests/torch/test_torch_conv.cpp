@@ -1,6 +1,6 @@
 // Conv2d and ConvTranspose2d against PyTorch in double, forward and backward (tests/torch/ops/conv2d.py,
-// deconv2d.py): explicit padding, dilation, stride, groups and depthwise, bias on/off, transposed k3 s2 p1 op1, and
-// TF 'SAME' (PyTorch side: F.pad with TF's pads then a VALID conv; transposed: padding 0 then TF's crop).
+// deconv2d.py): explicit padding, dilation, stride, groups and depthwise, bias on/off, transposed k3 s2 p1 op1,
+// and TF 'SAME' (PyTorch side: F.pad with TF's pads then a VALID conv; transposed: padding 0 then TF's crop).
 #include <catch2/catch.hpp>
 
 #include <string>
@@ -34,7 +34,8 @@ void compare_with_torch(Layer& layer, const std::string& op, const nlohmann::jso
   call.op = op;
   call.attrs = attrs;
   call.inputs.push_back(random(in, 10));
-  for (size_t i = 0; const ParamSpec& s : layer.param_specs({in})) call.params.push_back(random(s.shape, 20 + i++, 0.5));
+  for (size_t i = 0; const ParamSpec& s : layer.param_specs({in}))
+    call.params.push_back(random(s.shape, 20 + i++, 0.5));
   const Shape out = layer.output_shape({in});
   call.dy = random(out, 30);
   const MemoryNeeds mem = layer.memory_needs({in}, DType::f64);
@@ -107,10 +108,11 @@ void run_deconv(const DeconvCase& c) {
   cfg.bias = c.bias;
   cfg.padding = c.same ? PaddingMode::tf_same : PaddingMode::explicit_symmetric;
   ConvTranspose2d layer(cfg);
-  nlohmann::json a = {{"kernel_h", c.kh},   {"kernel_w", c.kw},          {"stride_h", c.sh},
-                      {"stride_w", c.sw},   {"dilation_h", c.dh},        {"dilation_w", c.dw},
-                      {"pad_h", c.ph},      {"pad_w", c.pw},             {"output_padding_h", c.oph},
-                      {"output_padding_w", c.opw}, {"groups", c.groups}, {"padding", c.same ? "same" : "explicit"}};
+  nlohmann::json a = {{"kernel_h", c.kh},         {"kernel_w", c.kw},         {"stride_h", c.sh},
+                      {"stride_w", c.sw},         {"dilation_h", c.dh},       {"dilation_w", c.dw},
+                      {"pad_h", c.ph},            {"pad_w", c.pw},            {"output_padding_h", c.oph},
+                      {"output_padding_w", c.opw}, {"groups", c.groups},
+                      {"padding", c.same ? "same" : "explicit"}};
   compare_with_torch(layer, "deconv2d", a, c.in);
 }
 

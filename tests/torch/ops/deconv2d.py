@@ -7,10 +7,11 @@ PyTorch's nn.ConvTranspose2d as is, or "same" for TensorFlow's conv2d_transpose 
 TF 'SAME' (output exactly in * stride): run the transposed conv with padding 0, whose full output has
     full = (in - 1) * stride + dilation * (k - 1) + 1
 rows, then crop it the TF way. TF pads the forward conv that maps the output (in * stride) back to the input with
-total = max((in - 1) * stride + dilation * (k - 1) + 1 - in * stride, 0) = full - in * stride rows, top = total // 2,
-so the output is full[top : top + in * stride]: the crop removes total // 2 rows at the top and the rest at the
-bottom (k3 s2: 0 at the top, 1 at the bottom). When k < stride, full < in * stride and the missing rows at the
-bottom are zeros (TF's total is 0). The bias is added after cropping, so padded rows hold the bias as in TF.
+    total = max((in - 1) * stride + dilation * (k - 1) + 1 - in * stride, 0) = max(full - in * stride, 0)
+rows, top = total // 2, so the output is full[top : top + in * stride]: the crop removes total // 2 rows at the
+top and the rest at the bottom (k3 s2: 0 at the top, 1 at the bottom). When k < stride, full < in * stride and
+the missing rows at the bottom are zeros (TF's total is 0). The bias is added after cropping, so padded rows hold
+the bias as in TF.
 """
 import torch.nn.functional as F
 
