@@ -27,6 +27,16 @@
 // them uses cuDNN's beta = 1 directly. Accumulating into a staged gradient first copies the current values into the
 // stage, so cuDNN still applies beta = 1 there and the result is rounded once, as in place.
 //
+// Why staging rather than strided descriptors: cuDNN's legacy convolutions document NHWC support for packed tensors;
+// NVIDIA's support matrix for non-packed tensors covers some forward algorithms only, never backward-data or
+// backward-filter, so a copy through the workspace is the one path that is correct for every algorithm. Trying
+// strided descriptors first (falling back to staging on CUDNN_STATUS_NOT_SUPPORTED) is a performance follow-up that
+// needs a GPU to validate.
+//
+// Bound: the convolutions are cuDNN's (the 3x3/5x5/7x7 layers at tensor-core or FFMA throughput, depthwise and
+// low-channel 1x1 layers memory-bound). Staging adds one memory-bound copy (read + write) per staged operand, plus a
+// memset of the padded X buffer: small next to the convolution except for 1x1 and depthwise layers on channel slices.
+//
 // The legacy convolution API used here is marked deprecated in cuDNN 9 but fully supported; the backend (graph) API
 // is the migration path (it also takes asymmetric pre/post padding, which would remove the padded staging).
 #if defined(CLIMSEG_HAVE_CUDNN)
