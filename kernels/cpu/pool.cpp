@@ -28,7 +28,9 @@ void maxpool_fwd(const Pool2dGeom& g, const T* x, int64_t xs, T* y, int64_t ys, 
           const int64_t iw = ow * g.sw - g.pl + j;
           if (iw < 0 || iw >= g.w) continue;
           const T v = x[((n * g.h + ih) * g.w + iw) * xs + c];
-          if (best_k < 0 || v > best) {  // strict: the first maximum in scan order wins ties
+          // Strict >: the first maximum in scan order wins ties. A NaN wins over numbers and the first NaN stays
+          // (v != v), so NaNs propagate as in PyTorch instead of vanishing under loss scaling.
+          if (best_k < 0 || v > best || (v != v && best == best)) {
             best = v;
             best_k = static_cast<int>(i * g.kw + j);
           }

@@ -10,8 +10,9 @@
 //
 // Algorithms:
 // - max pool forward scans each window row-major and keeps the FIRST maximum (strict >), so ties go to the
-//   earliest element in scan order; padded positions never win. It saves the window-local index of the winner
-//   (kh * kw <= 256, one u8 per output element) for the backward pass.
+//   earliest element in scan order; padded positions never win; the first NaN wins (NaNs propagate, as in
+//   PyTorch). It saves the window-local index of the winner (kh * kw <= 256, one u8 per output element) for the
+//   backward pass.
 // - Every backward pass is in GATHER form: each input element sums the contributions of the output windows that
 //   cover it, in a fixed order (oh ascending, then ow ascending), into a local sum that is then stored or added
 //   to dx. No scatter, no races, and the CUDA kernels (kernels/cuda/pool.cu) use the same order, so both devices

@@ -81,9 +81,10 @@ __global__ void maxpool_fwd_nhwc_kernel(Pool2dGeom g, const T* x, int64_t xs, T*
         const int64_t iw = ow * g.sw - g.pl + s;
         if (iw < 0 || iw >= g.w) continue;
         const T v = x[((b * g.h + ih) * g.w + iw) * xs + c];
-        if (best_k < 0 || to_f(v) > best) {  // strict: the first maximum wins ties, as the CPU
+        const float f = to_f(v);
+        if (best_k < 0 || f > best || (f != f && best == best)) {  // first maximum wins ties; NaN wins, as the CPU
           best_v = v;
-          best = to_f(v);
+          best = f;
           best_k = static_cast<int>(r * g.kw + s);
         }
       }

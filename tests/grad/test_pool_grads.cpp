@@ -209,6 +209,24 @@ TEST_CASE("maxpool2d: ties go to the first maximum in window scan order, padding
   REQUIRE(dx2.get(0, 0, 0, 0) == 0.0);
 }
 
+TEST_CASE("maxpool2d propagates NaN (PyTorch semantics) and routes its gradient to the first NaN", "[pool]") {
+  Tensor x = Tensor::zeros({1, 2, 2, 1}, DType::f64, Device::cpu);
+  x.set(0, 0, 0, 0, 3.0);
+  x.set(0, 0, 1, 0, std::nan(""));
+  x.set(0, 1, 0, 0, 7.0);
+  x.set(0, 1, 1, 0, std::nan(""));
+  MaxPool2d l(PoolConfig::explicit_pad(2, 2));
+  Tensor saved;
+  Tensor y = run_forward(l, x, &saved);
+  REQUIRE(std::isnan(y.get_flat(0)));
+  Tensor dy = Tensor::empty(y.shape(), DType::f64);
+  dy.set_flat(0, 1.0);
+  Tensor dx = run_backward(l, x, saved, dy);
+  REQUIRE(dx.get(0, 0, 1, 0) == 1.0);
+  REQUIRE(dx.get(0, 1, 0, 0) == 0.0);
+  REQUIRE(dx.get(0, 1, 1, 0) == 0.0);
+}
+
 TEST_CASE("maxpool2d 1x1 / stride 2 is plain subsampling", "[pool]") {
   Tensor x = random_f64({2, 7, 6, 3}, 7);
   MaxPool2d l(PoolConfig::explicit_pad(1, 2));
