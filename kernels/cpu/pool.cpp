@@ -28,7 +28,9 @@ void maxpool_fwd(const Pool2dGeom& g, const T* x, int64_t xs, T* y, int64_t ys, 
           const int64_t iw = ow * g.sw - g.pl + j;
           if (iw < 0 || iw >= g.w) continue;
           const T v = x[((n * g.h + ih) * g.w + iw) * xs + c];
-          if (best_k < 0 || v > best) {  // strict: the first maximum in scan order wins ties
+          // Strict >: the first maximum in scan order wins ties. A NaN wins over numbers and the first NaN stays
+          // (v != v), so NaNs propagate as in PyTorch instead of vanishing under loss scaling.
+          if (best_k < 0 || v > best || (v != v && best == best)) {
             best = v;
             best_k = static_cast<int>(i * g.kw + j);
           }
@@ -119,16 +121,39 @@ void avgpool_bwd(const Pool2dGeom& g, bool count_include_pad, const T* dy, int64
 
 template <class T>
 void global_avgpool_fwd(int64_t n, int64_t hw, int64_t c, const T* x, int64_t xs, T* y, int64_t ys) {
-  // Parallel over (image, channel) columns; each column is summed in pixel order, so the result does not depend
-  // on the thread count.
-#pragma omp parallel for schedule(static) if (n * hw * c >= kParallelMin)
-  for (int64_t b = 0; b < n; ++b) {
-    std::vector<T> acc(static_cast<std::size_t>(c), T(0));
-    const T* xb = x + b * hw * xs;
-    for (int64_t p = 0; p < hw; ++p)
-      for (int64_t k = 0; k < c; ++k) acc[static_cast<std::size_t>(k)] += xb[p * xs + k];
-    for (int64_t k = 0; k < c; ++k) y[b * ys + k] = acc[static_cast<std::size_t>(k)] / static_cast<T>(hw);
+  // Pass 1, parallel over (image, chunk): lane sums, then the lanes in order -> partial (n, chunks, c).
+  const int64_t chunk = global_avgpool_chunk(hw), chunks = global_avgpool_chunks(hw);
+  constexpr int64_t L = kGlobalPoolLanes;
+  std::vector<T> partial(static_cast<std::size_t>(n * chunks * c));
+#pragma omp parallel if (n * hw * c >= kParallelMin)
+  {
+    std::vector<T> lanes(static_cast<std::size_t>(L * c));
+#pragma omp for schedule(static)
+    for (int64_t bj = 0; bj < n * chunks; ++bj) {
+      const int64_t b = bj / chunks, j = bj - b * chunks;
+      const int64_t p0 = j * chunk, p1 = p0 + chunk < hw ? p0 + chunk : hw;
+      for (T& v : lanes) v = T(0);
+      const T* xb = x + b * hw * xs;
+      for (int64_t p = p0; p < p1; ++p) {
+        T* lane = lanes.data() + ((p - p0) % L) * c;
+        const T* xp = xb + p * xs;
+        for (int64_t k = 0; k < c; ++k) lane[k] += xp[k];
+      }
+      T* out = partial.data() + bj * c;
+      for (int64_t k = 0; k < c; ++k) {
+        T s = T(0);
+        for (int64_t l = 0; l < L; ++l) s += lanes[static_cast<std::size_t>(l * c + k)];
+        out[k] = s;
+      }
+    }
   }
+  // Pass 2: the chunks of each image in order.
+  for (int64_t b = 0; b < n; ++b)
+    for (int64_t k = 0; k < c; ++k) {
+      T s = T(0);
+      for (int64_t j = 0; j < chunks; ++j) s += partial[static_cast<std::size_t>((b * chunks + j) * c + k)];
+      y[b * ys + k] = s / static_cast<T>(hw);
+    }
 }
 
 template <class T>

@@ -10,14 +10,17 @@
 //
 // Algorithms:
 // - max pool forward scans each window row-major and keeps the FIRST maximum (strict >), so ties go to the
-//   earliest element in scan order; padded positions never win. It saves the window-local index of the winner
-//   (kh * kw <= 256, one u8 per output element) for the backward pass.
+//   earliest element in scan order; padded positions never win; the first NaN wins (NaNs propagate, as in
+//   PyTorch). It saves the window-local index of the winner (kh * kw <= 256, one u8 per output element) for the
+//   backward pass.
 // - Every backward pass is in GATHER form: each input element sums the contributions of the output windows that
 //   cover it, in a fixed order (oh ascending, then ow ascending), into a local sum that is then stored or added
 //   to dx. No scatter, no races, and the CUDA kernels (kernels/cuda/pool.cu) use the same order, so both devices
 //   are deterministic. The windows covering input row ih are oh in [pool_first_out(ih), pool_last_out(ih)].
-// - global average pool sums the pixels of each image in pixel order (fixed order, accumulator of type T), then
-//   divides by H * W.
+// - global average pool sums each image's pixels in a fixed order that the CUDA kernel shares: chunks of
+//   global_avgpool_chunk(H * W) pixels; within a chunk, 8 lanes (lane l sums pixels l, l + 8, ...), then the lanes
+//   in order; then the chunks in order; then one division by H * W. Only additions, so the fp32 result is the same
+//   on both devices, and blocking keeps the rounding error far below a sequential sum's over a whole image.
 //
 // Bound: memory-bound (k*k/s^2 reads per output in forward, at most ceil(k/s)^2 windows per input in backward).
 #pragma once
@@ -59,6 +62,17 @@ CS_POOL_HD int64_t pool_valid_count(int64_t o, int64_t k, int64_t s, int64_t p, 
   if (a < 0) a = 0;
   if (b > size) b = size;
   return b > a ? b - a : 0;
+}
+
+// Pixel chunking of the global average pool: chunks of at least 256 pixels, at most 64 per image; depends on H * W
+// only, never on the device or the thread count.
+constexpr int64_t kGlobalPoolLanes = 8;
+CS_POOL_HD int64_t global_avgpool_chunk(int64_t hw) {
+  const int64_t c = (hw + 63) / 64;
+  return c > 256 ? c : 256;
+}
+CS_POOL_HD int64_t global_avgpool_chunks(int64_t hw) {
+  return hw == 0 ? 0 : (hw + global_avgpool_chunk(hw) - 1) / global_avgpool_chunk(hw);
 }
 
 // y = max over the window; argmax (N, OH, OW, C) u8 contiguous = window-local index kh_i * kw + kw_i of the first

@@ -12,7 +12,9 @@
 //                                                 src = d * I / O
 // then i0 = min(floor(src), I - 1), i1 = min(i0 + 1, I - 1), lambda = src - i0, and
 //   y = (1 - lh) * ((1 - lw) * x[i0h, i0w] + lw * x[i0h, i1w]) + lh * ((1 - lw) * x[i1h, i0w] + lw * x[i1h, i1w])
-// (PyTorch's upsample_bilinear2d order of operations; TF's lerp gives the same value up to rounding.)
+// (PyTorch's upsample_bilinear2d order of operations; TF's lerp gives the same value up to rounding. TF1 computes
+// the legacy scale and src in float32; the coordinates here are double: identical for power-of-two factors (exact
+// scales), otherwise lambda can differ from TF's in its last float bits.)
 //
 // Backward in GATHER form: dx[ih, iw] = sum over output rows dh and columns dw that sample ih / iw of
 // wh(dh, ih) * ww(dw, iw) * dy[dh, dw], where w(d, i) = (i0(d) == i ? 1 - lambda : 0) + (i1(d) == i ? lambda : 0).

@@ -12,8 +12,8 @@
 // and sums in fp32 -- no atomics, so results are deterministic, and in fp32 the max/avg pool sums are the same
 // operations in the same order as the CPU's (additions and one division: no contraction possible). Global average
 // pool is a deterministic two-pass sum like the bias gradient (kernels/cuda/eltwise.cu): fixed pixel chunks per
-// (image, 32-channel tile) with 8 pixel lanes combined in a fixed order, then the chunks in order; it differs from
-// the CPU's sequential sum by rounding order only. 16-bit storage is widened to fp32 and rounded once on store.
+// (image, 32-channel tile) with 8 pixel lanes combined in a fixed order, then the chunks in order -- the order the
+// CPU reference defines (kernels/cpu/pool.h), so fp32 results match it bit for bit by construction. 16-bit storage is widened to fp32 and rounded once on store.
 //
 // Bound: memory-bound. Forward reads k_h * k_w inputs per output (mostly from L1/L2 for overlapping windows) and
 // writes 1 (+1 byte of argmax); backward reads <= ceil(k/s)^2 dy values (+ argmax bytes) per input element. Expect
@@ -81,9 +81,10 @@ __global__ void maxpool_fwd_nhwc_kernel(Pool2dGeom g, const T* x, int64_t xs, T*
         const int64_t iw = ow * g.sw - g.pl + s;
         if (iw < 0 || iw >= g.w) continue;
         const T v = x[((b * g.h + ih) * g.w + iw) * xs + c];
-        if (best_k < 0 || to_f(v) > best) {  // strict: the first maximum wins ties, as the CPU
+        const float f = to_f(v);
+        if (best_k < 0 || f > best || (f != f && best == best)) {  // first maximum wins ties; NaN wins, as the CPU
           best_v = v;
-          best = to_f(v);
+          best = f;
           best_k = static_cast<int>(r * g.kw + s);
         }
       }
@@ -168,7 +169,7 @@ __global__ void avgpool_bwd_nhwc_kernel(Pool2dGeom g, bool count_include_pad, co
 
 // Global average pool, pass 1. Block (32 channels, kLanes pixel lanes); grid (ceil(C / 32), chunks, N).
 constexpr int kTile = 32;
-constexpr int kLanes = 8;
+constexpr int kLanes = static_cast<int>(cpu::kGlobalPoolLanes);  // the CPU's lane count and order
 template <class T>
 __global__ void global_avgpool_partial_nhwc_kernel(int64_t hw, int64_t C, const T* x, int64_t xs, int64_t chunk,
                                                    int64_t chunks, float* partial) {
@@ -338,7 +339,7 @@ void global_avgpool_fwd(ExecContext& ctx, const Tensor& x, const Tensor& y, void
   check_operand("global_avgpool_fwd", "y", y, Shape{xs.n, 1, 1, xs.c}, x.dtype());
   const int64_t hw = xs.h * xs.w, C = xs.c, N = xs.n;
   if (N * C == 0) return;
-  const int64_t chunk = global_avgpool_chunk(hw), chunks = global_avgpool_chunks(hw);
+  const int64_t chunk = cpu::global_avgpool_chunk(hw), chunks = cpu::global_avgpool_chunks(hw);
   CS_CHECK(workspace != nullptr && bytes >= global_avgpool_workspace_bytes(N, hw, C),
            "cuda::global_avgpool_fwd: needs ", global_avgpool_workspace_bytes(N, hw, C), " bytes of workspace, got ",
            bytes);

@@ -7,7 +7,6 @@
 // element (the window-local index of the first maximum). Work is queued on ctx.stream(); nothing synchronises.
 #pragma once
 
-#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 
@@ -29,17 +28,11 @@ void avgpool_fwd(ExecContext& ctx, const cpu::Pool2dGeom& g, bool count_include_
 void avgpool_bwd(ExecContext& ctx, const cpu::Pool2dGeom& g, bool count_include_pad, const Tensor& dy,
                  const Tensor& dx, bool accumulate);
 
-// Global average pool: x (N, H, W, C) -> y (N, 1, 1, C). Deterministic two-pass sum: fixed pixel chunks (depending
-// on H * W only) summed in fp32 into `workspace` (global_avgpool_workspace_bytes), then the chunks in order.
-inline int64_t global_avgpool_chunk(int64_t hw) {
-  constexpr int64_t kMinChunk = 256, kMaxChunks = 64;
-  return std::max(kMinChunk, (hw + kMaxChunks - 1) / kMaxChunks);
-}
-inline int64_t global_avgpool_chunks(int64_t hw) {
-  return hw == 0 ? 0 : (hw + global_avgpool_chunk(hw) - 1) / global_avgpool_chunk(hw);
-}
+// Global average pool: x (N, H, W, C) -> y (N, 1, 1, C). Deterministic two-pass sum in the CPU's order
+// (cpu::global_avgpool_chunk, 8 lanes, then chunks in order): per-chunk fp32 partial sums in `workspace`
+// (global_avgpool_workspace_bytes), then the chunks in order.
 inline size_t global_avgpool_workspace_bytes(int64_t n, int64_t hw, int64_t c) {
-  return static_cast<size_t>(n * global_avgpool_chunks(hw) * c) * sizeof(float);
+  return static_cast<size_t>(n * cpu::global_avgpool_chunks(hw) * c) * sizeof(float);
 }
 void global_avgpool_fwd(ExecContext& ctx, const Tensor& x, const Tensor& y, void* workspace, size_t bytes);
 // dx (=|+=) dy / (H * W)

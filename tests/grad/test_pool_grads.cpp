@@ -1,16 +1,22 @@
 // Finite-difference gradient checks in double of the pooling and resize layers' CPU paths
 // (tests/util/gradcheck.h: accumulate mode and channel-slice views included), plus exact checks of the
 // semantics the gradients rest on: output sizes, TF 'SAME' padding, first-maximum tie breaking, the average
-// divisors, the resize coordinate rules, and the gather-form resize backward against the scatter form.
+// divisors, the resize coordinate rules, the gather-form resize backward against the scatter form, and a planned
+// Net using all four layers (saved state and workspaces from the arena, outputs written into concat slices).
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cmath>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "engine/context.h"
+#include "engine/net.h"
 #include "engine/philox.h"
 #include "kernels/cpu/resize.h"
+#include "layers/concat.h"
+#include "layers/pointwise_conv.h"
 #include "layers/pool.h"
 #include "layers/resize.h"
 #include "tests/util/compare.h"
@@ -209,6 +215,24 @@ TEST_CASE("maxpool2d: ties go to the first maximum in window scan order, padding
   REQUIRE(dx2.get(0, 0, 0, 0) == 0.0);
 }
 
+TEST_CASE("maxpool2d propagates NaN (PyTorch semantics) and routes its gradient to the first NaN", "[pool]") {
+  Tensor x = Tensor::zeros({1, 2, 2, 1}, DType::f64, Device::cpu);
+  x.set(0, 0, 0, 0, 3.0);
+  x.set(0, 0, 1, 0, std::nan(""));
+  x.set(0, 1, 0, 0, 7.0);
+  x.set(0, 1, 1, 0, std::nan(""));
+  MaxPool2d l(PoolConfig::explicit_pad(2, 2));
+  Tensor saved;
+  Tensor y = run_forward(l, x, &saved);
+  REQUIRE(std::isnan(y.get_flat(0)));
+  Tensor dy = Tensor::empty(y.shape(), DType::f64);
+  dy.set_flat(0, 1.0);
+  Tensor dx = run_backward(l, x, saved, dy);
+  REQUIRE(dx.get(0, 0, 1, 0) == 1.0);
+  REQUIRE(dx.get(0, 1, 0, 0) == 0.0);
+  REQUIRE(dx.get(0, 1, 1, 0) == 0.0);
+}
+
 TEST_CASE("maxpool2d 1x1 / stride 2 is plain subsampling", "[pool]") {
   Tensor x = random_f64({2, 7, 6, 3}, 7);
   MaxPool2d l(PoolConfig::explicit_pad(1, 2));
@@ -236,17 +260,32 @@ TEST_CASE("avgpool2d divisors: count_include_pad vs image elements only", "[pool
 }
 
 TEST_CASE("global average pool is the mean over pixels", "[pool]") {
-  Tensor x = random_f64({2, 5, 3, 4}, 3);
+  // One chunk, and 64 chunks of 313 pixels with a short last one (the blocked order of kernels/cpu/pool.h).
+  for (Shape s : {Shape{2, 5, 3, 4}, Shape{2, 100, 200, 3}}) {
+    Tensor x = random_f64(s, 3);
+    GlobalAvgPool l;
+    Tensor y = run_forward(l, x);
+    REQUIRE(y.shape() == Shape{s.n, 1, 1, s.c});
+    for (int64_t n = 0; n < s.n; ++n)
+      for (int64_t c = 0; c < s.c; ++c) {
+        double sum = 0;
+        for (int64_t h = 0; h < s.h; ++h)
+          for (int64_t w = 0; w < s.w; ++w) sum += x.get(n, h, w, c);
+        REQUIRE(y.get(n, 0, 0, c) == Approx(sum / static_cast<double>(s.h * s.w)).margin(1e-15).epsilon(1e-12));
+      }
+  }
+  // fp32: the blocked sum stays close to the double mean over a whole 1152 x 768 image (a sequential fp32 sum of
+  // 884736 values drifts by 1e-5 relative or more).
+  const Shape big{1, 1152, 768, 1};
+  Tensor xd = Tensor::empty(big, DType::f64);
+  for (int64_t i = 0; i < xd.numel(); ++i) xd.set_flat(i, 1.0 + philox_uniform(9, 0, static_cast<uint64_t>(i)));
+  Tensor xf = xd.cast(DType::f32);
+  double ref = 0;
+  for (int64_t i = 0; i < xf.numel(); ++i) ref += xf.get_flat(i);
+  ref /= static_cast<double>(xf.numel());
   GlobalAvgPool l;
-  Tensor y = run_forward(l, x);
-  REQUIRE(y.shape() == Shape{2, 1, 1, 4});
-  for (int64_t n = 0; n < 2; ++n)
-    for (int64_t c = 0; c < 4; ++c) {
-      double s = 0;
-      for (int64_t h = 0; h < 5; ++h)
-        for (int64_t w = 0; w < 3; ++w) s += x.get(n, h, w, c);
-      REQUIRE(y.get(n, 0, 0, c) == Approx(s / 15).epsilon(1e-14));
-    }
+  Tensor yf = run_forward(l, xf);
+  REQUIRE(yf.get_flat(0) == Approx(ref).epsilon(1e-6));
 }
 
 TEST_CASE("bilinear resize coordinate rules", "[resize]") {
@@ -319,4 +358,74 @@ TEST_CASE("bilinear resize: gather-form backward equals the scatter form (double
       CS_REQUIRE_CLOSE(gather, scatter, t.atol, t.rtol);
     }
   }
+}
+
+// ---- inside a planned Net: saved argmax and workspaces from the arena, outputs written into concat slices ------
+
+TEST_CASE("pool and resize layers in a planned Net: whole-graph gradients match finite differences (fp64)",
+          "[grad][pool][resize][net]") {
+  // A DeepLabv3+-like miniature: root max pool (TF SAME), ASPP image-level branch (global pool -> 1x1 -> TF1
+  // legacy resize), an average-pool branch, a zero-copy concat that the pool/resize layers write into, and a x2
+  // half-pixel decoder upsampling.
+  Net net;
+  auto x = net.input("x", {2, 9, 11, 4});
+  auto a = net.add("conv_a", std::make_unique<PointwiseConv>(6), {x});
+  auto p = net.add("pool", std::make_unique<MaxPool2d>(PoolConfig::tf_same(3, 2)), {a});
+  auto gp = net.add("gap", std::make_unique<GlobalAvgPool>(), {p});
+  auto gc = net.add("gap_conv", std::make_unique<PointwiseConv>(3), {gp});
+  auto r1 = net.add("gap_up", std::make_unique<BilinearResize>(ResizeConfig::to_size(5, 6, ResizeMode::tf_legacy)),
+                    {gc});
+  auto a2 = net.add("avg", std::make_unique<AvgPool2d>(PoolConfig::explicit_pad(3, 1, 1)), {p});
+  auto c = net.add("cat", std::make_unique<Concat>(), {r1, a2, p});
+  auto up = net.add("up", std::make_unique<BilinearResize>(ResizeConfig::by_scale(2.0, ResizeMode::half_pixel)),
+                    {c});
+  net.add("head", std::make_unique<PointwiseConv>(2), {up});
+  net.compile(NetOptions{.dtype = DType::f64, .input_grads = true});
+  REQUIRE(net.output().shape() == Shape{2, 10, 12, 2});
+  INFO("concat inputs written in place: " << net.stats().concat_inputs_aliased << ", copied: "
+                                          << net.stats().concat_inputs_copied);
+  REQUIRE(net.stats().concat_inputs_aliased >= 2);  // the resize and the average pool write into their slices
+  net.init_params(5);
+  ExecContext ctx;
+  auto fill = [](const Tensor& t, uint64_t stream, double scale) {
+    for (int64_t i = 0; i < t.numel(); ++i)
+      t.set_flat(i, scale * (2.0 * philox_uniform(41, stream, static_cast<uint64_t>(i)) - 1.0));
+  };
+  fill(net.param_buffer(), 1, 0.5);
+  fill(net.input_tensor(x), 2, 1.0);
+  Tensor r = Tensor::empty(net.output().shape(), DType::f64, Device::cpu);
+  fill(r, 3, 1.0);
+  auto loss = [&] {
+    double s = 0;
+    Tensor y = net.output();
+    for (int64_t i = 0; i < y.numel(); ++i) s += y.get_flat(i) * r.get_flat(i);
+    return s;
+  };
+  net.forward(ctx);
+  net.output_grad().copy_from(r);
+  net.backward(ctx);
+  Tensor g = net.grad_buffer().clone();
+  Tensor gx = net.input_grad(x).clone();
+  const double h = 1e-6;
+  int checked = 0;
+  auto check = [&](const Tensor& target, int64_t i, double analytic, const std::string& what) {
+    const double v = target.get_flat(i);
+    target.set_flat(i, v + h);
+    net.forward(ctx);
+    const double lp = loss();
+    target.set_flat(i, v - h);
+    net.forward(ctx);
+    const double lm = loss();
+    target.set_flat(i, v);
+    const double numeric = (lp - lm) / (2 * h);
+    INFO(what << "[" << i << "]: analytic " << analytic << " numeric " << numeric);
+    REQUIRE(std::fabs(analytic - numeric) <=
+            tol::gradcheck_f64.rtol * std::max({1.0, std::fabs(analytic), std::fabs(numeric)}));
+    ++checked;
+  };
+  for (const Net::Param& prm : net.params())
+    for (int64_t j = 0; j < prm.spec.shape.numel(); j += 2)
+      check(net.param_buffer(), prm.offset + j, g.get_flat(prm.offset + j), prm.name);
+  for (int64_t i = 0; i < gx.numel(); i += 3) check(net.input_tensor(x), i, gx.get_flat(i), "input");
+  REQUIRE(checked > 100);
 }
