@@ -225,6 +225,9 @@ void Net::compile(const NetOptions& opt) {
         last = std::max(last, bwd_t(ti.producer));
     }
     if (t == output_) last = std::max(last, opt.training ? t_loss : L - 1);
+    // Graph inputs stay intact for the whole step (the caller may run forward again on the same batch, as
+    // finite-difference checks and evaluation loops do): their memory is never reused within a step.
+    if (ti.producer < 0) last = std::max(last, opt.training ? t_end : L - 1);
     ti.act_req = add_req(ti.name, static_cast<size_t>(ti.shape.numel()) * dtype_size(dtype_of(ti)), first, last,
                          MemKind::activation);
   }
