@@ -15,7 +15,57 @@ constexpr int64_t kParallelMin = 1 << 15;
 
 int64_t cg_of(const ConvGeom& g) { return g.in_c / g.groups; }
 int64_t kg_of(const ConvGeom& g) { return g.out_c / g.groups; }
-int64_t row_of(const ConvGeom& g) { return g.kernel_h * g.kernel_w * cg_of(g); }  // one im2col row, elements
+int64_t row_of(const ConvGeom& g) { return g.kernel_h * g.kernel_w * cg_of(g); }  // one weight row, elements
+
+// Kernel taps that reach the image for at least one output pixel: rows [r0, r0 + nr), columns [s0, s0 + ns).
+// The others only ever see padding (dilated convs on small maps: a 3x3 rate-12 conv on a 12x18 map has one
+// useful kernel row), so im2col leaves them out and the GEMMs shrink by the same factor.
+struct Taps {
+  int64_t r0 = 0, nr = 0, s0 = 0, ns = 0;
+  int64_t row(const ConvGeom& g) const { return nr * ns * cg_of(g); }  // one im2col row, elements
+  bool full(const ConvGeom& g) const { return nr == g.kernel_h && ns == g.kernel_w; }
+};
+
+// Whether tap offset `off` (= r * dilation) reaches [0, in) for some output o in [0, out): o * stride - pad + off.
+bool tap_reaches(int64_t out, int64_t in, int64_t stride, int64_t pad, int64_t off) {
+  const int64_t first = pad - off;  // the smallest o with o * stride >= first
+  const int64_t o = first <= 0 ? 0 : (first + stride - 1) / stride;
+  return o < out && o * stride - pad + off < in;
+}
+
+Taps taps_of(const ConvGeom& g) {
+  auto range = [](int64_t k, int64_t out, int64_t in, int64_t stride, int64_t pad, int64_t dil, int64_t& lo,
+                  int64_t& n) {
+    int64_t first = -1, last = -1;
+    for (int64_t r = 0; r < k; ++r)
+      if (tap_reaches(out, in, stride, pad, r * dil)) {
+        if (first < 0) first = r;
+        last = r;
+      }
+    lo = first < 0 ? 0 : first;
+    n = first < 0 ? 0 : last - first + 1;
+  };
+  Taps t;
+  range(g.kernel_h, g.out_h, g.in_h, g.stride_h, g.pad_top, g.dilation_h, t.r0, t.nr);
+  range(g.kernel_w, g.out_w, g.in_w, g.stride_w, g.pad_left, g.dilation_w, t.s0, t.ns);
+  if (t.nr == 0 || t.ns == 0) t.nr = t.ns = 0;
+  return t;
+}
+
+// The GEMM pieces of one group: the im2col columns [col, col + len) meet the weight columns [w, w + len) of each
+// output channel. One piece when every kernel column is kept (kept rows are contiguous in KRSC), else one per kept
+// kernel row.
+struct Piece {
+  int64_t col, w, len;
+};
+std::vector<Piece> pieces_of(const ConvGeom& g, const Taps& t) {
+  const int64_t Cg = cg_of(g);
+  if (t.ns == g.kernel_w) return {{0, t.r0 * g.kernel_w * Cg, t.row(g)}};
+  std::vector<Piece> p;
+  for (int64_t i = 0; i < t.nr; ++i)
+    p.push_back({i * t.ns * Cg, ((t.r0 + i) * g.kernel_w + t.s0) * Cg, t.ns * Cg});
+  return p;
+}
 
 void check_geom(const ConvGeom& g) {
   CS_CHECK(g.n > 0 && g.in_h > 0 && g.in_w > 0 && g.in_c > 0 && g.out_h > 0 && g.out_w > 0 && g.out_c > 0,
@@ -33,20 +83,22 @@ void zero_pixels(int64_t P, int64_t C, T* a, int64_t as) {
   for (int64_t p = 0; p < P; ++p) std::fill(a + p * as, a + p * as + C, T(0));
 }
 
-// col (T, R*S*Cg), row i = patch of output pixel p0 + i for group grp, [r][s][c], zeros where the tap is padding.
+// col (T, nr*ns*Cg), row i = patch of output pixel p0 + i for group grp over the kept taps, [r][s][c], zeros where
+// the tap is padding.
 template <class T>
-void im2col(const ConvGeom& g, const T* x, int64_t xs, int64_t p0, int64_t tile, int64_t grp, T* col) {
-  const int64_t Cg = cg_of(g), row = row_of(g), OHW = g.out_h * g.out_w;
+void im2col(const ConvGeom& g, const Taps& tp, const T* x, int64_t xs, int64_t p0, int64_t tile, int64_t grp,
+            T* col) {
+  const int64_t Cg = cg_of(g), row = tp.row(g), OHW = g.out_h * g.out_w;
 #pragma omp parallel for schedule(static) if (tile * row >= kParallelMin)
   for (int64_t i = 0; i < tile; ++i) {
     const int64_t p = p0 + i, n = p / OHW, oh = (p % OHW) / g.out_w, ow = p % g.out_w;
     const T* xn = x + n * g.in_h * g.in_w * xs + grp * Cg;
     T* dst = col + i * row;
-    for (int64_t r = 0; r < g.kernel_h; ++r) {
+    for (int64_t r = tp.r0; r < tp.r0 + tp.nr; ++r) {
       const int64_t ih = oh * g.stride_h - g.pad_top + r * g.dilation_h;
-      for (int64_t s = 0; s < g.kernel_w; ++s) {
+      for (int64_t s = tp.s0; s < tp.s0 + tp.ns; ++s) {
         const int64_t iw = ow * g.stride_w - g.pad_left + s * g.dilation_w;
-        T* d = dst + (r * g.kernel_w + s) * Cg;
+        T* d = dst + ((r - tp.r0) * tp.ns + (s - tp.s0)) * Cg;
         if (ih >= 0 && ih < g.in_h && iw >= 0 && iw < g.in_w) {
           const T* src = xn + (ih * g.in_w + iw) * xs;
           std::copy(src, src + Cg, d);
@@ -62,8 +114,9 @@ void im2col(const ConvGeom& g, const T* x, int64_t xs, int64_t p0, int64_t tile,
 // taps in increasing output-pixel order (r and s descending), adding one at a time, so no two threads write the
 // same element and the sum order is the same however the output pixels are split into tiles.
 template <class T>
-void col2im_gather(const ConvGeom& g, const T* col, int64_t p0, int64_t tile, int64_t grp, T* dx, int64_t dxs) {
-  const int64_t Cg = cg_of(g), row = row_of(g), OHW = g.out_h * g.out_w, p1 = p0 + tile;
+void col2im_gather(const ConvGeom& g, const Taps& tp, const T* col, int64_t p0, int64_t tile, int64_t grp, T* dx,
+                   int64_t dxs) {
+  const int64_t Cg = cg_of(g), row = tp.row(g), OHW = g.out_h * g.out_w, p1 = p0 + tile;
   const int64_t n0 = p0 / OHW, n1 = (p1 - 1) / OHW;
   for (int64_t n = n0; n <= n1; ++n) {
     // Output rows of image n inside the tile, and the input rows their taps reach.
@@ -79,19 +132,19 @@ void col2im_gather(const ConvGeom& g, const T* col, int64_t p0, int64_t tile, in
     for (int64_t idx = 0; idx < count; ++idx) {
       const int64_t ih = ih_lo + idx / g.in_w, iw = idx % g.in_w;
       T* d = dxn + (ih * g.in_w + iw) * dxs;
-      for (int64_t r = g.kernel_h - 1; r >= 0; --r) {
+      for (int64_t r = tp.r0 + tp.nr - 1; r >= tp.r0; --r) {
         const int64_t th = ih + g.pad_top - r * g.dilation_h;
         if (th < 0 || th % g.stride_h != 0) continue;
         const int64_t oh = th / g.stride_h;
         if (oh >= g.out_h) continue;
-        for (int64_t s = g.kernel_w - 1; s >= 0; --s) {
+        for (int64_t s = tp.s0 + tp.ns - 1; s >= tp.s0; --s) {
           const int64_t tw = iw + g.pad_left - s * g.dilation_w;
           if (tw < 0 || tw % g.stride_w != 0) continue;
           const int64_t ow = tw / g.stride_w;
           if (ow >= g.out_w) continue;
           const int64_t p = n * OHW + oh * g.out_w + ow;
           if (p < p0 || p >= p1) continue;
-          const T* src = col + (p - p0) * row + (r * g.kernel_w + s) * Cg;
+          const T* src = col + (p - p0) * row + ((r - tp.r0) * tp.ns + (s - tp.s0)) * Cg;
           for (int64_t c = 0; c < Cg; ++c) d[c] += src[c];
         }
       }
@@ -99,8 +152,8 @@ void col2im_gather(const ConvGeom& g, const T* col, int64_t p0, int64_t tile, in
   }
 }
 
-int64_t tile_pixels(const ConvGeom& g, size_t elem_size, size_t ws_bytes, const char* pass) {
-  const int64_t row_bytes = row_of(g) * static_cast<int64_t>(elem_size);
+int64_t tile_pixels(const ConvGeom& g, const Taps& tp, size_t elem_size, size_t ws_bytes, const char* pass) {
+  const int64_t row_bytes = tp.row(g) * static_cast<int64_t>(elem_size);
   const int64_t tile = static_cast<int64_t>(ws_bytes) / row_bytes;
   CS_CHECK(tile >= 1, "conv2d ", pass, ": the workspace (", ws_bytes, " bytes) is smaller than one im2col row (",
            row_bytes, " bytes); use conv2d_workspace_bytes");
@@ -130,7 +183,8 @@ ConvAlgo conv2d_algo(const ConvGeom& g) {
 
 size_t conv2d_workspace_bytes(const ConvGeom& g, size_t elem_size, size_t budget) {
   if (conv2d_algo(g) != ConvAlgo::general) return 0;
-  const size_t row_bytes = static_cast<size_t>(row_of(g)) * elem_size;
+  const size_t row_bytes = static_cast<size_t>(taps_of(g).row(g)) * elem_size;
+  if (row_bytes == 0) return 0;  // every tap is padding: no GEMM
   const size_t pixels = static_cast<size_t>(g.n * g.out_h * g.out_w);
   const size_t rows = std::clamp<size_t>(budget / row_bytes, 1, pixels);
   return rows * row_bytes;
@@ -170,15 +224,22 @@ void conv2d_fwd(const ConvGeom& g, const T* x, int64_t xs, const T* w, T* y, int
       return;
     }
     case ConvAlgo::general: {
-      const int64_t tile = tile_pixels(g, sizeof(T), ws_bytes, "forward");
+      const Taps tp = taps_of(g);
+      if (tp.nr == 0) {  // every tap is padding: y = 0
+        if (!accumulate) zero_pixels(P, g.out_c, y, ys);
+        return;
+      }
+      const int64_t tile = tile_pixels(g, tp, sizeof(T), ws_bytes, "forward"), crow = tp.row(g);
+      const std::vector<Piece> pieces = pieces_of(g, tp);
       T* col = static_cast<T*>(ws);
       for (int64_t p0 = 0; p0 < P; p0 += tile) {
         const int64_t t = std::min(tile, P - p0);
         for (int64_t grp = 0; grp < g.groups; ++grp) {
-          im2col(g, x, xs, p0, t, grp, col);
-          // y_tile_g (t x Kg) = col (t x R*S*Cg) * W_g^T
-          gemm<T>(false, true, t, Kg, row, T(1), col, row, w + grp * Kg * row, row, beta, y + p0 * ys + grp * Kg,
-                  ys);
+          im2col(g, tp, x, xs, p0, t, grp, col);
+          // y_tile_g (t x Kg) = col (t x crow) * W_g^T, piece by piece (one piece unless taps were dropped)
+          for (size_t i = 0; i < pieces.size(); ++i)
+            gemm<T>(false, true, t, Kg, pieces[i].len, T(1), col + pieces[i].col, crow,
+                    w + grp * Kg * row + pieces[i].w, row, i == 0 ? beta : T(1), y + p0 * ys + grp * Kg, ys);
         }
       }
       return;
@@ -222,16 +283,20 @@ void conv2d_bwd_data(const ConvGeom& g, const T* dy, int64_t dys, const T* w, T*
       return;
     }
     case ConvAlgo::general: {
-      const int64_t tile = tile_pixels(g, sizeof(T), ws_bytes, "backward data");
-      T* col = static_cast<T*>(ws);
+      const Taps tp = taps_of(g);
       if (!accumulate) zero_pixels(g.n * g.in_h * g.in_w, g.in_c, dx, dxs);
+      if (tp.nr == 0) return;  // every tap is padding: no input pixel is used
+      const int64_t tile = tile_pixels(g, tp, sizeof(T), ws_bytes, "backward data"), crow = tp.row(g);
+      const std::vector<Piece> pieces = pieces_of(g, tp);
+      T* col = static_cast<T*>(ws);
       for (int64_t p0 = 0; p0 < P; p0 += tile) {
         const int64_t t = std::min(tile, P - p0);
         for (int64_t grp = 0; grp < g.groups; ++grp) {
-          // dcol (t x R*S*Cg) = dy_tile_g (t x Kg) * W_g (Kg x R*S*Cg)
-          gemm<T>(false, false, t, row, Kg, T(1), dy + p0 * dys + grp * Kg, dys, w + grp * Kg * row, row, T(0),
-                  col, row);
-          col2im_gather(g, col, p0, t, grp, dx, dxs);
+          // dcol (t x crow) = dy_tile_g (t x Kg) * W_g (Kg x crow), piece by piece
+          for (const Piece& pc : pieces)
+            gemm<T>(false, false, t, pc.len, Kg, T(1), dy + p0 * dys + grp * Kg, dys, w + grp * Kg * row + pc.w,
+                    row, T(0), col + pc.col, crow);
+          col2im_gather(g, tp, col, p0, t, grp, dx, dxs);
         }
       }
       return;
@@ -287,16 +352,23 @@ void conv2d_bwd_filter(const ConvGeom& g, const T* x, int64_t xs, const T* dy, i
       return;
     }
     case ConvAlgo::general: {
-      const int64_t tile = tile_pixels(g, sizeof(T), ws_bytes, "backward filter");
+      const Taps tp = taps_of(g);
+      // Dropped taps have a zero gradient: in overwrite mode zero the whole filter first, then accumulate.
+      if (!accumulate && !tp.full(g)) std::fill(dw, dw + g.out_c * row, T(0));
+      const bool acc = accumulate || !tp.full(g);
+      if (tp.nr == 0) return;
+      const int64_t tile = tile_pixels(g, tp, sizeof(T), ws_bytes, "backward filter"), crow = tp.row(g);
+      const std::vector<Piece> pieces = pieces_of(g, tp);
       T* col = static_cast<T*>(ws);
       for (int64_t p0 = 0; p0 < P; p0 += tile) {
         const int64_t t = std::min(tile, P - p0);
-        const T beta = (p0 == 0 && !accumulate) ? T(0) : T(1);
+        const T beta = (p0 == 0 && !acc) ? T(0) : T(1);
         for (int64_t grp = 0; grp < g.groups; ++grp) {
-          im2col(g, x, xs, p0, t, grp, col);
-          // dW_g (Kg x R*S*Cg) (+)= dy_tile_g^T (Kg x t) * col (t x R*S*Cg)
-          gemm<T>(true, false, Kg, row, t, T(1), dy + p0 * dys + grp * Kg, dys, col, row, beta,
-                  dw + grp * Kg * row, row);
+          im2col(g, tp, x, xs, p0, t, grp, col);
+          // dW_g (Kg x crow) (+)= dy_tile_g^T (Kg x t) * col (t x crow), piece by piece
+          for (const Piece& pc : pieces)
+            gemm<T>(true, false, Kg, pc.len, t, T(1), dy + p0 * dys + grp * Kg, dys, col + pc.col, crow, beta,
+                    dw + grp * Kg * row + pc.w, row);
         }
       }
       return;

@@ -16,6 +16,8 @@
 //   fixed order), dW_g += dy_tile^T * col (filter gradient, beta = 1 after the first tile). Tiles hold as many
 //   output pixels as the workspace allows (conv2d_workspace_bytes: at most kConvWorkspaceBudget, at least one
 //   pixel), so the scratch stays bounded whatever the image size.
+//   Kernel taps that reach the image for no output pixel (dilated convs on small maps: a 3x3 rate-12 conv on a
+//   12x18 map keeps its centre tap only) are left out of im2col and of the GEMMs (their filter gradient is 0).
 // - 1x1, stride 1, no padding: NHWC makes x a (pixels x C) matrix already, so the GEMMs run on the pixel-strided
 //   tensors directly (no workspace).
 // - depthwise (groups == C == K): direct loops over pixels, vectorised over channels; per-group GEMMs would be
@@ -49,8 +51,8 @@ struct ConvGeom {
 enum class ConvAlgo : uint8_t { general, pointwise, depthwise };
 ConvAlgo conv2d_algo(const ConvGeom& g);
 
-// Workspace for any of the three passes below: 0 for the pointwise and depthwise paths, otherwise
-// min(all output pixels, budget / row) rows of R*S*Cg elements, at least one row.
+// Workspace for any of the three passes below: 0 for the pointwise and depthwise paths (and when no tap reaches
+// the image), otherwise min(all output pixels, budget / row) rows of (kept taps) * Cg elements, at least one row.
 size_t conv2d_workspace_bytes(const ConvGeom& g, size_t elem_size, size_t budget = kConvWorkspaceBudget);
 
 // y (=|+=) conv(x, w)                    x: (N,IH,IW,C) pixel stride xs; w: (K,R,S,Cg); y: (N,OH,OW,K) stride ys

@@ -112,6 +112,32 @@ TEST_CASE("conv2d gradient: kernels, strides, dilations, explicit padding", "[gr
   }
 }
 
+TEST_CASE("conv2d gradient: kernel taps that only see padding are skipped", "[grad][conv]") {
+  // ASPP-style dilation larger than the map: rows only (3x3 rate 6 on 4x9 keeps the middle kernel row), rows and
+  // columns (rate 6 on 4x5: the centre tap only), stride 2, a useless tap between useful ones (k3 s2 p2 on a
+  // 1-row map: rows 0 and 2 reach it, row 1 never does, so all three stay), and no useful tap at all (k2 rate 4,
+  // pad 2 on 1x1: both taps fall in the padding, y = bias).
+  struct Case {
+    int64_t k, stride, dil, pad;
+    Shape in;
+  };
+  const Case cases[] = {{3, 1, 6, 6, {2, 4, 9, 3}}, {3, 1, 6, 6, {1, 4, 5, 3}}, {3, 2, 6, 6, {1, 3, 13, 2}},
+                        {5, 2, 1, 2, {1, 1, 6, 2}}, {2, 1, 4, 2, {2, 1, 1, 3}}, {3, 1, 12, 12, {1, 3, 3, 4}},
+                        {3, 2, 1, 2, {1, 1, 5, 2}}};
+  for (const Case& c : cases)
+    for (int64_t groups : {1, 2}) {
+      if (c.in.c % groups) continue;
+      Conv2d l(conv(4, c.k, c.stride, c.dil, c.pad, groups));
+      require_pass(l, {c.in});
+    }
+  ConvTranspose2d d(deconv(3, 3, 1, 3, 0, PaddingMode::explicit_symmetric, 1, true, 4));  // (in-1) - 6 + 8 + 1
+  require_pass(d, {{1, 2, 3, 2}});
+  // Workspace only for the kept taps: 1 of 9 here.
+  Conv2d aspp(conv(8, 3, 1, 12, 12));
+  REQUIRE(aspp.memory_needs({{2, 3, 4, 16}}, DType::f32).fwd_workspace == 2 * 3 * 4 * 16 * sizeof(float));
+  REQUIRE(Conv2d(conv(8, 2, 1, 4, 2)).memory_needs({{1, 1, 1, 4}}, DType::f32).fwd_workspace == 0);
+}
+
 TEST_CASE("conv2d gradient: TF 'SAME' padding, odd and even sizes", "[grad][conv]") {
   struct Case {
     int64_t k, stride, dil;
@@ -222,7 +248,8 @@ TEST_CASE("conv2d im2col tiles give the same results as one tile", "[conv]") {
   struct Case {
     int64_t k, stride, dil, pad, groups;
   };
-  for (const Case& c : {Case{3, 1, 1, 1, 1}, Case{3, 2, 2, 2, 2}, Case{5, 2, 1, 1, 1}, Case{7, 2, 1, 3, 1}}) {
+  for (const Case& c : {Case{3, 1, 1, 1, 1}, Case{3, 2, 2, 2, 2}, Case{5, 2, 1, 1, 1}, Case{7, 2, 1, 3, 1},
+                        Case{3, 1, 9, 9, 1}}) {  // the last keeps 1 of 3 kernel rows and 3 of 3 columns
     cpu::ConvGeom g;
     g.n = 2, g.in_h = 9, g.in_w = 11, g.in_c = 4, g.out_c = 6;
     g.kernel_h = g.kernel_w = c.k;
@@ -238,19 +265,21 @@ TEST_CASE("conv2d im2col tiles give the same results as one tile", "[conv]") {
     const Tensor dy = random({g.n, g.out_h, g.out_w, g.out_c}, 3);
     const size_t row = static_cast<size_t>(g.kernel_h * g.kernel_w * (g.in_c / g.groups)) * sizeof(double);
     const size_t whole = cpu::conv2d_workspace_bytes(g, sizeof(double));
-    REQUIRE(whole == row * static_cast<size_t>(g.n * g.out_h * g.out_w));
-    REQUIRE(cpu::conv2d_workspace_bytes(g, sizeof(double), 7 * row + 5) == 7 * row);  // the budget caps the tile
+    const size_t kept = c.dil == 9 ? 3 : 1;  // rate 9 on a 9-row map: only the middle kernel row reaches it
+    REQUIRE(whole * kept == row * static_cast<size_t>(g.n * g.out_h * g.out_w));
+    const size_t crow = row / kept;  // the im2col row of the kept taps
+    REQUIRE(cpu::conv2d_workspace_bytes(g, sizeof(double), 7 * crow + 5) == 7 * crow);  // the budget caps the tile
     const Passes ref = run_passes(g, x, w, dy, whole);
     for (size_t rows : {size_t(1), size_t(7), size_t(50)}) {
       INFO("tile of " << rows << " pixels, kernel " << c.k << " stride " << c.stride);
-      const Passes t = run_passes(g, x, w, dy, rows * row);
+      const Passes t = run_passes(g, x, w, dy, rows * crow);
       CS_REQUIRE_CLOSE(t.y, ref.y, 0.0, 0.0);
       CS_REQUIRE_CLOSE(t.dx, ref.dx, 0.0, 0.0);
       CS_REQUIRE_CLOSE(t.dw, ref.dw, tol::cpu_same_ops_f64.atol, tol::cpu_same_ops_f64.rtol);
     }
     std::vector<double> small(1);
     REQUIRE_THROWS_WITH(cpu::conv2d_fwd<double>(g, x.data_as<double>(), g.in_c, w.data_as<double>(),
-                                                dy.data_as<double>(), g.out_c, false, small.data(), row - 1),
+                                                dy.data_as<double>(), g.out_c, false, small.data(), crow - 1),
                         Catch::Contains("workspace"));
   }
 }

@@ -126,7 +126,10 @@ TEST_CASE("conv2d matches PyTorch: explicit padding, stride, dilation, bias", "[
       {6, 7, 7, 2, 2, 1, 1, 3, 3, 1, true, false, {2, 15, 12, 3}},   // root conv 7x7/2
       {4, 5, 5, 1, 1, 1, 1, 2, 2, 1, true, false, {1, 9, 8, 5}},     // Tiramisu 5x5
       {4, 3, 3, 1, 1, 2, 2, 2, 2, 1, true, false, {1, 7, 9, 6}},     // dilated (ASPP rates)
-      {4, 3, 3, 1, 1, 3, 3, 3, 3, 1, false, false, {1, 5, 4, 3}},    // dilation beyond the image
+      {4, 3, 3, 1, 1, 3, 3, 3, 3, 1, false, false, {1, 5, 4, 3}},    // dilation close to the image size
+      {4, 3, 3, 1, 1, 6, 6, 6, 6, 1, true, false, {2, 4, 9, 3}},     // rate 6 on 4 rows: middle kernel row only
+      {4, 3, 3, 1, 1, 12, 12, 12, 12, 1, true, false, {1, 3, 5, 4}}, // rate 12: centre tap only (ASPP at 1/8)
+      {4, 2, 2, 1, 1, 4, 4, 2, 2, 1, true, false, {1, 1, 1, 3}},     // no tap reaches the image: y = bias
       {3, 3, 3, 2, 2, 1, 1, 1, 1, 1, true, false, {1, 8, 9, 4}},     // 3x3/2 bottleneck
       {8, 1, 1, 1, 1, 1, 1, 0, 0, 1, true, false, {2, 5, 6, 7}},     // 1x1 (pointwise path)
       {8, 1, 1, 2, 2, 1, 1, 0, 0, 1, true, false, {2, 5, 6, 7}},     // 1x1/2 transition
