@@ -6,6 +6,7 @@
 #include "engine/dispatch.h"
 #include "kernels/cpu/conv.h"
 #include "kernels/cpu/eltwise.h"
+#include "kernels/cudnn/conv_layers.h"
 
 namespace climseg {
 
@@ -93,9 +94,11 @@ std::vector<ParamSpec> Conv2d::param_specs(const std::vector<Shape>& in) const {
 MemoryNeeds Conv2d::memory_needs(const std::vector<Shape>& in, DType t) const {
   // The CPU path's im2col tiles (kernels/cpu/conv.h); the same bound serves the forward and both backward passes.
   const size_t ws = cpu::conv2d_workspace_bytes(geom_of(cfg_, in.at(0), output_shape(in)), dtype_size(t));
+  // The cuDNN path's staging buffers and algorithm workspace (0 without cuDNN or without a visible GPU).
+  const cudnn::ConvGeometry cg = cudnn::conv2d_geometry(*this, in.at(0));
   MemoryNeeds m;
-  m.fwd_workspace = ws;
-  m.bwd_workspace = ws;
+  m.fwd_workspace = std::max(ws, cudnn::conv_workspace_bytes(cg, t, cudnn::ConvPass::conv_forward));
+  m.bwd_workspace = std::max(ws, cudnn::conv_workspace_bytes(cg, t, cudnn::ConvPass::conv_backward));
   return m;
 }
 

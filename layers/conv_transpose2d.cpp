@@ -11,6 +11,7 @@
 #include "engine/dispatch.h"
 #include "kernels/cpu/conv.h"
 #include "kernels/cpu/eltwise.h"
+#include "kernels/cudnn/conv_layers.h"
 #include "layers/conv2d.h"
 
 namespace climseg {
@@ -107,9 +108,11 @@ std::vector<ParamSpec> ConvTranspose2d::param_specs(const std::vector<Shape>& in
 
 MemoryNeeds ConvTranspose2d::memory_needs(const std::vector<Shape>& in, DType t) const {
   const size_t ws = cpu::conv2d_workspace_bytes(geom_of(cfg_, in.at(0), output_shape(in)), dtype_size(t));
+  // The cuDNN path's staging buffers and algorithm workspace (0 without cuDNN or without a visible GPU).
+  const cudnn::ConvGeometry cg = cudnn::conv_transpose2d_geometry(*this, in.at(0));
   MemoryNeeds m;
-  m.fwd_workspace = ws;
-  m.bwd_workspace = ws;
+  m.fwd_workspace = std::max(ws, cudnn::conv_workspace_bytes(cg, t, cudnn::ConvPass::deconv_forward));
+  m.bwd_workspace = std::max(ws, cudnn::conv_workspace_bytes(cg, t, cudnn::ConvPass::deconv_backward));
   return m;
 }
 

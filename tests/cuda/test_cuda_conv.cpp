@@ -10,13 +10,8 @@
 // stride-2 convolutions and deconvolutions on odd and even sizes (the asymmetric-padding corners), plus 1x1 inputs.
 //
 // Needs a CUDA device: tests/util/cuda_main.cpp exits 77 (skipped) without one.
-//
-// Merge guard: the CPU reference of Conv2d / ConvTranspose2d (layers/conv2d.cpp, layers/conv_transpose2d.cpp,
-// kernels/cpu/conv.h) comes from the issue3-conv branch. Until it is merged next to this file, the tests below would
-// not link, so they are compiled only when kernels/cpu/conv.h exists; remove the guard once both branches are in.
 #include <catch2/catch.hpp>
 
-#if __has_include("kernels/cpu/conv.h")
 
 #include <algorithm>
 #include <cmath>
@@ -397,10 +392,3 @@ TEST_CASE("cuDNN conv geometry: TF 'SAME' asymmetric padding needs extra rows ex
   REQUIRE(cudnn::extra_rows(g) == 1);
 }
 
-#else  // the Conv2d CPU path is not in this tree yet
-
-TEST_CASE("conv2d / conv_transpose2d cuDNN parity (needs the Conv2d CPU path)", "[cuda][parity][conv2d]") {
-  WARN("layers/conv2d.cpp (issue3-conv) is not merged into this tree: no CPU reference, cuDNN parity not run");
-}
-
-#endif

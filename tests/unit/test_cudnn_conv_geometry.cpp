@@ -6,11 +6,8 @@
 // the layers' CPU paths on the networks' corner cases: stride 2 'SAME' on odd and even sizes, even kernels,
 // dilation, groups, 1x1 inputs, PyTorch's output_padding. What it cannot check is cuDNN itself
 // (tests/cuda/test_cuda_conv.cpp does, on a GPU).
-//
-// Merge guard: needs the Conv2d CPU path (issue3-conv branch, kernels/cpu/conv.h); remove once both are merged.
 #include <catch2/catch.hpp>
 
-#if __has_include("kernels/cpu/conv.h")
 
 #include <algorithm>
 #include <cmath>
@@ -252,10 +249,3 @@ TEST_CASE("cuDNN ConvTranspose2d: output_padding >= stride is refused with a cle
   REQUIRE_THROWS_WITH(cudnn::extra_rows(g), Catch::Contains("negative end padding"));
 }
 
-#else  // the Conv2d CPU path is not in this tree yet
-
-TEST_CASE("cuDNN conv geometry (needs the Conv2d CPU path)", "[unit][cudnn]") {
-  WARN("layers/conv2d.cpp (issue3-conv) is not merged into this tree: cuDNN mapping not checked");
-}
-
-#endif
