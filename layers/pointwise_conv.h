@@ -1,7 +1,7 @@
 // PointwiseConv: 1x1 convolution, stride 1, as one GEMM over pixels (NHWC makes the input a (pixels x C) matrix).
 //   y (P, K) = x (P, C) * W^T,  W: KRSC (K, 1, 1, C);  optional bias (1, 1, 1, K).
-// The general conv2d (kernels, strides, dilation, groups) comes with the layer set; this is the GEMM form that
-// proves the engine end to end and stays the fast path for 1x1 layers.
+// The general Conv2d (layers/conv2d.h) covers every kernel, stride, dilation and group count; this GEMM-only
+// layer proved the engine end to end before it and stays as the minimal 1x1 layer (Conv2d has its own 1x1 path).
 #pragma once
 
 #include "engine/layer.h"

@@ -14,7 +14,7 @@ void relu_fwd(int64_t P, int64_t C, const T* x, int64_t xs, T* y, int64_t ys) {
   for (int64_t p = 0; p < P; ++p) {
     const T* xp = x + p * xs;
     T* yp = y + p * ys;
-    for (int64_t c = 0; c < C; ++c) yp[c] = xp[c] > T(0) ? xp[c] : T(0);
+    for (int64_t c = 0; c < C; ++c) yp[c] = xp[c] <= T(0) ? T(0) : xp[c];  // NaN stays NaN (torch.relu)
   }
 }
 

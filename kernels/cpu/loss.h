@@ -40,7 +40,7 @@ struct XentHeader {
   double grad_scale;     // d loss / d weighted_sum = scale / denom (0 when denom is 0)
   double weighted_sum;   // sum of w[label] * nll over non-ignored pixels
   double denom;          // the reduction's denominator (1 for sum)
-  int64_t valid_pixels;  // pixels whose label is in [0, K)
+  int64_t valid_pixels;  // pixels whose label is in [0, K) and not ignore_index
   int64_t bad_index;     // flat pixel index (n*HW + h*W + w) of the first label outside [0, K) that is not
                          // ignore_index; -1 when there is none
   int64_t bad_value;     // that label's value

@@ -104,7 +104,7 @@ void bn_fwd_apply(int64_t P, int64_t C, const T* x, int64_t xs, const T* mean, c
     for (int64_t c = 0; c < C; ++c) {
       T v = (xp[c] - mean[c]) * inv_std[c] * gamma[c] + beta[c];
       if (rp) v += rp[c];
-      yp[c] = relu && !(v > T(0)) ? T(0) : v;
+      yp[c] = relu && v <= T(0) ? T(0) : v;  // NaN stays NaN (torch.relu)
     }
   }
 }

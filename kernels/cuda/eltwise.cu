@@ -71,7 +71,7 @@ __global__ void relu_fwd_nhwc_kernel(int64_t n, int64_t C, const T* x, int64_t x
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
     int64_t p = i / C, c = i - p * C;
     T v = x[p * xs + c];
-    y[p * ys + c] = to_f(v) > 0.0f ? v : from_f<T>(0.0f);
+    y[p * ys + c] = to_f(v) <= 0.0f ? from_f<T>(0.0f) : v;  // NaN stays NaN (torch.relu)
   }
 }
 

@@ -205,7 +205,7 @@ __global__ void bn_apply_nhwc_kernel(int64_t n, int64_t C, const T* x, int64_t x
     const int64_t p = i / C, c = i - p * C;
     float v = (to_f(x[p * xs + c]) - mean[c]) * inv_std[c] * to_f(gamma[c]) + to_f(beta[c]);
     if (res) v += to_f(res[p * rs + c]);
-    if (relu && !(v > 0.0f)) v = 0.0f;
+    if (relu && v <= 0.0f) v = 0.0f;  // NaN stays NaN (torch.relu)
     y[p * ys + c] = from_f<T>(v);
   }
 }

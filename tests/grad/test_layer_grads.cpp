@@ -2,6 +2,8 @@
 // shapes including odd sizes and single pixels, with accumulate mode and channel-slice (strided) views.
 #include <catch2/catch.hpp>
 
+#include <cmath>
+
 #include "layers/add.h"
 #include "layers/concat.h"
 #include "layers/pointwise_conv.h"
@@ -29,6 +31,22 @@ TEST_CASE("relu gradient", "[grad]") {
     Relu l;
     require_pass(check_gradients(l, {s}, o));
   }
+}
+
+TEST_CASE("relu propagates NaN like torch.relu, and passes no gradient through it", "[grad]") {
+  Relu l;
+  ExecContext ctx;
+  Tensor x = Tensor::zeros(Shape{1, 1, 1, 3}, DType::f32, Device::cpu);
+  x.set_flat(0, std::nan(""));
+  x.set_flat(1, -1.0);
+  x.set_flat(2, 2.0);
+  ForwardArgs fa;
+  fa.x = {x};
+  fa.y = Tensor::zeros(x.shape(), DType::f32, Device::cpu);
+  l.forward(ctx, fa);
+  REQUIRE(std::isnan(fa.y.get_flat(0)));
+  REQUIRE(fa.y.get_flat(1) == 0.0);
+  REQUIRE(fa.y.get_flat(2) == 2.0);
 }
 
 TEST_CASE("add gradient", "[grad]") {
