@@ -7,6 +7,8 @@
 #include <map>
 #include <sstream>
 
+#include <omp.h>
+
 #include "engine/philox.h"
 #include "engine/profiler.h"
 #include "tests/util/tolerances.h"
@@ -291,11 +293,14 @@ std::map<std::string, double> torch_times(const std::vector<Row>& rows, const Op
   int i = 0;
   for (std::string line; std::getline(f, line) && i < static_cast<int>(rows.size()); ++i)
     out[rows[i].direction + " " + rows[i].d.str()] = std::stod(line);
-  if (rc != 0) {
+  {
     std::ifstream e(dir + "/err.txt");
     std::stringstream ss;
     ss << e.rdbuf();
-    std::fprintf(stderr, "climseg-bench: PyTorch timing failed (exit %d): %s\n", rc, ss.str().c_str());
+    if (rc != 0)
+      std::fprintf(stderr, "climseg-bench: PyTorch timing failed (exit %d): %s\n", rc, ss.str().c_str());
+    else
+      std::fprintf(stderr, "climseg-bench: PyTorch: %s", ss.str().c_str());
   }
   std::system(detail::concat("rm -rf ", dir).c_str());
   return out;
@@ -304,6 +309,7 @@ std::map<std::string, double> torch_times(const std::vector<Row>& rows, const Op
 }  // namespace
 
 int run_ops(const std::vector<OpDesc>& descs, const OpRunOptions& opt) {
+  std::fprintf(stderr, "climseg-bench: %d CPU threads (OpenMP)\n", omp_get_max_threads());
   std::vector<Row> rows;
   int failures = 0;
   for (const OpDesc& d : descs) {

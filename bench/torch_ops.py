@@ -1,11 +1,13 @@
 #!/usr/bin/python3
 """PyTorch CPU timings for `climseg-bench op --torch`: one line per input line, the median milliseconds of the
-same op (float32, channels_last, torch's default CPU threads), or -1 where PyTorch has no equivalent.
+same op (float32, channels_last), or -1 where PyTorch has no equivalent. PyTorch gets as many threads as climseg's
+OpenMP pool (OMP_NUM_THREADS, else all cores): Debian's torch otherwise starts with one.
 
     /usr/bin/python3 bench/torch_ops.py OPS.txt WARMUP REPS
 
 OPS.txt lines: "<fwd|bwd> <op> n=.. h=.. w=.. c=.. k=.. r=.. s=.. stride=.. pad=.. dil=.. groups=.. [extra=..] ..."
 """
+import os
 import sys
 import time
 
@@ -100,6 +102,8 @@ def median_ms(f, warmup, reps):
 
 def main():
     path, warmup, reps = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count()))
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads", file=sys.stderr)
     for line in open(path):
         if not line.strip():
             continue
