@@ -18,6 +18,14 @@
 //   pixel), so the scratch stays bounded whatever the image size.
 //   Kernel taps that reach the image for no output pixel (dilated convs on small maps: a 3x3 rate-12 conv on a
 //   12x18 map keeps its centre tap only) are left out of im2col and of the GEMMs (their filter gradient is 0).
+// - shifted GEMM (forward only; stride 1, one group, maps of >= 2048 output pixels, C >= 16, padded rows at most
+//   25% wider than the output): no im2col. A band of output rows of all images copies its input rows once into a
+//   zero-padded buffer (rows OW + (S-1)*dw pixels wide); there every kernel tap is a constant shift of the flat
+//   pixel index, so the band is one GEMM per tap, y_ext += x_pad_shifted * W_tap^T (beta = 1 after the first
+//   tap), computed in blocks of ~512 extended pixels (fixed by the shape, so the result does not depend on the
+//   thread count); the padded columns are computed and dropped when the block is copied out to y. It saves the
+//   R*S-fold im2col copy at the price of (S-1)*dw/OW extra flops, which pays on large maps only (measured: 10-30%
+//   faster from 48x72 up, slower on 12x18). A workspace too small for one band row falls back to im2col.
 // - 1x1, stride 1, no padding: NHWC makes x a (pixels x C) matrix already, so the GEMMs run on the pixel-strided
 //   tensors directly (no workspace).
 // - depthwise (groups == C == K): direct loops over pixels, vectorised over channels; per-group GEMMs would be
@@ -52,14 +60,18 @@ enum class ConvAlgo : uint8_t { general, pointwise, depthwise };
 ConvAlgo conv2d_algo(const ConvGeom& g);
 
 // Workspace for any of the three passes below: 0 for the pointwise and depthwise paths (and when no tap reaches
-// the image), otherwise min(all output pixels, budget / row) rows of (kept taps) * Cg elements, at least one row.
+// the image), otherwise min(all output pixels, budget / row) rows of (kept taps) * Cg elements, at least one row;
+// when the forward pass takes the shifted GEMM, at least its bands (as many output rows as the budget allows, at
+// least one).
 size_t conv2d_workspace_bytes(const ConvGeom& g, size_t elem_size, size_t budget = kConvWorkspaceBudget);
 
 // y (=|+=) conv(x, w)                    x: (N,IH,IW,C) pixel stride xs; w: (K,R,S,Cg); y: (N,OH,OW,K) stride ys
 // ws: workspace of ws_bytes (>= one row of R*S*Cg elements on the general path; more rows = fewer, larger tiles)
+// path: automatic (by shape, see above), or force im2col or the shifted GEMM (tests and benchmarks).
+enum class ConvFwdPath : uint8_t { automatic, im2col, shifted };
 template <class T>
 void conv2d_fwd(const ConvGeom& g, const T* x, int64_t xs, const T* w, T* y, int64_t ys, bool accumulate, void* ws,
-                size_t ws_bytes);
+                size_t ws_bytes, ConvFwdPath path = ConvFwdPath::automatic);
 // dx (=|+=) conv^T(dy, w)                dy: (N,OH,OW,K) stride dys; dx: (N,IH,IW,C) stride dxs
 template <class T>
 void conv2d_bwd_data(const ConvGeom& g, const T* dy, int64_t dys, const T* w, T* dx, int64_t dxs, bool accumulate,

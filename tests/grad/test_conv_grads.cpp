@@ -1,8 +1,10 @@
 // Finite-difference gradient checks in double of Conv2d and ConvTranspose2d (CPU reference), over kernels 1/3/5/7,
 // strides 1/2, dilations 1/2/3, explicit pads 0..3 and TF 'SAME' on odd and even sizes, groups 1/2/C (depthwise),
-// bias on/off, single-pixel inputs; plus the tiling invariance of the im2col path and the padding rules.
+// bias on/off, single-pixel inputs; plus the tiling invariance of the im2col path, the padding rules and the
+// shifted-GEMM forward against im2col.
 #include <catch2/catch.hpp>
 
+#include <exception>
 #include <vector>
 
 #include "engine/philox.h"
@@ -302,4 +304,71 @@ TEST_CASE("conv2d workspace is bounded for full-resolution layers", "[conv]") {
   // 1x1 stride-1 and depthwise convs need none.
   REQUIRE(Conv2d(conv(256, 1, 1, 1, 0)).memory_needs({{2, 96, 144, 2048}}, DType::f32).fwd_workspace == 0);
   REQUIRE(Conv2d(conv(728, 3, 1, 1, 1, 728)).memory_needs({{2, 96, 144, 728}}, DType::f32).fwd_workspace == 0);
+}
+
+TEST_CASE("conv2d shifted GEMM forward equals the im2col forward", "[conv]") {
+  // The shifted GEMM (stride 1, one group) sums the same products per output element as im2col, grouped by tap
+  // (one GEMM per tap with beta = 1) instead of one long dot product: row "cpu fp64 same operations". Covered:
+  // odd sizes, padding beyond the kernel's reach (output rows that see only padding), extra bottom/right padding,
+  // dilation, dropped taps, non-square kernels, C = 1 and K = 1, pixel-strided views, accumulate, and workspaces
+  // from one band for the whole image down to one output row per band.
+  struct Case {
+    int64_t n, h, w, c, k, kh, kw, dil, pad_t, pad_l, extra_b, extra_r;
+  };
+  for (const Case& c : {Case{2, 9, 11, 5, 3, 3, 3, 1, 1, 1, 0, 0}, Case{1, 7, 6, 3, 4, 3, 3, 1, 4, 3, 0, 0},
+                        Case{2, 8, 9, 1, 2, 5, 5, 2, 3, 4, 1, 0}, Case{1, 5, 13, 4, 2, 1, 3, 1, 0, 1, 1, 1},
+                        Case{1, 6, 5, 2, 1, 3, 1, 3, 2, 0, 0, 2}, Case{2, 9, 11, 4, 6, 3, 3, 9, 9, 9, 0, 0},
+                        Case{1, 4, 5, 3, 2, 1, 1, 1, 1, 1, 0, 0}, Case{1, 1, 1, 2, 3, 3, 3, 1, 1, 1, 0, 0}}) {
+    cpu::ConvGeom g;
+    g.n = c.n, g.in_h = c.h, g.in_w = c.w, g.in_c = c.c, g.out_c = c.k;
+    g.kernel_h = c.kh, g.kernel_w = c.kw;
+    g.dilation_h = g.dilation_w = c.dil;
+    g.pad_top = c.pad_t, g.pad_left = c.pad_l;
+    g.out_h = c.h + 2 * c.pad_t + c.extra_b - c.dil * (c.kh - 1);
+    g.out_w = c.w + 2 * c.pad_l + c.extra_r - c.dil * (c.kw - 1);
+    INFO("input " << c.n << "x" << c.h << "x" << c.w << "x" << c.c << " -> " << c.k << " kernel " << c.kh << "x"
+                  << c.kw << " dilation " << c.dil << " pads " << c.pad_t << "," << c.pad_l);
+    REQUIRE(cpu::conv2d_algo(g) == cpu::ConvAlgo::general);
+    // Pixel-strided views: x and y live in wider buffers (as channel slices of concats do).
+    const int64_t xs = c.c + 2, ys = c.k + 3;
+    const Tensor x = random({g.n, g.in_h, g.in_w, xs}, 11);
+    const Tensor w = random({g.out_c, g.kernel_h, g.kernel_w, g.in_c}, 12);
+    const Tensor y0 = random({g.n, g.out_h, g.out_w, ys}, 13);
+    for (bool acc : {false, true}) {
+      INFO("accumulate " << acc);
+      auto run = [&](cpu::ConvFwdPath path, size_t ws_elems) {
+        Tensor y = y0.clone();
+        std::vector<double> ws(ws_elems + 1);
+        cpu::conv2d_fwd<double>(g, x.data_as<double>(), xs, w.data_as<double>(), y.data_as<double>(), ys, acc,
+                                ws.data(), ws_elems * sizeof(double), path);
+        return y;
+      };
+      const Tensor ref = run(cpu::ConvFwdPath::im2col, cpu::conv2d_workspace_bytes(g, sizeof(double)));
+      int bands_checked = 0;
+      for (size_t elems = size_t(1) << 16; elems > 0; elems /= 2) {
+        INFO("workspace of " << elems << " elements");
+        Tensor y;
+        try {
+          y = run(cpu::ConvFwdPath::shifted, elems);
+        } catch (const std::exception& e) {
+          REQUIRE_THAT(e.what(), Catch::Contains("workspace"));  // less than one band
+          break;
+        }
+        CS_REQUIRE_CLOSE(y, ref, tol::cpu_same_ops_f64.atol, tol::cpu_same_ops_f64.rtol);
+        ++bands_checked;
+      }
+      REQUIRE(bands_checked > 0);
+      // The automatic choice (whichever path it takes) agrees too.
+      CS_REQUIRE_CLOSE(run(cpu::ConvFwdPath::automatic, cpu::conv2d_workspace_bytes(g, sizeof(double))), ref,
+                       tol::cpu_same_ops_f64.atol, tol::cpu_same_ops_f64.rtol);
+    }
+  }
+  // Stride 2 has no shifted path: forcing it is an error, the automatic choice is im2col.
+  cpu::ConvGeom g;
+  g.n = 1, g.in_h = 7, g.in_w = 8, g.in_c = 64, g.out_c = 8, g.kernel_h = g.kernel_w = 3;
+  g.stride_h = g.stride_w = 2, g.pad_top = g.pad_left = 1, g.out_h = 4, g.out_w = 4;
+  std::vector<double> x(7 * 8 * 64, 0.5), w(8 * 9 * 64, 0.25), y(4 * 4 * 8), ws(1 << 16);
+  REQUIRE_THROWS_WITH(cpu::conv2d_fwd<double>(g, x.data(), 64, w.data(), y.data(), 8, false, ws.data(),
+                                              ws.size() * sizeof(double), cpu::ConvFwdPath::shifted),
+                      Catch::Contains("stride 1"));
 }
