@@ -25,6 +25,7 @@
 #include <algorithm>
 #include <type_traits>
 
+#include "kernels/cuda/common.cuh"
 #include "engine/check_cuda.h"
 #include "engine/philox.h"
 #include "kernels/cuda/eltwise.h"
@@ -33,34 +34,11 @@ namespace climseg::cuda {
 
 namespace {
 
-constexpr int kThreads = 256;
 // Grid cap for grid-stride loops: a few waves on any current GPU (H100: 132 SMs x 8 resident blocks of 256),
 // fixed so the launch shape does not depend on the device.
-constexpr int64_t kMaxBlocks = 8192;
 
-int grid_for(int64_t n) {
-  return static_cast<int>(std::clamp<int64_t>((n + kThreads - 1) / kThreads, 1, kMaxBlocks));
-}
 
 // ---- fp32 maths on 16-bit storage ----------------------------------------------------------------------------
-__device__ __forceinline__ float to_f(float v) { return v; }
-__device__ __forceinline__ float to_f(__half v) { return __half2float(v); }
-__device__ __forceinline__ float to_f(__nv_bfloat16 v) { return __bfloat162float(v); }
-
-template <class T>
-__device__ __forceinline__ T from_f(float v);
-template <>
-__device__ __forceinline__ float from_f<float>(float v) {
-  return v;
-}
-template <>
-__device__ __forceinline__ __half from_f<__half>(float v) {
-  return __float2half_rn(v);
-}
-template <>
-__device__ __forceinline__ __nv_bfloat16 from_f<__nv_bfloat16>(float v) {
-  return __float2bfloat16_rn(v);
-}
 
 // ---- kernels -------------------------------------------------------------------------------------------------
 // n = P * C elements; every pointer is a (P, C) matrix with the pixel stride that follows it.

@@ -28,6 +28,7 @@
 #include <climits>
 #include <type_traits>
 
+#include "kernels/cuda/common.cuh"
 #include "engine/check_cuda.h"
 #include "kernels/cuda/loss.h"
 
@@ -35,33 +36,14 @@ namespace climseg::cuda {
 
 namespace {
 
-constexpr int kThreads = 256;
 constexpr int kWarps = kThreads / 32;
 constexpr int kPerThread = static_cast<int>(kXentCudaChunk) / kThreads;
 static_assert(kXentCudaChunk % kThreads == 0);
-constexpr int64_t kMaxBlocks = 8192;
 
 struct ClassWeights {
   float w[kXentCudaMaxClasses];
 };
 
-__device__ __forceinline__ float to_f(float v) { return v; }
-__device__ __forceinline__ float to_f(__half v) { return __half2float(v); }
-__device__ __forceinline__ float to_f(__nv_bfloat16 v) { return __bfloat162float(v); }
-template <class T>
-__device__ __forceinline__ T from_f(float v);
-template <>
-__device__ __forceinline__ float from_f<float>(float v) {
-  return v;
-}
-template <>
-__device__ __forceinline__ __half from_f<__half>(float v) {
-  return __float2half_rn(v);
-}
-template <>
-__device__ __forceinline__ __nv_bfloat16 from_f<__nv_bfloat16>(float v) {
-  return __float2bfloat16_rn(v);
-}
 
 struct AddOp {
   template <class V>

@@ -29,6 +29,7 @@
 #include <algorithm>
 #include <type_traits>
 
+#include "kernels/cuda/common.cuh"
 #include "engine/check_cuda.h"
 #include "engine/philox.h"
 #include "kernels/cpu/norm.h"
@@ -38,29 +39,7 @@ namespace climseg::cuda {
 
 namespace {
 
-constexpr int kThreads = 256;
-constexpr int64_t kMaxBlocks = 8192;  // grid cap for grid-stride loops (as eltwise.cu): device-independent
-int grid_for(int64_t n) {
-  return static_cast<int>(std::clamp<int64_t>((n + kThreads - 1) / kThreads, 1, kMaxBlocks));
-}
 
-__device__ __forceinline__ float to_f(float v) { return v; }
-__device__ __forceinline__ float to_f(__half v) { return __half2float(v); }
-__device__ __forceinline__ float to_f(__nv_bfloat16 v) { return __bfloat162float(v); }
-template <class T>
-__device__ __forceinline__ T from_f(float v);
-template <>
-__device__ __forceinline__ float from_f<float>(float v) {
-  return v;
-}
-template <>
-__device__ __forceinline__ __half from_f<__half>(float v) {
-  return __float2half_rn(v);
-}
-template <>
-__device__ __forceinline__ __nv_bfloat16 from_f<__nv_bfloat16>(float v) {
-  return __float2bfloat16_rn(v);
-}
 
 // ---- reductions ----------------------------------------------------------------------------------------------
 

@@ -23,6 +23,7 @@
 #include <algorithm>
 #include <type_traits>
 
+#include "kernels/cuda/common.cuh"
 #include "engine/check_cuda.h"
 #include "kernels/cuda/resize.h"
 
@@ -36,30 +37,8 @@ using cpu::resize_coord;
 using cpu::resize_first_out;
 using cpu::resize_weight;
 
-constexpr int kThreads = 256;
-constexpr int64_t kMaxBlocks = 8192;  // grid cap for grid-stride loops, independent of the device
 
-int grid_for(int64_t n) {
-  return static_cast<int>(std::clamp<int64_t>((n + kThreads - 1) / kThreads, 1, kMaxBlocks));
-}
 
-__device__ __forceinline__ float to_f(float v) { return v; }
-__device__ __forceinline__ float to_f(__half v) { return __half2float(v); }
-__device__ __forceinline__ float to_f(__nv_bfloat16 v) { return __bfloat162float(v); }
-template <class T>
-__device__ __forceinline__ T from_f(float v);
-template <>
-__device__ __forceinline__ float from_f<float>(float v) {
-  return v;
-}
-template <>
-__device__ __forceinline__ __half from_f<__half>(float v) {
-  return __float2half_rn(v);
-}
-template <>
-__device__ __forceinline__ __nv_bfloat16 from_f<__nv_bfloat16>(float v) {
-  return __float2bfloat16_rn(v);
-}
 
 template <class T>
 __global__ void resize_fwd_nhwc_kernel(ResizeGeom g, const T* x, int64_t xs, T* y, int64_t ys) {
