@@ -93,13 +93,14 @@ struct Variant {
   bool strided;
   GradMode mode;
   bool drop_dx0;
-  bool planned_ws;  // the Net's planned workspace (conv_workspace_bytes) rather than ctx.workspace()
+  bool planned_ws;  // the Net's planned workspace (the layer's memory_needs) rather than ctx.workspace()
+  bool deterministic = false;  // ExecContext::deterministic: cuDNN restricted to deterministic algorithms
 };
 
 std::string describe(const Variant& v) {
   return std::string(dtype_name(v.dt)) + (v.strided ? " strided" : " contiguous") +
          (v.mode == GradMode::accumulate ? " accumulate" : " overwrite") + (v.drop_dx0 ? " dx-unwanted" : "") +
-         (v.planned_ws ? " planned-workspace" : " ctx-workspace");
+         (v.planned_ws ? " planned-workspace" : " ctx-workspace") + (v.deterministic ? " deterministic" : "");
 }
 
 std::vector<Variant> variants() {
@@ -111,6 +112,9 @@ std::vector<Variant> variants() {
     vs.push_back({dt, true, GradMode::accumulate, false, true});
     vs.push_back({dt, true, GradMode::overwrite, true, true});
   }
+  // Deterministic mode picks other backward algorithms (e.g. backward-filter ALGO_1): compare them too.
+  vs.push_back({DType::f32, false, GradMode::accumulate, false, true, true});
+  vs.push_back({DType::f16, true, GradMode::overwrite, false, true, true});
   return vs;
 }
 
@@ -121,19 +125,34 @@ Tensor device_workspace(size_t bytes) {
   return Tensor::empty(Shape{1, 1, 1, static_cast<int64_t>(std::max<size_t>(bytes, 1))}, DType::u8, Device::cuda);
 }
 
-// Workspace bytes of the cuDNN passes for a layer (the sizes memory_needs must report in CUDA builds).
+// Workspace bytes the Net plans for a layer: its memory_needs, which must cover the cuDNN passes (checked against
+// cudnn::conv_workspace_bytes so a layer that forgets cuDNN's share fails here, not only inside a Net).
 size_t cudnn_bytes(const Layer& layer, const Shape& x, DType dt, bool backward) {
-  if (auto* c = dynamic_cast<const Conv2d*>(&layer))
-    return cudnn::conv_workspace_bytes(cudnn::conv2d_geometry(*c, x), dt,
-                                       backward ? cudnn::ConvPass::conv_backward : cudnn::ConvPass::conv_forward);
-  auto* d = dynamic_cast<const ConvTranspose2d*>(&layer);
-  REQUIRE(d != nullptr);
-  return cudnn::conv_workspace_bytes(cudnn::conv_transpose2d_geometry(*d, x), dt,
-                                     backward ? cudnn::ConvPass::deconv_backward : cudnn::ConvPass::deconv_forward);
+  const MemoryNeeds mn = layer.memory_needs({x}, dt);
+  size_t cudnn_ws = 0;
+  if (auto* c = dynamic_cast<const Conv2d*>(&layer)) {
+    cudnn_ws = cudnn::conv_workspace_bytes(cudnn::conv2d_geometry(*c, x), dt,
+                                           backward ? cudnn::ConvPass::conv_backward : cudnn::ConvPass::conv_forward);
+  } else {
+    auto* d = dynamic_cast<const ConvTranspose2d*>(&layer);
+    REQUIRE(d != nullptr);
+    cudnn_ws = cudnn::conv_workspace_bytes(cudnn::conv_transpose2d_geometry(*d, x), dt,
+                                           backward ? cudnn::ConvPass::deconv_backward
+                                                    : cudnn::ConvPass::deconv_forward);
+  }
+  const size_t planned = backward ? mn.bwd_workspace : mn.fwd_workspace;
+  REQUIRE(planned >= cudnn_ws);
+  return planned;
 }
 
 void check_parity(ExecContext& cpu, ExecContext& gpu, Layer& layer, const Shape& in, const Variant& v) {
   INFO(layer.type() << " x " << in.str() << " " << describe(v));
+  struct Mode {  // sets the context's deterministic flag for this variant, restores it on any exit
+    ExecContext& c;
+    bool saved;
+    Mode(ExecContext& ctx, bool det) : c(ctx), saved(ctx.deterministic) { c.deterministic = det; }
+    ~Mode() { c.deterministic = saved; }
+  } mode(gpu, v.deterministic);
   const Tolerance& t = tolerance(v.dt);
   INFO("tolerance row: " << t.name);
   uint64_t seed = 2000;
