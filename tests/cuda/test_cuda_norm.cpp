@@ -25,9 +25,14 @@
 #include "layers/batchnorm.h"
 #include "layers/dropout.h"
 #include "tests/util/compare.h"
+#include "tests/util/device_operand.h"
 #include "tests/util/tolerances.h"
 
 using namespace climseg;
+using test::DevOperand;
+using test::require_outside_untouched;
+using test::rounded;
+using test::to_device;
 using climseg::test::Tolerance;
 namespace tol = climseg::test::tol;
 
@@ -50,45 +55,11 @@ Tensor random_host(Shape s, uint64_t seed, double lo, double hi) {
     t.set_flat(i, lo + (hi - lo) * philox_uniform(seed, 0, static_cast<uint64_t>(i)));
   return t;
 }
-Tensor rounded(const Tensor& t, DType dt) { return dt == DType::f32 ? t.clone() : t.cast(dt).cast(DType::f32); }
 Tensor host_bytes(size_t n) {
   return n ? Tensor::zeros({1, 1, 1, static_cast<int64_t>(n)}, DType::u8, Device::cpu) : Tensor();
 }
 Tensor dev_bytes(size_t n, ExecContext& gpu) {
   return n ? Tensor::zeros({1, 1, 1, static_cast<int64_t>(n)}, DType::u8, Device::cuda, &gpu) : Tensor();
-}
-
-constexpr int64_t kOffset = 3, kPad = 7;
-
-// A device copy of ref in dt: contiguous, or a channel slice of a wider buffer holding noise that must survive.
-struct DevOperand {
-  Tensor wide, view, wide_init;
-  int64_t c0 = 0;
-};
-DevOperand to_device(const Tensor& ref, DType dt, bool strided, uint64_t seed) {
-  DevOperand d;
-  if (!strided) {
-    d.wide_init = ref.cast(dt);
-    d.wide = d.view = d.wide_init.to(Device::cuda);
-    return d;
-  }
-  Shape ws = ref.shape();
-  ws.c += kPad;
-  d.wide_init = random_host(ws, seed, -8.0, 8.0).cast(dt);
-  d.wide_init.channel_slice(kOffset, ref.shape().c).copy_from(ref.cast(dt));
-  d.wide = d.wide_init.to(Device::cuda);
-  d.view = d.wide.channel_slice(kOffset, ref.shape().c);
-  d.c0 = kOffset;
-  return d;
-}
-void require_outside_untouched(const DevOperand& d, const char* what) {
-  if (d.c0 == 0) return;
-  INFO("channels outside the slice of " << what);
-  Tensor now = d.wide.to(Device::cpu);
-  const int64_t C = d.view.shape().c, W = d.wide.shape().c;
-  CS_REQUIRE_CLOSE(now.channel_slice(0, d.c0), d.wide_init.channel_slice(0, d.c0), 0.0, 0.0);
-  CS_REQUIRE_CLOSE(now.channel_slice(d.c0 + C, W - d.c0 - C), d.wide_init.channel_slice(d.c0 + C, W - d.c0 - C),
-                   0.0, 0.0);
 }
 
 struct Variant {

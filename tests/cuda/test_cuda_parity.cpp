@@ -24,9 +24,15 @@
 #include "layers/pointwise_conv.h"
 #include "layers/relu.h"
 #include "tests/util/compare.h"
+#include "tests/util/device_operand.h"
 #include "tests/util/tolerances.h"
 
 using namespace climseg;
+using test::DevOperand;
+using test::require_outside_untouched;
+using test::rounded;
+using test::random_host;
+using test::to_device;
 using climseg::test::Tolerance;
 namespace tol = climseg::test::tol;
 
@@ -41,57 +47,6 @@ const Tolerance& tolerance(DType dt, Kind k) {
     case DType::bf16: return k == Kind::eltwise ? tol::cuda_bf16_eltwise : tol::cuda_bf16_gemm;
     default: CS_THROW("no CUDA tolerance for ", dtype_name(dt));
   }
-}
-
-// fp32 host tensor, U(-scale, scale) from Philox (deterministic, independent of the library).
-Tensor random_host(Shape s, uint64_t seed, double scale) {
-  Tensor t = Tensor::empty(s, DType::f32, Device::cpu);
-  for (int64_t i = 0; i < t.numel(); ++i)
-    t.set_flat(i, scale * (2.0 * philox_uniform(seed, 0, static_cast<uint64_t>(i)) - 1.0));
-  return t;
-}
-
-// The values of `t` after a round trip through dt: what the device stores, in fp32 for the CPU reference.
-Tensor rounded(const Tensor& t, DType dt) { return dt == DType::f32 ? t.clone() : t.cast(dt).cast(DType::f32); }
-
-// A device operand: contiguous, or a channel slice [kOffset, kOffset + C) of a wider buffer whose other channels
-// hold noise that must survive the operation.
-constexpr int64_t kOffset = 3, kPad = 7;  // odd offsets: 16-bit slices start off any vector alignment
-
-struct DevOperand {
-  Tensor wide;       // device buffer
-  Tensor view;       // what the layer sees
-  Tensor wide_init;  // host copy of the buffer's initial contents (dtype dt)
-  int64_t c0 = 0;
-};
-
-DevOperand to_device(const Tensor& ref, DType dt, bool strided, uint64_t seed) {
-  DevOperand d;
-  if (!strided) {
-    d.wide_init = ref.cast(dt);
-    d.wide = d.wide_init.to(Device::cuda);
-    d.view = d.wide;
-    return d;
-  }
-  Shape ws = ref.shape();
-  ws.c += kPad;
-  d.wide_init = random_host(ws, seed, 8.0).cast(dt);
-  d.wide_init.channel_slice(kOffset, ref.shape().c).copy_from(ref.cast(dt));
-  d.wide = d.wide_init.to(Device::cuda);
-  d.view = d.wide.channel_slice(kOffset, ref.shape().c);
-  d.c0 = kOffset;
-  return d;
-}
-
-// Channels outside the view are bit-identical to what they were.
-void require_outside_untouched(const DevOperand& d, const char* what) {
-  if (d.c0 == 0 && d.view.shape().c == d.wide.shape().c) return;
-  INFO("channels outside the slice of " << what);
-  Tensor now = d.wide.to(Device::cpu);
-  const int64_t C = d.view.shape().c, W = d.wide.shape().c;
-  CS_REQUIRE_CLOSE(now.channel_slice(0, d.c0), d.wide_init.channel_slice(0, d.c0), 0.0, 0.0);
-  CS_REQUIRE_CLOSE(now.channel_slice(d.c0 + C, W - d.c0 - C), d.wide_init.channel_slice(d.c0 + C, W - d.c0 - C),
-                   0.0, 0.0);
 }
 
 struct Variant {
