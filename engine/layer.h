@@ -36,11 +36,19 @@ enum class Init : uint8_t {
   uniform_fan_in  // U(-1/sqrt(fan_in), 1/sqrt(fan_in)): PyTorch's default for biases
 };
 
+// How a parameter's 4-D shape maps to PyTorch's layout (weight export/import, docs/checkpoint-format.md).
+enum class ParamLayout : uint8_t {
+  vector,       // (1, 1, 1, C): PyTorch (C,)  (biases, batch-norm gamma/beta, affine scale/shift)
+  conv_krsc,    // (K, R, S, C/g): PyTorch Conv2d (K, C/g, R, S) = OIHW
+  deconv_crsk,  // (C_in, R, S, K/g): PyTorch ConvTranspose2d (C_in, K/g, R, S)
+};
+
 struct ParamSpec {
   std::string name;  // local name ("weight", "bias"); the Net prefixes the node name
   Shape shape;       // convolution weights are KRSC: (K, R, S, C) = (out, kh, kw, in)
   Init init = Init::zeros;
   int64_t fan_in = 1;
+  ParamLayout layout = ParamLayout::vector;
 };
 
 // Dtype of non-trainable state (batch-norm running statistics) and of statistics kept in fp32 for 16-bit data:

@@ -16,7 +16,7 @@ Shape PointwiseConv::output_shape(const std::vector<Shape>& in) const {
 
 std::vector<ParamSpec> PointwiseConv::param_specs(const std::vector<Shape>& in) const {
   int64_t c = in.at(0).c;
-  std::vector<ParamSpec> p{{"weight", Shape{k_, 1, 1, c}, Init::he_normal, c}};
+  std::vector<ParamSpec> p{{"weight", Shape{k_, 1, 1, c}, Init::he_normal, c, ParamLayout::conv_krsc}};
   if (bias_) p.push_back({"bias", Shape{1, 1, 1, k_}, Init::zeros, c});
   return p;
 }
