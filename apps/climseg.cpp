@@ -6,6 +6,7 @@
 #include <exception>
 
 #include "apps/demo.h"
+#include "apps/plan.h"
 #include "engine/check.h"
 #include "engine/tensor.h"
 
@@ -62,6 +63,9 @@ int main(int argc, char** argv) {
   demo_cmd->add_flag("--profile", demo.profile, "Print the per-category profile at the end");
   demo_cmd->add_option("--profile-csv", demo.profile_csv, "Also write the profile as CSV to this file");
 
+  climseg::apps::PlanCommand plan;
+  climseg::apps::add_plan_command(app, plan);
+
   CLI11_PARSE(app, argc, argv);
   try {
     if (*info) {
@@ -69,6 +73,7 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (*demo_cmd) return climseg::apps::run_demo(demo);
+    if (*plan.cmd) return climseg::apps::run_plan(plan);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "climseg: error: %s\n", e.what());
     return 1;

@@ -116,6 +116,9 @@ class Layer {
   virtual bool in_place_ok() const { return false; }
   // The output is the channel concatenation of the inputs: the Net makes producers write into its slices.
   virtual bool is_concat() const { return false; }
+  // >= 0: the output is the channel range [offset, offset + C_out) of input 0 (ChannelSlice), which the Net binds
+  // as a view of the input instead of a buffer of its own (zero copy).
+  virtual int64_t view_channel_offset() const { return -1; }
   // Input i holds integer class indices (labels: i32, i64 or u8) rather than values of the compute dtype; it gets
   // no gradient (its dx is always undefined).
   virtual bool input_is_index(int i) const { return false; }

@@ -55,7 +55,10 @@ void Net::set_output(Id t) {
   output_ = t;
 }
 
-void Net::check_compiled(const char* what) const { CS_CHECK(compiled_, "Net::", what, " before compile()"); }
+void Net::check_compiled(const char* what, bool needs_memory) const {
+  CS_CHECK(compiled_, "Net::", what, " before compile()");
+  CS_CHECK(!needs_memory || !opt_.plan_only, "Net::", what, " on a net compiled with plan_only (nothing allocated)");
+}
 
 Tensor Net::request_view(int req, Shape s, DType dt) const {
   char* base = static_cast<char*>(arena_.data());
@@ -77,7 +80,9 @@ void Net::compile(const NetOptions& opt) {
 
   for (int k = 0; k < L; ++k) {
     Node& n = nodes_[k];
-    CS_CHECK(n.layer->supports(opt.device, opt.dtype), n.name, " (", n.layer->type(), ") has no ",
+    // A plan describes memory for a (device, dtype) pair and can be made where that pair cannot run (fp16 on a
+    // CPU-only machine), so plan_only skips the capability check.
+    CS_CHECK(opt.plan_only || n.layer->supports(opt.device, opt.dtype), n.name, " (", n.layer->type(), ") has no ",
              device_name(opt.device), " path for ", dtype_name(opt.dtype));
     for (size_t j = 0; j < n.inputs.size(); ++j) {
       const TensorInfo& ti = tensors_[n.inputs[j]];
@@ -111,7 +116,7 @@ void Net::compile(const NetOptions& opt) {
       params_.push_back(std::move(p));
     }
   }
-  if (total > 0) {
+  if (total > 0 && !opt.plan_only) {
     param_buf_ = Tensor::zeros(Shape{1, 1, 1, total}, opt.dtype, opt.device);
     if (opt.training) grad_buf_ = Tensor::zeros(Shape{1, 1, 1, total}, opt.dtype, opt.device);
     for (Param& p : params_) {
@@ -144,7 +149,7 @@ void Net::compile(const NetOptions& opt) {
         state_.push_back(std::move(p));
       }
     }
-    if (stotal > 0) {
+    if (stotal > 0 && !opt.plan_only) {
       state_buf_ = Tensor::zeros(Shape{1, 1, 1, stotal}, sdt, opt.device);
       for (Param& p : state_)
         p.value = Tensor::wrap(static_cast<char*>(state_buf_.data()) + static_cast<size_t>(p.offset) * ses,
@@ -167,6 +172,18 @@ void Net::compile(const NetOptions& opt) {
     }
   }
 
+  // ---- zero-copy channel views (ChannelSlice): the output is bound as a slice of the input ---------------------
+  if (opt.zero_copy_concat) {
+    for (int k = 0; k < L; ++k) {
+      const Node& n = nodes_[k];
+      const int64_t off = n.layer->view_channel_offset();
+      if (off < 0 || n.output == output_) continue;
+      tensors_[n.output].view_of = n.inputs[0];
+      tensors_[n.output].view_channel = off;
+      stats_.views++;
+    }
+  }
+
   // ---- zero-copy concatenation: producers write into slices of the concat buffer ------------------------------
   if (opt.zero_copy_concat) {
     for (int k = 0; k < L; ++k) {
@@ -177,7 +194,8 @@ void Net::compile(const NetOptions& opt) {
         Id x = n.inputs[j];
         TensorInfo& xi = tensors_[x];
         bool once = std::count(n.inputs.begin(), n.inputs.end(), x) == 1;
-        if (xi.producer >= 0 && once && xi.alias_concat < 0 && x != output_) {
+        // A view cannot be written into a concat buffer: its memory is its input's.
+        if (xi.producer >= 0 && once && xi.alias_concat < 0 && xi.view_of < 0 && x != output_) {
           xi.alias_concat = n.output;
           xi.alias_channel = c0;
           stats_.concat_inputs_aliased++;
@@ -268,6 +286,19 @@ void Net::compile(const NetOptions& opt) {
       g.bytes = span;
     }
   }
+  // Views: like concat members, a slice of their input's request (which the planner keeps alive as long as the
+  // view is used); their gradients have requests of their own.
+  for (int t = 0; t < T; ++t) {
+    TensorInfo& ti = tensors_[t];
+    if (ti.view_of < 0) continue;
+    const TensorInfo& pi = tensors_[ti.view_of];
+    const size_t ves = dtype_size(dtype_of(ti));
+    MemRequest& a = requests_[ti.act_req];
+    a.parent = pi.act_req;
+    a.parent_offset = static_cast<size_t>(ti.view_channel) * ves;
+    a.bytes = (static_cast<size_t>(ti.shape.pixels() - 1) * static_cast<size_t>(pi.shape.c) +
+               static_cast<size_t>(ti.shape.c)) * ves;
+  }
   // In place: output takes over input 0's memory (and dx[0] dy's) when the planner finds the lives adjacent.
   if (opt.in_place) {
     for (int k = 0; k < L; ++k) {
@@ -276,7 +307,8 @@ void Net::compile(const NetOptions& opt) {
       const TensorInfo& xi = tensors_[n.inputs[0]];
       const TensorInfo& yi = tensors_[n.output];
       if (xi.producer < 0 || n.output == output_) continue;  // graph inputs and the net output stay untouched
-      if (xi.alias_concat < 0 && yi.alias_concat < 0) requests_[yi.act_req].inplace_of = xi.act_req;
+      if (xi.alias_concat < 0 && yi.alias_concat < 0 && xi.view_of < 0 && yi.view_of < 0)
+        requests_[yi.act_req].inplace_of = xi.act_req;
       if (xi.grad_req >= 0 && yi.grad_req >= 0 && !xi.grad_aliased && !yi.grad_aliased)
         requests_[xi.grad_req].inplace_of = yi.grad_req;
     }
@@ -299,6 +331,10 @@ void Net::compile(const NetOptions& opt) {
   plan_ = plan_memory(requests_);
   verify_memory_plan(requests_, plan_);
   stats_.in_place_granted = plan_.inplace_merges;
+  if (opt.plan_only) {
+    compiled_ = true;
+    return;
+  }
   arena_ = Tensor::empty(Shape{1, 1, 1, static_cast<int64_t>(std::max<size_t>(plan_.arena_bytes, 1))}, DType::u8,
                          opt.device);
   // Parents before slices: a concat output has a larger id than its inputs, so bind in reverse id order... but a
@@ -307,7 +343,11 @@ void Net::compile(const NetOptions& opt) {
   auto bind = [&](auto&& self, int t) -> void {
     if (bound[t]) return;
     TensorInfo& ti = tensors_[t];
-    if (ti.alias_concat >= 0) {
+    if (ti.view_of >= 0) {
+      self(self, ti.view_of);
+      ti.act = tensors_[ti.view_of].act.channel_slice(ti.view_channel, ti.shape.c);
+      if (ti.grad_req >= 0) ti.grad = request_view(ti.grad_req, ti.shape, opt_.dtype);
+    } else if (ti.alias_concat >= 0) {
       self(self, ti.alias_concat);
       const TensorInfo& pi = tensors_[ti.alias_concat];
       ti.act = pi.act.channel_slice(ti.alias_channel, ti.shape.c);
@@ -471,8 +511,14 @@ void Net::backward(ExecContext& ctx, GradMode param_mode) {
   }
 }
 
+std::vector<Shape> Net::node_input_shapes(int node) const {
+  std::vector<Shape> in;
+  for (Id i : nodes_.at(static_cast<size_t>(node)).inputs) in.push_back(tensors_[i].shape);
+  return in;
+}
+
 std::string Net::summary() const {
-  check_compiled("summary");
+  check_compiled("summary", false);
   std::ostringstream os;
   char line[256];
   std::snprintf(line, sizeof line, "%-24s %-10s %-22s %12s %12s\n", "layer", "op", "output (N,H,W,C)", "params",
@@ -494,8 +540,9 @@ std::string Net::summary() const {
                 static_cast<long long>(num_params()), total_flops / 1e9);
   os << line;
   std::snprintf(line, sizeof line,
-                "concat inputs aliased %d, copied %d; concat gradients aliased %d; in-place merges %d\n",
-                stats_.concat_inputs_aliased, stats_.concat_inputs_copied, stats_.concat_grads_aliased,
+                "concat inputs aliased %d, copied %d; concat gradients aliased %d; channel views %d; in-place "
+                "merges %d\n",
+                stats_.concat_inputs_aliased, stats_.concat_inputs_copied, stats_.concat_grads_aliased, stats_.views,
                 stats_.in_place_granted);
   os << line << plan_.report();
   return os.str();

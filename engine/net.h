@@ -35,12 +35,16 @@ struct NetOptions {
   bool zero_copy_concat = true;   // producers write into concat slices
   bool in_place = true;           // let in_place_ok() layers share memory with their input
   size_t align = 256;             // byte alignment of every planned buffer
+  // Plan only (`climseg plan`): infer shapes, list parameters and plan memory, but allocate nothing (no arena, no
+  // parameter buffers), so a full-size network can be planned on any machine. Such a net cannot run.
+  bool plan_only = false;
 };
 
 struct NetStats {
   int concat_inputs_aliased = 0;  // concat inputs written in place by their producers (no copy)
   int concat_inputs_copied = 0;   // concat inputs that had to be copied
   int concat_grads_aliased = 0;   // concat input gradients that are slices of the concat's gradient
+  int views = 0;                  // channel-slice outputs bound as views of their input (no copy)
   int in_place_granted = 0;       // forward and backward in-place merges granted by the planner
 };
 
@@ -100,6 +104,8 @@ class Net {
   std::string summary() const;  // per node: name, type, output shape, parameters, GFLOP; then the memory report
   int num_nodes() const { return static_cast<int>(nodes_.size()); }
   Layer& layer(int node) { return *nodes_.at(node).layer; }
+  const Layer& layer(int node) const { return *nodes_.at(node).layer; }
+  std::vector<Shape> node_input_shapes(int node) const;
 
  private:
   struct Node {
@@ -120,7 +126,9 @@ class Net {
     std::vector<int> consumers;
     bool requires_grad = false;
     int act_req = -1, grad_req = -1;
-    int alias_concat = -1;  // tensor id of the concat output this tensor is a slice of
+    int view_of = -1;  // tensor id this tensor is a channel view of (Layer::view_channel_offset)
+  int64_t view_channel = 0;
+  int alias_concat = -1;  // tensor id of the concat output this tensor is a slice of
     int64_t alias_channel = 0;
     bool grad_aliased = false;
     Tensor act, grad;
@@ -139,7 +147,7 @@ class Net {
   Tensor arena_;
   NetStats stats_;
 
-  void check_compiled(const char* what) const;
+  void check_compiled(const char* what, bool needs_memory = true) const;
   Tensor request_view(int req, Shape s, DType dt) const;
   DType dtype_of(const TensorInfo& t) const { return t.dtype.value_or(opt_.dtype); }
 };
