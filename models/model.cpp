@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <sstream>
+#include <type_traits>
 
 #include "engine/check.h"
 #include "engine/philox.h"
@@ -39,6 +41,69 @@ ModelConfig ModelConfig::defaults(const std::string& name) {
     for (const auto& n : model_names()) os << " " << n;
     CS_THROW("unknown model '", name, "'; known models:", os.str());
   }
+  return m;
+}
+
+std::map<std::string, std::string> model_metadata(const ModelConfig& m) {
+  std::map<std::string, std::string> md;
+  char buf[64];
+  md["model"] = m.name;
+  md["in_channels"] = std::to_string(m.in_channels);
+  md["num_classes"] = std::to_string(m.num_classes);
+  std::snprintf(buf, sizeof buf, "%.17g", m.width);
+  md["width"] = buf;
+  md["norm"] = norm_name(m.norm);
+  if (m.name == "deeplabv3plus") md["decoder"] = decoder_name(m.decoder);
+  if (m.name == "tiramisu") {
+    std::string b;
+    for (int64_t n : m.blocks) b += (b.empty() ? "" : ",") + std::to_string(n);
+    md["blocks"] = b;
+    md["growth"] = std::to_string(m.growth);
+    md["kernel"] = std::to_string(m.kernel);
+    md["stem_channels"] = std::to_string(m.stem_channels);
+    std::snprintf(buf, sizeof buf, "%.17g", m.dropout);
+    md["dropout"] = buf;
+  }
+  return md;
+}
+
+ModelConfig model_from_metadata(const std::map<std::string, std::string>& md) {
+  auto it = md.find("model");
+  CS_CHECK(it != md.end(), "weights metadata has no 'model' entry (a file from another tool? pass --model)");
+  ModelConfig m = ModelConfig::defaults(it->second);
+  auto num = [&](const char* key, auto& dst) {
+    auto f = md.find(key);
+    if (f == md.end()) return;
+    try {
+      size_t used = 0;
+      double v = std::stod(f->second, &used);
+      CS_CHECK(used == f->second.size(), "trailing characters");
+      dst = static_cast<std::remove_reference_t<decltype(dst)>>(v);
+    } catch (const std::exception&) {
+      CS_THROW("weights metadata '", key, "' = '", f->second, "' is not a number");
+    }
+  };
+  num("in_channels", m.in_channels);
+  num("num_classes", m.num_classes);
+  num("width", m.width);
+  if (auto f = md.find("norm"); f != md.end()) m.norm = parse_norm(f->second);
+  if (auto f = md.find("decoder"); f != md.end()) m.decoder = parse_decoder(f->second);
+  if (auto f = md.find("blocks"); f != md.end()) {
+    m.blocks.clear();
+    std::stringstream ss(f->second);
+    std::string item;
+    while (std::getline(ss, item, ',')) {
+      try {
+        m.blocks.push_back(std::stoll(item));
+      } catch (const std::exception&) {
+        CS_THROW("weights metadata 'blocks' = '", f->second, "' is not a comma-separated list of integers");
+      }
+    }
+  }
+  num("growth", m.growth);
+  num("kernel", m.kernel);
+  num("stem_channels", m.stem_channels);
+  num("dropout", m.dropout);
   return m;
 }
 

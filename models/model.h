@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -59,6 +60,12 @@ struct ModelConfig {
 };
 
 std::vector<std::string> model_names();
+
+// The configuration as string metadata for weight files ("model", "norm", "decoder", "width", "blocks", ...), and
+// back: a file's metadata rebuilds the network it was saved from (`climseg predict` without --model). Throws for
+// metadata that is missing "model" or has unparsable values, naming the key.
+std::map<std::string, std::string> model_metadata(const ModelConfig& m);
+ModelConfig model_from_metadata(const std::map<std::string, std::string>& md);
 NormMode parse_norm(const std::string& s);        // "batchnorm" | "half" | "none"
 DecoderMode parse_decoder(const std::string& s);  // "deconv1x" | "deconv" | "bilinear"
 const char* norm_name(NormMode m);
