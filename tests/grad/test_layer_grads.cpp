@@ -6,6 +6,7 @@
 
 #include "layers/add.h"
 #include "layers/concat.h"
+#include "layers/slice.h"
 #include "layers/pointwise_conv.h"
 #include "layers/relu.h"
 #include "tests/util/gradcheck.h"
@@ -74,6 +75,13 @@ TEST_CASE("concat gradient", "[grad]") {
   require_pass(check_gradients(c3, {{1, 4, 3, 1}, {1, 4, 3, 16}, {1, 4, 3, 2}}, {}));
   Concat c1;
   require_pass(check_gradients(c1, {{1, 2, 2, 5}}, {}));
+}
+
+TEST_CASE("channel slice gradient (zeroes the other channels in overwrite mode)", "[grad]") {
+  ChannelSlice head(0, 3), mid(2, 4), tail(5, 2), all(0, 7);
+  for (ChannelSlice* l : {&head, &mid, &tail, &all}) require_pass(check_gradients(*l, {{2, 3, 5, 7}}, {}));
+  ChannelSlice bad(4, 4);
+  CHECK_THROWS_WITH(bad.output_shape({{1, 2, 2, 7}}), Catch::Contains("channels [4, 8) of an input with 7"));
 }
 
 // A layer with a deliberately wrong backward: the checker must catch it.

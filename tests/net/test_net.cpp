@@ -13,6 +13,7 @@
 #include "layers/concat.h"
 #include "layers/pointwise_conv.h"
 #include "layers/relu.h"
+#include "layers/slice.h"
 #include "tests/util/tolerances.h"
 
 using namespace climseg;
@@ -286,4 +287,82 @@ TEST_CASE("Net: a tensor used twice by one layer (x + x) and fanned out to sever
     }
   }
   }
+}
+
+TEST_CASE("Net: channel views (ChannelSlice) are zero copy and their gradients are right", "[net]") {
+  // x -> conv a -> relu -> slice [2, 5) -> conv s ; relu -> conv b ; add(s, b) ; concat(add, conv d(relu)) ;
+  // slice [1, 4) of the concat -> head. The relu output fans out to a view and two convolutions (accumulated
+  // gradients), and the second view reads across both members of a zero-copy concat.
+  auto build_views = [](Net& net) {
+    auto x = net.input("x", kIn);
+    auto a = net.add("conv_a", std::make_unique<PointwiseConv>(6), {x});
+    auto ra = net.add("relu_a", std::make_unique<Relu>(), {a});
+    auto sl = net.add("slice1", std::make_unique<ChannelSlice>(2, 3), {ra});
+    auto cs = net.add("conv_s", std::make_unique<PointwiseConv>(3), {sl});
+    auto cb = net.add("conv_b", std::make_unique<PointwiseConv>(3), {ra});
+    auto s = net.add("add", std::make_unique<Add>(), {cs, cb});
+    auto d = net.add("conv_d", std::make_unique<PointwiseConv>(2), {ra});
+    auto c = net.add("cat", std::make_unique<Concat>(), {s, d});
+    auto sl2 = net.add("slice2", std::make_unique<ChannelSlice>(1, 3), {c});
+    net.add("head", std::make_unique<PointwiseConv>(2), {sl2});
+  };
+  auto run = [&](bool optimised, Tensor& out, Tensor& grads, Tensor& gx, NetStats& stats) {
+    Net net;
+    build_views(net);
+    net.compile(NetOptions{.dtype = DType::f64, .input_grads = true, .zero_copy_concat = optimised,
+                           .in_place = optimised});
+    net.init_params(9);
+    fill(net.param_buffer(), 79, 0.5);
+    ExecContext ctx;
+    fill(net.input_tensor(0), 6);
+    net.forward(ctx);
+    out = net.output().clone();
+    Tensor r = Tensor::empty(out.shape(), DType::f64, Device::cpu);
+    fill(r, 7);
+    net.output_grad().copy_from(r);
+    net.backward(ctx);
+    grads = net.grad_buffer().clone();
+    gx = net.input_grad(0).clone();
+    stats = net.stats();
+    if (!optimised) return;
+    // The views share their inputs' memory.
+    REQUIRE(net.activation(3).data() == static_cast<const char*>(net.activation(2).data()) + 2 * sizeof(double));
+    // Finite differences for every parameter and a few inputs.
+    const double h = 1e-6;
+    auto L = [&] {
+      net.forward(ctx);
+      double v = 0;
+      for (int64_t i = 0; i < r.numel(); ++i) v += net.output().get_flat(i) * r.get_flat(i);
+      return v;
+    };
+    auto check = [&](const Tensor& target, int64_t i, double analytic) {
+      const double v = target.get_flat(i);
+      target.set_flat(i, v + h);
+      const double lp = L();
+      target.set_flat(i, v - h);
+      const double lm = L();
+      target.set_flat(i, v);
+      const double numeric = (lp - lm) / (2 * h);
+      INFO("element " << i << ": analytic " << analytic << " numeric " << numeric);
+      REQUIRE(std::fabs(analytic - numeric) <=
+              test::tol::gradcheck_f64.rtol * std::max({1.0, std::fabs(analytic), std::fabs(numeric)}));
+    };
+    for (const Net::Param& p : net.params())
+      for (int64_t j = 0; j < p.spec.shape.numel(); ++j) check(net.param_buffer(), p.offset + j, grads.get_flat(p.offset + j));
+    for (int64_t i = 0; i < gx.numel(); i += 7) check(net.input_tensor(0), i, gx.get_flat(i));
+  };
+  Tensor o1, g1, x1, o2, g2, x2;
+  NetStats s1, s2;
+  run(true, o1, g1, x1, s1);
+  run(false, o2, g2, x2, s2);
+  REQUIRE(s1.views == 2);
+  REQUIRE(s2.views == 0);
+  REQUIRE(s1.concat_inputs_copied == 0);
+  for (int64_t i = 0; i < o1.numel(); ++i) REQUIRE(o1.get_flat(i) == o2.get_flat(i));
+  for (int64_t i = 0; i < g1.numel(); ++i)
+    REQUIRE(g1.get_flat(i) ==
+            Approx(g2.get_flat(i)).epsilon(test::tol::cpu_same_ops_f64.rtol).margin(test::tol::cpu_same_ops_f64.atol));
+  for (int64_t i = 0; i < x1.numel(); ++i)
+    REQUIRE(x1.get_flat(i) ==
+            Approx(x2.get_flat(i)).epsilon(test::tol::cpu_same_ops_f64.rtol).margin(test::tol::cpu_same_ops_f64.atol));
 }
