@@ -84,6 +84,7 @@ class Net {
     ParamSpec spec;
     Tensor value, grad;
     int64_t offset = 0;  // elements into the flat buffers
+    int node = -1;       // the node (layer) it belongs to: layer(node).type() and .name()
   };
   const std::vector<Param>& params() const { return params_; }
   Tensor param_buffer() const { return param_buf_; }  // flat (1,1,1,n), padded between tensors
@@ -100,6 +101,7 @@ class Net {
   std::string summary() const;  // per node: name, type, output shape, parameters, GFLOP; then the memory report
   int num_nodes() const { return static_cast<int>(nodes_.size()); }
   Layer& layer(int node) { return *nodes_.at(node).layer; }
+  const Layer& layer(int node) const { return *nodes_.at(node).layer; }
 
  private:
   struct Node {
