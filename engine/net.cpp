@@ -111,6 +111,7 @@ void Net::compile(const NetOptions& opt) {
       p.name = n.name + "." + s.name;
       p.spec = s;
       p.offset = total;
+      p.node = k;
       total += (s.shape.numel() + align_elems - 1) / align_elems * align_elems;
       n.param_index.push_back(static_cast<int>(params_.size()));
       params_.push_back(std::move(p));
@@ -144,6 +145,7 @@ void Net::compile(const NetOptions& opt) {
         p.name = n.name + "." + s.name;
         p.spec = s;
         p.offset = stotal;
+        p.node = k;
         stotal += (s.shape.numel() + salign - 1) / salign * salign;
         n.state_index.push_back(static_cast<int>(state_.size()));
         state_.push_back(std::move(p));

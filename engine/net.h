@@ -88,6 +88,7 @@ class Net {
     ParamSpec spec;
     Tensor value, grad;
     int64_t offset = 0;  // elements into the flat buffers
+    int node = -1;       // the node (layer) it belongs to: layer(node).type() and .name()
   };
   const std::vector<Param>& params() const { return params_; }
   Tensor param_buffer() const { return param_buf_; }  // flat (1,1,1,n), padded between tensors

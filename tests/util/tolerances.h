@@ -44,6 +44,13 @@ inline constexpr Tolerance torch_f64_network{
     "the depth, and batch norm divides by standard deviations of small groups; a wrong padding, order or layout "
     "gives O(1) differences, eight orders above this budget"};
 
+inline constexpr Tolerance torch_f32_net{
+    "pytorch fp32 net", 1e-5, 1e-4,
+    "a small net (3x3 conv, batch norm, grouped conv, transposed conv, affine, 1x1 conv) in fp32 on both sides, "
+    "climseg's CPU path vs PyTorch's CPU kernels with the same weights (exchanged through a safetensors file): "
+    "sums of at most 72 O(1) terms per layer in other orders, about sqrt(n) * 2^-24 relative each, through 5 "
+    "layers, about 1e-6 expected; as the cpu fp32 vs fp64 row"};
+
 inline constexpr Tolerance cpu_f32_vs_f64{
     "cpu fp32 vs fp64", 1e-5, 1e-4,
     "the CPU path in fp32 against the same path in fp64 on the same (fp32-rounded) data: fp32 rounding of O(1) "
@@ -115,7 +122,8 @@ inline constexpr Tolerance cuda_f32_loss_track{
 }  // namespace tol
 
 // The whole table, for reports and for reconciling with docs/tolerances.md.
-inline constexpr Tolerance kTolerances[] = {tol::gradcheck_f64,    tol::cpu_same_ops_f64, tol::torch_f64, tol::torch_f64_network, tol::cpu_f32_vs_f64,
+inline constexpr Tolerance kTolerances[] = {tol::gradcheck_f64,    tol::cpu_same_ops_f64, tol::torch_f64,
+                                            tol::torch_f64_network, tol::torch_f32_net, tol::cpu_f32_vs_f64,
                                             tol::cuda_f32_exact,
                                             tol::cuda_f16_eltwise, tol::cuda_bf16_eltwise, tol::cuda_f32_gemm,
                                             tol::cuda_f16_gemm,    tol::cuda_bf16_gemm,   tol::cuda_f32_conv,

@@ -100,4 +100,19 @@ TorchResult torch_run(const TorchCall& call) {
   return r;
 }
 
+std::string run_python_script(const std::string& script, const std::vector<std::string>& args) {
+  CS_CHECK(torch_available(), "run_python_script: ", kPython, " cannot import torch (install python3-torch)");
+  auto quote = [](const std::string& a) {  // single-quoted for sh: ' becomes '\''
+    std::string q = "'";
+    for (char c : a) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+    return q + "'";
+  };
+  std::string cmd = std::string(kPython) + " " + quote(std::string(CLIMSEG_SOURCE_DIR) + "/" + script);
+  for (const std::string& a : args) cmd += " " + quote(a);
+  std::string out;
+  const int rc = run_command(cmd, out);
+  CS_CHECK(rc == 0, script, " failed (exit ", rc, "):\n", out);
+  return out;
+}
+
 }  // namespace climseg::test

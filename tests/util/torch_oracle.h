@@ -35,4 +35,8 @@ struct TorchResult {
 // Runs the op in PyTorch; throws climseg::Error with Python's output when it fails.
 TorchResult torch_run(const TorchCall& call);
 
+// Runs /usr/bin/python3 <source dir>/<script> <args...> (a test's own driver, for what the op oracle does not
+// cover); returns its output, or throws climseg::Error with it when the script fails.
+std::string run_python_script(const std::string& script, const std::vector<std::string>& args);
+
 }  // namespace climseg::test
