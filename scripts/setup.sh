@@ -7,9 +7,9 @@ cd "$(dirname "$0")/.."
 build_dir=${1:-build}
 shift || true
 
-# python3-torch and python3-numpy are test oracles (tests/torch, run by /usr/bin/python3).
+# python3-torch, python3-h5py and python3-numpy are test oracles (tests/torch, tests/py, run by /usr/bin/python3).
 packages=(build-essential cmake ninja-build pkg-config libhdf5-dev libopenmpi-dev openmpi-bin libcli11-dev catch2
-          nlohmann-json3-dev libopenblas-dev libpng-dev python3-numpy python3-torch)
+          nlohmann-json3-dev libopenblas-dev libpng-dev python3-numpy python3-torch python3-h5py)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,6 +1,5 @@
 #include "tests/util/torch_oracle.h"
 
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -10,23 +9,14 @@
 #include <sstream>
 
 #include "tests/util/npy.h"
+#include "tests/util/python.h"
 
 namespace climseg::test {
 
 namespace fs = std::filesystem;
 
 namespace {
-constexpr const char* kPython = "/usr/bin/python3";
-
-int run_command(const std::string& cmd, std::string& output) {
-  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
-  CS_CHECK(p != nullptr, "cannot run: ", cmd);
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) output.append(buf, n);
-  int status = pclose(p);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
+constexpr const char* kPython = kPython3;
 
 Tensor as_f64(const Tensor& t) {
   Tensor h = t.device() == Device::cpu ? t : t.to(Device::cpu);
@@ -35,14 +25,7 @@ Tensor as_f64(const Tensor& t) {
 }
 }  // namespace
 
-bool torch_available() {
-  static const bool ok = [] {
-    if (access(kPython, X_OK) != 0) return false;
-    std::string out;
-    return run_command(std::string(kPython) + " -c 'import torch, numpy'", out) == 0;
-  }();
-  return ok;
-}
+bool torch_available() { return python_can_import("torch, numpy"); }
 
 TorchResult torch_run(const TorchCall& call) {
   CS_CHECK(torch_available(), "torch_run: ", kPython, " cannot import torch (install python3-torch)");
