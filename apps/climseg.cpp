@@ -1,5 +1,5 @@
-// climseg: the command-line interface (CLI11 subcommands). Subcommands arrive with their issues: train, eval,
-// plan, predict, data. Until training exists, `demo` runs a short end-to-end demonstration of the engine.
+// climseg: the command-line interface (CLI11 subcommands): info, demo, plan, predict (with HDF5). Still to come with
+// their issues: train, eval, data. Until training exists, `demo` runs a short end-to-end demonstration of the engine.
 #include <CLI/CLI.hpp>
 
 #include <cstdio>
@@ -7,6 +7,9 @@
 
 #include "apps/demo.h"
 #include "apps/plan.h"
+#if defined(CLIMSEG_HAVE_IO)
+#include "apps/predict.h"
+#endif
 #include "engine/check.h"
 #include "engine/tensor.h"
 
@@ -65,6 +68,10 @@ int main(int argc, char** argv) {
 
   climseg::apps::PlanCommand plan;
   climseg::apps::add_plan_command(app, plan);
+#if defined(CLIMSEG_HAVE_IO)
+  climseg::apps::PredictCommand predict;
+  climseg::apps::add_predict_command(app, predict);
+#endif
 
   CLI11_PARSE(app, argc, argv);
   try {
@@ -74,6 +81,9 @@ int main(int argc, char** argv) {
     }
     if (*demo_cmd) return climseg::apps::run_demo(demo);
     if (*plan.cmd) return climseg::apps::run_plan(plan);
+#if defined(CLIMSEG_HAVE_IO)
+    if (*predict.cmd) return climseg::apps::run_predict(predict);
+#endif
   } catch (const std::exception& e) {
     std::fprintf(stderr, "climseg: error: %s\n", e.what());
     return 1;

@@ -4,6 +4,8 @@
       OUT/sample.h5 in LAYOUT (deepcam: climate/data (H,W,16) + climate/labels_0 (H,W); 2018: climate/data (16,H,W)
       + climate/labels (H,W)) with random values, and what the reader must return: OUT/data.npy (H,W,16) float32
       (numpy's own conversion of the file's values) and OUT/labels.npy (H,W) in the file's label dtype.
+  h5py_interop.py write-stats FILE MIN MAX
+      a DeepCAM stats.h5: climate/minval = MIN and climate/maxval = MAX for all 16 channels (count, mean, sqmean too)
   h5py_interop.py dump-prediction FILE OUT
       OUT/logits.npy and OUT/mask.npy as h5py reads them, and OUT/info.json: each dataset's shape and dtype, each
       attribute of /prediction with its Python type.
@@ -56,6 +58,14 @@ if __name__ == "__main__":
     if cmd == "write-sample":
         a = sys.argv[2:]
         write_sample(a[0], a[1], int(a[2]), int(a[3]), a[4], a[5], int(a[6]), a[7] if len(a) > 7 else None)
+    elif cmd == "write-stats":
+        with h5py.File(sys.argv[2], "w") as f:
+            lo, hi = float(sys.argv[3]), float(sys.argv[4])
+            f.create_dataset("climate/minval", data=np.full(16, lo, np.float64))
+            f.create_dataset("climate/maxval", data=np.full(16, hi, np.float64))
+            f.create_dataset("climate/count", data=np.full(16, 1.0))
+            f.create_dataset("climate/mean", data=np.full(16, 0.5 * (lo + hi)))
+            f.create_dataset("climate/sqmean", data=np.full(16, 0.25 * (lo + hi) ** 2))
     elif cmd == "dump-prediction":
         dump_prediction(sys.argv[2], sys.argv[3])
     else:
