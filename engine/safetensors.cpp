@@ -1,5 +1,7 @@
 #include "engine/safetensors.h"
 
+#include "engine/atomic_file.h"
+
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -166,20 +168,11 @@ void write_safetensors(const std::string& path, const std::vector<SafetensorsTen
   unsigned char len[8];
   for (int i = 0; i < 8; ++i) len[i] = static_cast<unsigned char>(n >> (8 * i));
 
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
+  AtomicFile out(path);  // on any failure before commit() the temporary goes and `path` stays untouched
+  const std::string& tmp = out.tmp_path();
   Fd f;
   f.fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   CS_CHECK(f.fd >= 0, path, ": cannot create the temporary file ", tmp, ": ", errno_text());
-  // From here on any failure removes the temporary file; `path` is only touched by the final rename.
-  bool committed = false;
-  struct RemoveTmp {
-    const std::string& tmp;
-    const bool& committed;
-    ~RemoveTmp() {
-      if (!committed) ::unlink(tmp.c_str());
-    }
-  } remove_tmp{tmp, committed};
-
   CS_CHECK(write_all(f.fd, len, 8) && write_all(f.fd, text.data(), text.size()), path, ": writing ", tmp,
            " failed: ", errno_text());
   for (const SafetensorsTensor* t : order) {
@@ -188,18 +181,10 @@ void write_safetensors(const std::string& path, const std::vector<SafetensorsTen
     CS_CHECK(write_all(f.fd, c.data(), c.nbytes()), path, ": writing tensor '", t->name, "' to ", tmp,
              " failed: ", errno_text());
   }
-  CS_CHECK(::fsync(f.fd) == 0, path, ": fsync of ", tmp, " failed: ", errno_text());
   const int fd = f.fd;
   f.fd = -1;
   CS_CHECK(::close(fd) == 0, path, ": closing ", tmp, " failed: ", errno_text());
-  CS_CHECK(::rename(tmp.c_str(), path.c_str()) == 0, path, ": renaming ", tmp, " over it failed: ", errno_text());
-  committed = true;
-  // Make the rename itself durable. The new file is complete and in place whatever happens here, so a failure to
-  // sync the directory is not an error of this write (some file systems refuse fsync on directories).
-  std::filesystem::path dir = std::filesystem::path(path).parent_path();
-  Fd d;
-  d.fd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (d.fd >= 0) (void)::fsync(d.fd);
+  out.commit();  // fsync, rename, directory fsync
 }
 
 // ---- reader -------------------------------------------------------------------------------------------------------

@@ -18,8 +18,8 @@
 // begins where the previous one ends and the last ends at the end of the file, so there are no overlaps, holes or
 // trailing bytes). Every error is a climseg::Error naming the file and the problem.
 //
-// The writer is atomic: it writes <path>.tmp.<pid>, flushes and fsyncs it, renames it over `path` and fsyncs the
-// directory. On any failure the temporary file is removed and an existing file at `path` is left untouched.
+// The writer is atomic (engine/atomic_file.h): it writes <path>.tmp-<pid>-<n>, fsyncs it, renames it over `path`
+// and fsyncs the directory. On any failure the temporary file is removed and an existing file at `path` is left untouched.
 #pragma once
 
 #include <cstdint>

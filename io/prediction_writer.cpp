@@ -1,6 +1,6 @@
 #include "io/prediction_writer.h"
 
-#include "io/atomic_file.h"
+#include "engine/atomic_file.h"
 #include "io/hdf5_util.h"
 
 namespace climseg::io {

@@ -3,7 +3,7 @@
 //   prediction/mask    (N,H,W)   uint8     argmax class per pixel: 0 background, 1 TC, 2 AR
 // and string attributes on the `prediction` group: model, weights, sources (one input file per sample, an array of
 // N strings), plus any extra ones. Strings are variable-length UTF-8, which h5py reads as str.
-// The file appears atomically (io/atomic_file.h): a failed run leaves no partial output under `path`.
+// The file appears atomically (engine/atomic_file.h): a failed run leaves no partial output under `path`.
 #pragma once
 
 #include <string>

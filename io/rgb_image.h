@@ -22,7 +22,7 @@ struct RgbImage {
   }
 };
 
-// Writes an 8-bit RGB PNG atomically (temporary + rename, io/atomic_file.h).
+// Writes an 8-bit RGB PNG atomically (temporary + rename, engine/atomic_file.h).
 void write_png(const std::string& path, const RgbImage& image);
 bool have_png();  // false when built without libpng (write_png then throws)
 

@@ -3,7 +3,7 @@
 #include <png.h>
 
 #include "engine/check.h"
-#include "io/atomic_file.h"
+#include "engine/atomic_file.h"
 
 // The simplified API (png_image_*) reports errors in png_image::message instead of longjmp, so no setjmp crosses
 // C++ frames here.

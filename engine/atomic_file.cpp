@@ -1,4 +1,4 @@
-#include "io/atomic_file.h"
+#include "engine/atomic_file.h"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -11,7 +11,7 @@
 
 #include "engine/check.h"
 
-namespace climseg::io {
+namespace climseg {
 
 namespace {
 std::atomic<unsigned> tmp_counter{0};
@@ -44,6 +44,14 @@ void AtomicFile::commit() {
   if (std::rename(tmp_.c_str(), path_.c_str()) != 0)
     CS_THROW(path_, ": cannot rename the temporary ", tmp_, " into place: ", std::strerror(errno));
   committed_ = true;
+  // Make the rename itself durable. The new file is complete and in place whatever happens here, so a failure to
+  // sync the directory is not an error of this write (some file systems refuse fsync on directories).
+  const std::filesystem::path dir = std::filesystem::path(path_).parent_path();
+  const int dfd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd >= 0) {
+    (void)::fsync(dfd);
+    ::close(dfd);
+  }
 }
 
-}  // namespace climseg::io
+}  // namespace climseg

@@ -1,4 +1,4 @@
-// Atomic replacement of an output file: write to a temporary name beside the target, then rename it into place.
+// Atomic replacement of an output file (weights, checkpoints, predictions, PNGs): write to a temporary name beside the target, then rename it into place.
 // rename() within one directory is atomic on POSIX file systems, so readers see the old file (or none) or the
 // complete new one, and a run that fails half-way leaves no partial output under the target's name.
 //
@@ -9,7 +9,7 @@
 
 #include <string>
 
-namespace climseg::io {
+namespace climseg {
 
 class AtomicFile {
  public:
@@ -20,11 +20,12 @@ class AtomicFile {
 
   const std::string& path() const { return path_; }
   const std::string& tmp_path() const { return tmp_; }  // "<path>.tmp-<pid>-<n>": unique within the process
-  void commit();  // flushes the temporary to disk and renames it to path(); throws naming both on failure
+  // Flushes the temporary to disk, renames it to path() and syncs the directory; throws naming both on failure.
+  void commit();
 
  private:
   std::string path_, tmp_;
   bool committed_ = false;
 };
 
-}  // namespace climseg::io
+}  // namespace climseg
