@@ -14,6 +14,8 @@
 #include <string>
 #include <vector>
 
+#include "bench/model_bench.h"
+#include "bench/op.h"
 #include "engine/context.h"
 #include "engine/layer.h"
 #include "engine/philox.h"
@@ -22,7 +24,7 @@
 #include "layers/concat.h"
 #include "layers/pointwise_conv.h"
 #include "layers/relu.h"
-#include "bench/op.h"
+#include "models/model.h"
 #include "tests/util/tolerances.h"
 
 using namespace climseg;
@@ -203,9 +205,28 @@ int main(int argc, char** argv) {
   op->add_flag("--torch", torch, "CPU: also time PyTorch's CPU layer on the same shapes and print the ratio");
   op->add_flag("--forward-only", forward_only, "Skip the backward pass");
   op->add_flag("--no-header", no_header, "Omit the CSV header");
+  bench::ModelBenchOptions mb;
+  auto* model = app.add_subcommand("model", "A whole network's training step (forward, loss, backward) timed");
+  model->add_option("--model", mb.model, "deeplabv3plus, tiramisu or deepcam")
+      ->check(CLI::IsMember(model_names()))
+      ->capture_default_str();
+  model->add_option("--width-multiplier", mb.width, "Channel width multiplier")->check(CLI::PositiveNumber);
+  model->add_option("--batch", mb.batch, "Samples per step")->check(CLI::PositiveNumber)->capture_default_str();
+  model->add_option("--height", mb.height, "Input height")->check(CLI::PositiveNumber)->capture_default_str();
+  model->add_option("--width", mb.width_px, "Input width")->check(CLI::PositiveNumber)->capture_default_str();
+  model->add_option("--device", mb.device, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}))->capture_default_str();
+  model->add_option("--dtype", mb.dtype, "fp32, fp16, bf16 (CUDA); fp32 (CPU)")->capture_default_str();
+  model->add_option("--warmup", mb.warmup, "Untimed steps first")->capture_default_str();
+  model->add_option("--steps", mb.steps, "Timed steps (median reported)")->check(CLI::PositiveNumber)->capture_default_str();
+  model->add_flag("--profile", mb.profile, "Also print the per-category profile of the timed steps");
+  model->add_flag("--no-header", no_header, "Omit the CSV header");
   CLI11_PARSE(app, argc, argv);
   try {
     if (*layers) return run_layers(device, dtype, reps, div, !no_header);
+    if (*model) {
+      mb.header = !no_header;
+      return bench::run_model_bench(mb);
+    }
     if (*op) {
       std::vector<bench::OpDesc> descs;
       if (all) {
