@@ -6,8 +6,7 @@ ModelConfig ModelOptions::config() const {
   ModelConfig m = ModelConfig::defaults(model);
   if (!norm.empty()) m.norm = parse_norm(norm);
   if (!decoder.empty()) {
-    CS_CHECK(model == "deeplabv3plus", "--decoder applies to deeplabv3plus only (", model,
-             " has one decoder)");
+    CS_CHECK(model == "deeplabv3plus", "--decoder applies to deeplabv3plus only (", model, " has one decoder)");
     m.decoder = parse_decoder(decoder);
   }
   m.width = width;

@@ -15,7 +15,7 @@ struct ModelOptions {
   std::string norm;     // empty: the model's reference setting
   std::string decoder;  // empty: deconv1x
   double width = 1.0;
-  std::vector<int64_t> blocks;  // empty: 2 2 2 4 5
+  std::vector<int64_t> blocks;     // empty: 2 2 2 4 5
   int64_t growth = 0, kernel = 0;  // 0: 32, 5
   double dropout = -1;             // < 0: 0.2
   uint64_t seed = 0;

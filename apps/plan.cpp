@@ -12,7 +12,9 @@ void add_plan_command(CLI::App& app, PlanCommand& c) {
   add_model_options(c.cmd, c.model);
   c.cmd->add_option("--height", c.height, "Input height")->check(CLI::PositiveNumber)->capture_default_str();
   c.cmd->add_option("--width", c.width, "Input width")->check(CLI::PositiveNumber)->capture_default_str();
-  c.cmd->add_option("--batch", c.batch, "Samples per step (per GPU)")->check(CLI::PositiveNumber)->capture_default_str();
+  c.cmd->add_option("--batch", c.batch, "Samples per step (per GPU)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
   c.cmd->add_option("--dtype", c.dtype, "Compute dtype: fp32, fp16, bf16")
       ->check(CLI::IsMember({"fp32", "fp16", "bf16"}))
       ->capture_default_str();

@@ -30,9 +30,9 @@ int run_model_bench(const ModelBenchOptions& o) {
   Net net;
   ModelGraph g = build_model(net, m, o.batch, o.height, o.width_px);
   add_loss(net, g,
-           o.model == "deepcam" ? SoftmaxXentConfig::deepcam()
-                                : (o.model == "tiramisu" ? SoftmaxXentConfig::gb_tiramisu()
-                                                         : SoftmaxXentConfig::gb_deeplab()));
+           o.model == "deepcam"
+               ? SoftmaxXentConfig::deepcam()
+               : (o.model == "tiramisu" ? SoftmaxXentConfig::gb_tiramisu() : SoftmaxXentConfig::gb_deeplab()));
   if (dev == Device::cuda) device_allocator().reset_peak();
   net.compile(NetOptions{.device = dev, .dtype = dt});
   net.init_params(1);
@@ -80,12 +80,13 @@ int run_model_bench(const ModelBenchOptions& o) {
   const double arena = static_cast<double>(net.memory_plan().arena_bytes) / gib;
   const double peak = dev == Device::cuda ? static_cast<double>(device_allocator().stats().peak_in_use) / gib : NAN;
   if (o.header)
-    std::printf("model,device,dtype,batch,height,width,width_mult,fwd_ms,bwd_ms,step_ms,samples_per_s,arena_gib,"
-                "device_peak_gib,steps\n");
+    std::printf(
+        "model,device,dtype,batch,height,width,width_mult,fwd_ms,bwd_ms,step_ms,samples_per_s,arena_gib,"
+        "device_peak_gib,steps\n");
   std::printf("%s,%s,%s,%lld,%lld,%lld,%g,%.3f,%.3f,%.3f,%.3f,%.3f,%.3f,%d\n", o.model.c_str(), device_name(dev),
               dtype_name(dt), static_cast<long long>(o.batch), static_cast<long long>(o.height),
-              static_cast<long long>(o.width_px), o.width, f, b, st, 1000.0 * static_cast<double>(o.batch) / st,
-              arena, peak, o.steps);
+              static_cast<long long>(o.width_px), o.width, f, b, st, 1000.0 * static_cast<double>(o.batch) / st, arena,
+              peak, o.steps);
   if (o.profile) std::printf("\n%s\n", prof.report().table().c_str());
   return 0;
 }

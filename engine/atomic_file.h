@@ -1,6 +1,7 @@
-// Atomic replacement of an output file (weights, checkpoints, predictions, PNGs): write to a temporary name beside the target, then rename it into place.
-// rename() within one directory is atomic on POSIX file systems, so readers see the old file (or none) or the
-// complete new one, and a run that fails half-way leaves no partial output under the target's name.
+// Atomic replacement of an output file (weights, checkpoints, predictions, PNGs): write to a temporary name beside the
+// target, then rename it into place. rename() within one directory is atomic on POSIX file systems, so readers see the
+// old file (or none) or the complete new one, and a run that fails half-way leaves no partial output under the target's
+// name.
 //
 //   AtomicFile out(path);
 //   write_everything_to(out.tmp_path());

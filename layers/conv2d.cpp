@@ -86,7 +86,8 @@ std::vector<ParamSpec> Conv2d::param_specs(const std::vector<Shape>& in) const {
   const int64_t cg = in.at(0).c / cfg_.groups;
   const int64_t fan_in = cg * cfg_.kernel_h * cfg_.kernel_w;
   std::vector<ParamSpec> p{
-      {"weight", Shape{cfg_.out_channels, cfg_.kernel_h, cfg_.kernel_w, cg}, Init::he_normal, fan_in, ParamLayout::conv_krsc}};
+      {"weight", Shape{cfg_.out_channels, cfg_.kernel_h, cfg_.kernel_w, cg}, Init::he_normal, fan_in,
+       ParamLayout::conv_krsc}};
   if (cfg_.bias) p.push_back({"bias", Shape{1, 1, 1, cfg_.out_channels}, Init::zeros, fan_in});
   return p;
 }

@@ -101,7 +101,8 @@ std::vector<ParamSpec> ConvTranspose2d::param_specs(const std::vector<Shape>& in
   // fan_in as PyTorch and TensorFlow count it for a transposed conv's kernel: (K / groups) * R * S.
   const int64_t fan_in = kg * cfg_.kernel_h * cfg_.kernel_w;
   std::vector<ParamSpec> p{
-      {"weight", Shape{in.at(0).c, cfg_.kernel_h, cfg_.kernel_w, kg}, Init::he_normal, fan_in, ParamLayout::deconv_crsk}};
+      {"weight", Shape{in.at(0).c, cfg_.kernel_h, cfg_.kernel_w, kg}, Init::he_normal, fan_in,
+       ParamLayout::deconv_crsk}};
   if (cfg_.bias) p.push_back({"bias", Shape{1, 1, 1, cfg_.out_channels}, Init::zeros, fan_in});
   return p;
 }

@@ -1,21 +1,19 @@
 #include "layers/slice.h"
-#include "layers/concat.h"  // same_view
 
 #include "engine/dispatch.h"
 #include "kernels/cpu/eltwise.h"
+#include "layers/concat.h"  // same_view
 
 namespace climseg {
 
-
 ChannelSlice::ChannelSlice(int64_t offset, int64_t channels) : offset_(offset), channels_(channels) {
-  CS_CHECK(offset >= 0 && channels > 0, "slice: offset ", offset, " and channels ", channels,
-           " must be >= 0 and > 0");
+  CS_CHECK(offset >= 0 && channels > 0, "slice: offset ", offset, " and channels ", channels, " must be >= 0 and > 0");
 }
 
 Shape ChannelSlice::output_shape(const std::vector<Shape>& in) const {
   const Shape& x = in.at(0);
-  CS_CHECK(offset_ + channels_ <= x.c, name(), ": channels [", offset_, ", ", offset_ + channels_, ") of an input with ",
-           x.c, " channels");
+  CS_CHECK(offset_ + channels_ <= x.c, name(), ": channels [", offset_, ", ", offset_ + channels_,
+           ") of an input with ", x.c, " channels");
   Shape y = x;
   y.c = channels_;
   return y;
@@ -45,8 +43,8 @@ void ChannelSlice::forward_cpu(ExecContext&, const ForwardArgs& a) {
   if (same_view(src, a.y)) return;
   dispatch_cpu_float(src.dtype(), "slice", [&](auto tag) {
     using T = decltype(tag);
-    cpu::copy_or_accumulate<T>(src.shape().pixels(), channels_, src.data_as<T>(), src.pixel_stride(),
-                               a.y.data_as<T>(), a.y.pixel_stride(), false);
+    cpu::copy_or_accumulate<T>(src.shape().pixels(), channels_, src.data_as<T>(), src.pixel_stride(), a.y.data_as<T>(),
+                               a.y.pixel_stride(), false);
   });
 }
 

@@ -2,11 +2,10 @@
 // output is a view of the input); backward zeroes the channels outside the slice (overwrite mode) and copies or
 // accumulates dy into the slice of dx.
 #include "kernels/cuda/eltwise.h"
-#include "layers/slice.h"
 #include "layers/concat.h"  // same_view
+#include "layers/slice.h"
 
 namespace climseg {
-
 
 void ChannelSlice::forward_cuda(ExecContext& ctx, const ForwardArgs& a) {
   Tensor src = a.x[0].channel_slice(offset_, channels_);

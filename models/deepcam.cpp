@@ -88,8 +88,9 @@ ModelGraph build_deepcam(Builder& b, Net::Id input) {
   for (int i = 4; i <= 19; ++i)
     x = xception_block(b, "backbone.block" + std::to_string(i), x, {c728, c728, 3, 1, 1, true, true, false});
   // Exit flow.
-  x = xception_block(b, "backbone.block20", x, {c728, c1024, 2, 1, 1, /*end_relu*/ false, /*grow_first*/ false,
-                                                /*is_last*/ true});
+  x = xception_block(b, "backbone.block20", x,
+                     {c728, c1024, 2, 1, 1, /*end_relu*/ false, /*grow_first*/ false,
+                      /*is_last*/ true});
   x = sep_conv(b, "backbone.conv3", x, b.ch(1536), 2, 1);
   x = b.norm("backbone.bn3", x, true);
   x = sep_conv(b, "backbone.conv4", x, b.ch(1536), 2, 1);
@@ -104,8 +105,8 @@ ModelGraph build_deepcam(Builder& b, Net::Id input) {
   const int64_t rates[] = {1, 6, 12, 18};
   for (int i = 0; i < 4; ++i) {
     const std::string n = "aspp" + std::to_string(i + 1);
-    Net::Id y = i == 0 ? b.conv_same(n + ".conv", x, depth, 1, false) : b.conv_same(n + ".conv", x, depth, 3, false,
-                                                                                        rates[i]);
+    Net::Id y =
+        i == 0 ? b.conv_same(n + ".conv", x, depth, 1, false) : b.conv_same(n + ".conv", x, depth, 3, false, rates[i]);
     branches.push_back(b.norm(n + ".bn", y, true));
   }
   {
@@ -121,7 +122,8 @@ ModelGraph build_deepcam(Builder& b, Net::Id input) {
   a = b.conv_same("aspp.project", a, depth, 1, false);
   a = b.norm("aspp.project_bn", a, true);
 
-  // ---- low-level features and decoder --------------------------------------------------------------------------------
+  // ---- low-level features and decoder
+  // --------------------------------------------------------------------------------
   Net::Id low = b.conv_same("decoder.low_conv", low_level, b.ch(48), 1, false);
   low = b.norm("decoder.low_bn", low, true);
 

@@ -136,9 +136,9 @@ ModelGraph build_deeplabv3plus(Builder& b, Net::Id input) {
   y = b.norm("decoder.bn2", y, true);
   if (m.decoder == DecoderMode::bilinear) {
     y = b.conv_same("decoder.logits", y, m.num_classes, 1, true);
-    return {input, b.add("decoder.up_out",
-                         std::make_unique<BilinearResize>(ResizeConfig::to_size(in.h, in.w, ResizeMode::tf_legacy)),
-                         {y})};
+    return {input,
+            b.add("decoder.up_out",
+                  std::make_unique<BilinearResize>(ResizeConfig::to_size(in.h, in.w, ResizeMode::tf_legacy)), {y})};
   }
   y = b.deconv2x("decoder.up2", y, depth, true, true);
   y = b.deconv2x("decoder.up3", y, depth, true, true);

@@ -121,17 +121,23 @@ DecoderMode parse_decoder(const std::string& s) {
 }
 const char* norm_name(NormMode m) {
   switch (m) {
-    case NormMode::batchnorm: return "batchnorm";
-    case NormMode::half: return "half";
-    case NormMode::none: return "none";
+    case NormMode::batchnorm:
+      return "batchnorm";
+    case NormMode::half:
+      return "half";
+    case NormMode::none:
+      return "none";
   }
   return "?";
 }
 const char* decoder_name(DecoderMode m) {
   switch (m) {
-    case DecoderMode::deconv1x: return "deconv1x";
-    case DecoderMode::deconv: return "deconv";
-    case DecoderMode::bilinear: return "bilinear";
+    case DecoderMode::deconv1x:
+      return "deconv1x";
+    case DecoderMode::deconv:
+      return "deconv";
+    case DecoderMode::bilinear:
+      return "bilinear";
   }
   return "?";
 }
@@ -139,8 +145,9 @@ const char* decoder_name(DecoderMode m) {
 int64_t input_multiple(const ModelConfig& m) {
   if (m.name == "deeplabv3plus") return 8;
   if (m.name == "deepcam") return 16;
-  if (m.name == "tiramisu") return int64_t{1} << (m.blocks.size() - 1);  // one stride-2 transition per block but the last
-  ModelConfig::defaults(m.name);  // throws with the list of names
+  if (m.name == "tiramisu")
+    return int64_t{1} << (m.blocks.size() - 1);  // one stride-2 transition per block but the last
+  ModelConfig::defaults(m.name);                 // throws with the list of names
   return 1;
 }
 

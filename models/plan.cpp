@@ -36,9 +36,11 @@ ModelPlan plan_model(const ModelConfig& m, const PlanOptions& o) {
   const int slots = optimizer_slots(o.optimizer);
   Net net;
   ModelGraph g = build_model(net, m, o.batch, o.height, o.width);
-  if (o.training) add_loss(net, g, m.name == "deepcam" ? SoftmaxXentConfig::deepcam()
-                                                       : (m.name == "tiramisu" ? SoftmaxXentConfig::gb_tiramisu()
-                                                                               : SoftmaxXentConfig::gb_deeplab()));
+  if (o.training)
+    add_loss(net, g,
+             m.name == "deepcam"
+                 ? SoftmaxXentConfig::deepcam()
+                 : (m.name == "tiramisu" ? SoftmaxXentConfig::gb_tiramisu() : SoftmaxXentConfig::gb_deeplab()));
   NetOptions no;
   no.device = o.device;
   no.dtype = o.dtype;
@@ -85,11 +87,10 @@ ModelPlan plan_model(const ModelConfig& m, const PlanOptions& o) {
 std::string format_plan(const ModelConfig& m, const PlanOptions& o, const ModelPlan& p, bool summary_only) {
   std::ostringstream os;
   char line[512];
-  std::snprintf(line, sizeof line,
-                "climseg plan: %s (norm %s%s%s, width x%g), input %lldx%lldx%lldx%lld, %s, %s, %s\n", m.name.c_str(),
-                norm_name(m.norm), m.name == "deeplabv3plus" ? ", decoder " : "",
-                m.name == "deeplabv3plus" ? decoder_name(m.decoder) : "", m.width,
-                static_cast<long long>(o.batch), static_cast<long long>(o.height), static_cast<long long>(o.width),
+  std::snprintf(line, sizeof line, "climseg plan: %s (norm %s%s%s, width x%g), input %lldx%lldx%lldx%lld, %s, %s, %s\n",
+                m.name.c_str(), norm_name(m.norm), m.name == "deeplabv3plus" ? ", decoder " : "",
+                m.name == "deeplabv3plus" ? decoder_name(m.decoder) : "", m.width, static_cast<long long>(o.batch),
+                static_cast<long long>(o.height), static_cast<long long>(o.width),
                 static_cast<long long>(m.in_channels), dtype_name(o.dtype), device_name(o.device),
                 o.training ? "training step" : "inference");
   os << line;
@@ -119,7 +120,8 @@ std::string format_plan(const ModelConfig& m, const PlanOptions& o, const ModelP
                 p.train_tflop_per_sample);
   os << line;
   std::snprintf(line, sizeof line, "forward GFLOP per sample: %.2f convolutions, %.2f all layers\n",
-                p.conv_fwd_flops / static_cast<double>(o.batch) / 1e9, p.all_fwd_flops / static_cast<double>(o.batch) / 1e9);
+                p.conv_fwd_flops / static_cast<double>(o.batch) / 1e9,
+                p.all_fwd_flops / static_cast<double>(o.batch) / 1e9);
   os << line;
 
   const MemoryPlan& mp = p.memory;
@@ -144,10 +146,11 @@ std::string format_plan(const ModelConfig& m, const PlanOptions& o, const ModelP
   std::snprintf(line, sizeof line,
                 "  parameters %s, gradients %s, fp32 master weights %s, optimizer state (%s, fp32) %s, batch-norm "
                 "statistics %s\n",
-                gib(p.param_bytes).c_str(), gib(p.grad_bytes).c_str(), gib(p.master_bytes).c_str(),
-                o.optimizer.c_str(), gib(p.optimizer_bytes).c_str(), gib(p.state_bytes).c_str());
+                gib(p.param_bytes).c_str(), gib(p.grad_bytes).c_str(), gib(p.master_bytes).c_str(), o.optimizer.c_str(),
+                gib(p.optimizer_bytes).c_str(), gib(p.state_bytes).c_str());
   os << line;
-  const size_t total = mp.arena_bytes + p.param_bytes + p.grad_bytes + p.master_bytes + p.optimizer_bytes + p.state_bytes;
+  const size_t total =
+      mp.arena_bytes + p.param_bytes + p.grad_bytes + p.master_bytes + p.optimizer_bytes + p.state_bytes;
   os << "  total: " << gib(total) << "\n";
   std::snprintf(line, sizeof line,
                 "  concatenations: %d inputs written in place, %d copied; %d gradients aliased; %d channel views; %d "

@@ -30,11 +30,11 @@ struct PlanLayer {
 struct ModelPlan {
   std::vector<PlanLayer> layers;
   int64_t trainable_params = 0;
-  int64_t state_elements = 0;     // batch-norm running statistics
-  double conv_fwd_flops = 0;      // forward convolutions and deconvolutions, whole batch (2 per multiply-add)
-  double all_fwd_flops = 0;       // every layer's forward estimate, whole batch
+  int64_t state_elements = 0;         // batch-norm running statistics
+  double conv_fwd_flops = 0;          // forward convolutions and deconvolutions, whole batch (2 per multiply-add)
+  double all_fwd_flops = 0;           // every layer's forward estimate, whole batch
   double train_tflop_per_sample = 0;  // 3 x conv_fwd_flops / batch / 1e12 (the 2018 work's count)
-  MemoryPlan memory;              // activations, gradients, saved state, workspace (one arena)
+  MemoryPlan memory;                  // activations, gradients, saved state, workspace (one arena)
   size_t param_bytes = 0, grad_bytes = 0, master_bytes = 0, optimizer_bytes = 0, state_bytes = 0;
   int concat_inputs_aliased = 0, concat_inputs_copied = 0, concat_grads_aliased = 0, views = 0, inplace = 0;
 };

@@ -16,7 +16,7 @@ namespace climseg::models {
 namespace {
 
 struct BlockOut {
-  Net::Id all = -1;    // [input | new maps]
+  Net::Id all = -1;  // [input | new maps]
   int64_t new_channels = 0;
 };
 
@@ -50,8 +50,8 @@ ModelGraph build_tiramisu(Builder& b, Net::Id input) {
   CS_CHECK(m.blocks.size() >= 2, "tiramisu: needs at least two dense blocks (down path and bottleneck), got ",
            m.blocks.size());
   for (int64_t n : m.blocks) CS_CHECK(n > 0, "tiramisu: dense block sizes must be positive");
-  CS_CHECK(m.growth > 0 && m.kernel > 0 && m.kernel % 2 == 1, "tiramisu: growth ", m.growth, " and kernel ",
-           m.kernel, " must be positive, the kernel odd");
+  CS_CHECK(m.growth > 0 && m.kernel > 0 && m.kernel % 2 == 1, "tiramisu: growth ", m.growth, " and kernel ", m.kernel,
+           " must be positive, the kernel odd");
   const bool drop = m.dropout > 0;
 
   Net::Id x = b.conv_same("stem.conv", input, b.ch(m.stem_channels), m.kernel, true);

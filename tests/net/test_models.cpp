@@ -2,7 +2,6 @@
 // (reference-systems.md 2.4), the memory plan's zero-copy concatenations, input-size validation, every option
 // building and running, and finite differences through each whole network in double on the CPU.
 #include <catch2/catch.hpp>
-
 #include <cmath>
 #include <string>
 
@@ -100,25 +99,26 @@ TEST_CASE("input sizes: valid multiples, clear errors otherwise", "[net][models]
                     Catch::Contains("width 72 is not divisible by 16") && Catch::Contains("try 64 or 80"));
   CHECK_THROWS_WITH(check_input_size(ModelConfig::defaults("deepcam"), 100, 64),
                     Catch::Contains("height 100 is not divisible by 16"));
-  CHECK_THROWS_WITH(ModelConfig::defaults("unet"), Catch::Contains("unknown model 'unet'") &&
-                                                      Catch::Contains("deeplabv3plus tiramisu deepcam"));
+  CHECK_THROWS_WITH(ModelConfig::defaults("unet"),
+                    Catch::Contains("unknown model 'unet'") && Catch::Contains("deeplabv3plus tiramisu deepcam"));
   Net net;
   CHECK_THROWS_WITH(build_model(net, ModelConfig::defaults("deepcam"), 1, 48, 72),
                     Catch::Contains("deepcam") && Catch::Contains("width 72"));
 }
 
-TEST_CASE("every model option builds, runs forward and backward (fp32, CPU) and gives finite values",
-          "[net][models]") {
+TEST_CASE("every model option builds, runs forward and backward (fp32, CPU) and gives finite values", "[net][models]") {
   struct Variant {
     std::string model;
     NormMode norm;
     DecoderMode decoder;
   };
-  const Variant variants[] = {
-      {"deeplabv3plus", NormMode::batchnorm, DecoderMode::deconv1x}, {"deeplabv3plus", NormMode::half, DecoderMode::deconv1x},
-      {"deeplabv3plus", NormMode::none, DecoderMode::deconv},        {"deeplabv3plus", NormMode::batchnorm, DecoderMode::bilinear},
-      {"tiramisu", NormMode::none, DecoderMode::deconv1x},           {"tiramisu", NormMode::batchnorm, DecoderMode::deconv1x},
-      {"deepcam", NormMode::batchnorm, DecoderMode::deconv1x}};
+  const Variant variants[] = {{"deeplabv3plus", NormMode::batchnorm, DecoderMode::deconv1x},
+                              {"deeplabv3plus", NormMode::half, DecoderMode::deconv1x},
+                              {"deeplabv3plus", NormMode::none, DecoderMode::deconv},
+                              {"deeplabv3plus", NormMode::batchnorm, DecoderMode::bilinear},
+                              {"tiramisu", NormMode::none, DecoderMode::deconv1x},
+                              {"tiramisu", NormMode::batchnorm, DecoderMode::deconv1x},
+                              {"deepcam", NormMode::batchnorm, DecoderMode::deconv1x}};
   for (const Variant& v : variants) {
     for (bool training : {true, false}) {
       ModelConfig m = small(v.model);

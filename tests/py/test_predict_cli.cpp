@@ -3,7 +3,6 @@
 // forward of the same network on the same normalised data, its mask their argmax, and its PNG a picture of the
 // field's size. Bad input fails with a clear message and leaves no output file.
 #include <catch2/catch.hpp>
-
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -37,7 +36,9 @@ std::pair<uint32_t, uint32_t> png_size(const std::string& path) {
   f.read(reinterpret_cast<char*>(b), 24);
   REQUIRE(f.gcount() == 24);
   REQUIRE(std::memcmp(b, "\x89PNG\r\n\x1a\n", 8) == 0);
-  auto be = [&](int o) { return (uint32_t(b[o]) << 24) | (uint32_t(b[o + 1]) << 16) | (uint32_t(b[o + 2]) << 8) | b[o + 3]; };
+  auto be = [&](int o) {
+    return (uint32_t(b[o]) << 24) | (uint32_t(b[o + 1]) << 16) | (uint32_t(b[o + 2]) << 8) | b[o + 3];
+  };
   return {be(16), be(20)};
 }
 
@@ -136,9 +137,9 @@ TEST_CASE("climseg predict: logits equal an in-process forward, mask their argma
     CHECK(worst <= 1e-4);  // the cpu fp32 vs fp64 row's rtol; typically 0 or a few ulps
   }
   SECTION("weights of another network: a clear error and no output file") {
-    int rc = cli("predict --model deeplabv3plus --weights " + t.file("w.safetensors") + inputs + " --output " +
-                     t.file("bad.h5"),
-                 out);
+    int rc = cli(
+        "predict --model deeplabv3plus --weights " + t.file("w.safetensors") + inputs + " --output " + t.file("bad.h5"),
+        out);
     INFO(out);
     CHECK(rc != 0);
     CHECK_THAT(out, Catch::Contains("w.safetensors") && Catch::Contains("missing"));
@@ -147,8 +148,8 @@ TEST_CASE("climseg predict: logits equal an in-process forward, mask their argma
   SECTION("an input size the model cannot take, and a missing stats file") {
     fs::create_directories(t.path() / "c");
     test::python_run(kScript + " write-sample " + t.file("c") + " deepcam 48 72 float32 uint8 3");
-    int rc = cli("predict --weights " + t.file("w.safetensors") + " --input " + t.file("c/sample.h5") +
-                     " --output " + t.file("c.h5"),
+    int rc = cli("predict --weights " + t.file("w.safetensors") + " --input " + t.file("c/sample.h5") + " --output " +
+                     t.file("c.h5"),
                  out);
     CHECK(rc != 0);
     CHECK_THAT(out, Catch::Contains("width 72 is not divisible by 16"));

@@ -4,15 +4,15 @@
 // Both sides compute in float64 on the same fp32-representable weights and input, so the comparison can use the
 // PyTorch fp64 row instead of an fp32 budget: any difference in structure, padding, concatenation order or layout
 // mapping shows up as an O(1) error, far above it.
-#include <catch2/catch.hpp>
+#include <sys/wait.h>
 
+#include <catch2/catch.hpp>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <string>
-#include <sys/wait.h>
 
 #include "engine/net.h"
 #include "engine/philox.h"
@@ -79,13 +79,13 @@ TEST_CASE("an exported DeepLabv3+ gives PyTorch's logits", "[torch][models]") {
     test::npy_write((dir / "x.npy").string(), x.cast(DType::f32));
     {
       std::ofstream f(dir / "call.json");
-      f << "{\"model\": \"deeplabv3plus\", \"width\": " << m.width << ", \"norm\": \"batchnorm\", \"train\": "
-        << (train ? "true" : "false") << "}\n";
+      f << "{\"model\": \"deeplabv3plus\", \"width\": " << m.width
+        << ", \"norm\": \"batchnorm\", \"train\": " << (train ? "true" : "false") << "}\n";
     }
     std::string out;
-    const int rc = run(std::string("/usr/bin/python3 ") + CLIMSEG_SOURCE_DIR + "/tests/torch/models/run_exported.py " +
-                           dir.string(),
-                       out);
+    const int rc = run(
+        std::string("/usr/bin/python3 ") + CLIMSEG_SOURCE_DIR + "/tests/torch/models/run_exported.py " + dir.string(),
+        out);
     INFO(out);
     REQUIRE(rc == 0);
     Tensor theirs = test::npy_read((dir / "y.npy").string());
