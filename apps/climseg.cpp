@@ -8,6 +8,7 @@
 #include "apps/demo.h"
 #include "apps/plan.h"
 #if defined(CLIMSEG_HAVE_IO)
+#include "apps/data.h"
 #include "apps/predict.h"
 #endif
 #include "engine/check.h"
@@ -71,6 +72,7 @@ int main(int argc, char** argv) {
 #if defined(CLIMSEG_HAVE_IO)
   climseg::apps::PredictCommand predict;
   climseg::apps::add_predict_command(app, predict);
+  std::vector<climseg::apps::Subcommand> data_cmds = climseg::apps::add_data_commands(app);
 #endif
 
   CLI11_PARSE(app, argc, argv);
@@ -83,6 +85,8 @@ int main(int argc, char** argv) {
     if (*plan.cmd) return climseg::apps::run_plan(plan);
 #if defined(CLIMSEG_HAVE_IO)
     if (*predict.cmd) return climseg::apps::run_predict(predict);
+    for (const auto& d : data_cmds)
+      if (*d.cmd) return d.run();
 #endif
   } catch (const std::exception& e) {
     std::fprintf(stderr, "climseg: error: %s\n", e.what());
