@@ -1,5 +1,6 @@
 // HDF5_CHECK (see engine/check.h). Include only where CLIMSEG_HAVE_HDF5 is defined.
-// HDF5 calls return a negative herr_t/hid_t on failure; the message is the innermost entry of HDF5's error stack.
+// HDF5 calls return a negative herr_t/hid_t on failure; the message is HDF5's whole error stack, outermost to
+// innermost (io/hdf5_util.h's IO_H5_CHECK uses the same text).
 #pragma once
 
 #include <hdf5.h>

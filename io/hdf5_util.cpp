@@ -1,24 +1,10 @@
 #include "io/hdf5_util.h"
 
+#include "engine/check_hdf5.h"
+
 namespace climseg::io::h5 {
 
-namespace {
-herr_t collect(unsigned /*n*/, const H5E_error2_t* err, void* client) {
-  auto* out = static_cast<std::string*>(client);
-  if (err && err->desc && *err->desc) {
-    if (!out->empty()) *out += ": ";
-    *out += err->desc;
-  }
-  return 0;
-}
-}  // namespace
-
-std::string h5_error_chain() {
-  std::string s;
-  H5Ewalk2(H5E_DEFAULT, H5E_WALK_DOWNWARD, collect, &s);  // downward: from the API call to where it went wrong
-  H5Eclear2(H5E_DEFAULT);
-  return s.empty() ? std::string("HDF5 call failed (no HDF5 error message)") : s;
-}
+std::string h5_error_chain() { return ::climseg::detail::hdf5_error_stack_string(); }
 
 std::string h5_type_name(hid_t type) {
   const size_t bits = H5Tget_size(type) * 8;
