@@ -39,6 +39,7 @@ enum class Init : uint8_t {
 // How a parameter's 4-D shape maps to PyTorch's layout (weight export/import, docs/checkpoint-format.md).
 enum class ParamLayout : uint8_t {
   vector,       // (1, 1, 1, C): PyTorch (C,)  (biases, batch-norm gamma/beta, affine scale/shift)
+  vector_c11,   // (1, 1, 1, C): PyTorch (C, 1, 1) (DeepCAM's TrainableAffine parameters)
   conv_krsc,    // (K, R, S, C/g): PyTorch Conv2d (K, C/g, R, S) = OIHW
   deconv_crsk,  // (C_in, R, S, K/g): PyTorch ConvTranspose2d (C_in, K/g, R, S)
 };

@@ -68,6 +68,9 @@ std::vector<int64_t> pytorch_shape(const Net::Param& p, ParamLayout layout) {
     case ParamLayout::vector:
       CS_CHECK(s.n == 1 && s.h == 1 && s.w == 1, p.name, ": a vector parameter must be (1,1,1,C), got ", s.str());
       return {s.c};
+    case ParamLayout::vector_c11:
+      CS_CHECK(s.n == 1 && s.h == 1 && s.w == 1, p.name, ": a vector parameter must be (1,1,1,C), got ", s.str());
+      return {s.c, 1, 1};
     case ParamLayout::conv_krsc:
     case ParamLayout::deconv_crsk:
       return {s.n, s.c, s.h, s.w};
@@ -106,7 +109,7 @@ void save_slots(const std::vector<Slot>& slots, const std::string& path, std::ma
       host = s.source->value.to(Device::cpu);
       if (pytorch) {
         if (host.dtype() != DType::f32) host = host.cast(DType::f32);
-        if (s.layout != ParamLayout::vector) host = last_axis_to_second(host);
+        if (s.layout == ParamLayout::conv_krsc || s.layout == ParamLayout::deconv_crsk) host = last_axis_to_second(host);
       }
     }
     tensors.push_back({s.name, host, s.shape});
@@ -158,7 +161,7 @@ void load_slots(const std::vector<Slot>& slots, const SafetensorsReader& file, b
     if (s.source == nullptr) continue;
     Tensor t = file.read(s.name);
     if (pytorch) {
-      if (s.layout == ParamLayout::vector)
+      if (s.layout == ParamLayout::vector || s.layout == ParamLayout::vector_c11)
         t = t.reshape(s.source->spec.shape);
       else
         t = second_axis_to_last(t);

@@ -46,6 +46,7 @@ void import_pytorch(Net& net, const std::string& path);
 //           affine:      scale -> weight, shift -> bias       (a module with per-channel weight and bias)
 //         Everything else keeps its name (conv weight/bias, running_mean, running_var).
 // Layout: ParamLayout::vector      (1,1,1,C)        -> (C,)
+//         ParamLayout::vector_c11  (1,1,1,C)        -> (C,1,1)      (DeepCAM's TrainableAffine)
 //         ParamLayout::conv_krsc   (K,R,S,C/g)      -> (K,C/g,R,S)   nn.Conv2d (OIHW)
 //         ParamLayout::deconv_crsk (C_in,R,S,K/g)   -> (C_in,K/g,R,S) nn.ConvTranspose2d
 //         Layer state is a vector.

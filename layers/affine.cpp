@@ -13,7 +13,7 @@ Shape Affine::output_shape(const std::vector<Shape>& in) const {
 
 std::vector<ParamSpec> Affine::param_specs(const std::vector<Shape>& in) const {
   const int64_t c = in.at(0).c;
-  return {{"scale", Shape{1, 1, 1, c}, Init::ones, 1}, {"shift", Shape{1, 1, 1, c}, Init::zeros, 1}};
+  return {{scale_name_, Shape{1, 1, 1, c}, Init::ones, 1, layout_}, {shift_name_, Shape{1, 1, 1, c}, Init::zeros, 1, layout_}};
 }
 
 MemoryNeeds Affine::memory_needs(const std::vector<Shape>& in, DType) const {

@@ -13,6 +13,12 @@ namespace climseg {
 
 class Affine : public Layer {
  public:
+  // Parameter names and their PyTorch layout: ("scale", "shift", vector) by default; DeepCAM's reference module
+  // (TrainableAffine) calls them "weights" and "bias" and stores them as (C, 1, 1), which its builder asks for so
+  // that exported weights load into the reference code.
+  Affine() = default;
+  Affine(std::string scale_name, std::string shift_name, ParamLayout layout)
+      : scale_name_(std::move(scale_name)), shift_name_(std::move(shift_name)), layout_(layout) {}
   const char* type() const override { return "affine"; }
   Shape output_shape(const std::vector<Shape>& in) const override;
   std::vector<ParamSpec> param_specs(const std::vector<Shape>& in) const override;
@@ -24,6 +30,10 @@ class Affine : public Layer {
   void backward_cpu(ExecContext& ctx, const BackwardArgs& a) override;
   void forward_cuda(ExecContext& ctx, const ForwardArgs& a) override;
   void backward_cuda(ExecContext& ctx, const BackwardArgs& a) override;
+
+ private:
+  std::string scale_name_ = "scale", shift_name_ = "shift";
+  ParamLayout layout_ = ParamLayout::vector;
 };
 
 class Scale : public Layer {

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Loads a climseg PyTorch export into the independent PyTorch definition of the same network and runs it.
+"""Loads a climseg PyTorch export into an independent PyTorch definition of the same network and runs it.
 
     /usr/bin/python3 tests/torch/models/run_exported.py DIR
 
@@ -18,6 +18,7 @@ here = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, here)
 sys.path.insert(0, os.path.dirname(here))
 import safetensors_min  # noqa: E402
+import deepcam  # noqa: E402
 import deeplabv3plus  # noqa: E402
 
 
@@ -25,9 +26,12 @@ def main():
     d = sys.argv[1]
     with open(os.path.join(d, "call.json")) as f:
         call = json.load(f)
-    if call["model"] != "deeplabv3plus":
+    if call["model"] == "deeplabv3plus":
+        model = deeplabv3plus.DeepLabV3Plus2018(width=call["width"], norm=call["norm"])
+    elif call["model"] == "deepcam":
+        model = deepcam.DeepCAM(width=call["width"])
+    else:
         raise SystemExit(f"no PyTorch definition for {call['model']}")
-    model = deeplabv3plus.DeepLabV3Plus2018(width=call["width"], norm=call["norm"])
     state, meta = safetensors_min.load(os.path.join(d, "weights.safetensors"))
     model.load_state_dict(state, strict=True)  # every name and shape must match, nothing missing or extra
     model = model.double()
