@@ -27,7 +27,7 @@ class ExecContext {
   Device device() const { return device_; }
   int device_index() const { return device_index_; }
   CUstream_st* stream() const;       // cudaStream_t; null on CPU
-  cublasContext* cublas() const;     // cublasHandle_t bound to stream(); throws on CPU
+  cublasContext* cublas() const;     // cublasHandle_t bound to stream(), created on first use; throws on CPU
   cudnnContext* cudnn() const;       // cudnnHandle_t bound to stream(); throws on CPU or without cuDNN
   void synchronize() const;          // waits for the stream (no-op on CPU)
   // Makes this context's device current for the calling thread (no-op on CPU).

@@ -1,6 +1,6 @@
 // ExecContext for a CUDA build. A CPU context behaves as in context_nocuda.cpp. A CUDA context owns a
-// non-blocking stream (no implicit ordering with the legacy default stream or other contexts), a cuBLAS handle
-// bound to it and, lazily, a cuDNN handle bound to it. Library handles are per context, never global, so two
+// non-blocking stream (no implicit ordering with the legacy default stream or other contexts) and, created on
+// first use, a cuBLAS and a cuDNN handle bound to it. Library handles are per context, never global, so two
 // contexts (threads, streams) never share mutable library state.
 #include <cuda_runtime.h>
 
@@ -21,7 +21,7 @@ struct ExecContext::CudaState {
 #if defined(CLIMSEG_HAVE_CUDNN)
   cudnnHandle_t cudnn = nullptr;
 #endif
-  std::mutex mu;  // guards the lazy cuDNN creation
+  std::mutex mu;  // guards the lazy cuBLAS and cuDNN creation
 
   // Releases what was created (also after a constructor failed half-way). Never throws.
   ~CudaState() {
@@ -55,13 +55,8 @@ ExecContext::ExecContext(Device device, int device_index) : device_(device), dev
   cuda_->device = device_index;
   CUDA_CHECK(cudaSetDevice(device_index));
   CUDA_CHECK(cudaStreamCreateWithFlags(&cuda_->stream, cudaStreamNonBlocking));
-  CUBLAS_CHECK(cublasCreate(&cuda_->cublas));
-  CUBLAS_CHECK(cublasSetStream(cuda_->cublas, cuda_->stream));
-  // Default math: fp32 GEMMs stay exact fp32 (no TF32, for parity with the CPU path); fp16/bf16 GEMMs use tensor
-  // cores through cublasGemmEx's data and compute types (kernels/cublas/gemm.cpp). Split-K partial sums stay in
-  // fp32 (not rounded to the 16-bit output type): weight-gradient GEMMs reduce over all pixels of a batch.
-  const int math = CUBLAS_DEFAULT_MATH | CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION;
-  CUBLAS_CHECK(cublasSetMathMode(cuda_->cublas, static_cast<cublasMath_t>(math)));
+  // The cuBLAS handle is created on first use (cublas()), like the cuDNN one: contexts that only copy and run
+  // custom kernels (the input pipeline's copy stream, io/pipeline.h) never pay for it.
 }
 
 ExecContext::~ExecContext() {
@@ -74,6 +69,23 @@ CUstream_st* ExecContext::stream() const { return cuda_ ? cuda_->stream : nullpt
 
 cublasContext* ExecContext::cublas() const {
   CS_CHECK(cuda_ != nullptr, "cuBLAS handle requested from a CPU context");
+  std::lock_guard<std::mutex> lock(cuda_->mu);
+  if (cuda_->cublas == nullptr) {
+    activate();
+    cublasHandle_t h = nullptr;
+    CUBLAS_CHECK(cublasCreate(&h));
+    // Default math: fp32 GEMMs stay exact fp32 (no TF32, for parity with the CPU path); fp16/bf16 GEMMs use tensor
+    // cores through cublasGemmEx's data and compute types (kernels/cublas/gemm.cpp). Split-K partial sums stay in
+    // fp32 (not rounded to the 16-bit output type): weight-gradient GEMMs reduce over all pixels of a batch.
+    const int math = CUBLAS_DEFAULT_MATH | CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION;
+    cublasStatus_t s = cublasSetStream(h, cuda_->stream);
+    if (s == CUBLAS_STATUS_SUCCESS) s = cublasSetMathMode(h, static_cast<cublasMath_t>(math));
+    if (s != CUBLAS_STATUS_SUCCESS) {
+      cublasDestroy(h);
+      CUBLAS_CHECK(s);
+    }
+    cuda_->cublas = h;
+  }
   return cuda_->cublas;
 }
 
