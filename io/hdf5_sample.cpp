@@ -3,6 +3,7 @@
 #include <array>
 #include <climits>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <limits>
 
@@ -204,12 +205,22 @@ Window window_of(const SampleInfo& info, const ReadOptions& opt) {
   return win;
 }
 
-Tensor read_data(hid_t file, const SampleInfo& info, const Window& win) {
+// A host tensor of `shape` and `dt` to read into: `reuse` when it already is one (contiguous), else a new one.
+// Reusing matters at full size: a fresh 57 MB buffer is an mmap whose every page faults on first touch, which
+// costs as much as the read itself.
+Tensor buffer_for(const Tensor& reuse, const Shape& shape, DType dt) {
+  if (reuse.defined() && reuse.device() == Device::cpu && reuse.dtype() == dt && reuse.shape() == shape &&
+      reuse.is_contiguous())
+    return reuse;
+  return Tensor::empty(shape, dt);
+}
+
+Tensor read_data(hid_t file, const SampleInfo& info, const Window& win, const Tensor& reuse) {
   using V = std::vector<hsize_t>;
   const auto y0 = static_cast<hsize_t>(win.y0), x0 = static_cast<hsize_t>(win.x0);
   const auto h = static_cast<hsize_t>(win.h), w = static_cast<hsize_t>(win.w), s = static_cast<hsize_t>(win.step);
   const auto C = static_cast<hsize_t>(info.channels);
-  Tensor t = Tensor::empty(Shape{1, win.h, win.w, info.channels}, DType::f32);
+  Tensor t = buffer_for(reuse, Shape{1, win.h, win.w, info.channels}, DType::f32);
   float* dst = t.data_as<float>();
   if (info.layout == SampleLayout::deepcam) {
     read_hyperslab(file, info.path, "climate/data", H5T_NATIVE_FLOAT, V{y0, x0, 0}, V{s, s, 1}, V{h, w, C}, dst);
@@ -230,9 +241,22 @@ Tensor read_data(hid_t file, const SampleInfo& info, const Window& win) {
   return t;
 }
 
+// True when any value is NaN or +-inf: the exponent bits are all ones. Integer OR-reduction, which compilers
+// vectorise (a float test with early exit does not), so the common all-finite case costs one pass at memory speed.
+bool any_non_finite(const float* p, int64_t n) {
+  uint32_t flag = 0;
+  for (int64_t k = 0; k < n; ++k) {
+    uint32_t u;
+    std::memcpy(&u, p + k, sizeof u);
+    flag |= ((u & 0x7f800000u) + 0x00800000u) & 0x80000000u;  // carries into bit 31 only for exponent 0xff
+  }
+  return flag != 0;
+}
+
 void check_finite(const Tensor& data, const SampleInfo& info, const Window& win) {
   const float* p = data.data_as<float>();
   const int64_t n = data.numel(), C = info.channels;
+  if (!any_non_finite(p, n)) return;
   int64_t first = -1, bad = 0;
   for (int64_t k = 0; k < n; ++k)
     if (!std::isfinite(p[k])) {
@@ -248,12 +272,13 @@ void check_finite(const Tensor& data, const SampleInfo& info, const Window& win)
            info.data_type == "float64" ? " (float64 values beyond the float32 range read as inf)" : "");
 }
 
-Tensor read_labels(hid_t file, const SampleInfo& info, size_t rank, const Window& win, int64_t variant) {
+Tensor read_labels(hid_t file, const SampleInfo& info, size_t rank, const Window& win, int64_t variant,
+                   const Tensor& reuse) {
   using V = std::vector<hsize_t>;
   const std::string& ln = info.labels_dataset;
   const auto y0 = static_cast<hsize_t>(win.y0), x0 = static_cast<hsize_t>(win.x0);
   const auto h = static_cast<hsize_t>(win.h), w = static_cast<hsize_t>(win.w), s = static_cast<hsize_t>(win.step);
-  Tensor t = Tensor::empty(Shape{1, win.h, win.w, 1}, DType::i32);
+  Tensor t = buffer_for(reuse, Shape{1, win.h, win.w, 1}, DType::i32);
   int32_t* dst = t.data_as<int32_t>();
   // H5T_NATIVE_INT32 from any integer type: HDF5 saturates values beyond int32, so they fail the range check below.
   if (rank == 3)
@@ -263,6 +288,10 @@ Tensor read_labels(hid_t file, const SampleInfo& info, size_t rank, const Window
     read_hyperslab(file, info.path, ln, H5T_NATIVE_INT32, V{y0, x0}, V{s, s}, V{h, w}, dst);
 
   const int64_t n = t.numel();
+  // Branch-free scan first (vectorised), the located error only when something is out of range.
+  uint32_t out_of_range = 0;
+  for (int64_t k = 0; k < n; ++k) out_of_range |= static_cast<uint32_t>(dst[k]) >= static_cast<uint32_t>(kNumClasses);
+  if (out_of_range == 0) return t;
   for (int64_t k = 0; k < n; ++k)
     if (dst[k] < 0 || dst[k] >= kNumClasses) {
       const int64_t i = k / win.w, j = k % win.w;
@@ -284,6 +313,12 @@ SampleInfo inspect_sample(const std::string& path, int64_t channels) {
 SampleLayout detect_layout(const std::string& path, int64_t channels) { return inspect_sample(path, channels).layout; }
 
 Sample read_sample(const std::string& path, const ReadOptions& opt) {
+  Sample s;
+  read_sample_into(path, opt, s);
+  return s;
+}
+
+void read_sample_into(const std::string& path, const ReadOptions& opt, Sample& s) {
   QuietHdf5Errors quiet;
   OpenSample o = open_sample(path, opt.channels);
   if (o.info.labels_dataset.empty() && opt.labels_required)
@@ -292,15 +327,15 @@ Sample read_sample(const std::string& path, const ReadOptions& opt) {
   if (!o.info.labels_dataset.empty() && (opt.label_variant < 0 || opt.label_variant >= o.info.label_variants))
     CS_THROW(path, ": label variant ", opt.label_variant, " requested but ", o.info.labels_dataset, " has ",
              o.info.label_variants, o.info.label_variants == 1 ? " (2-D labels)" : "");
-  Sample s;
-  s.data = read_data(o.file, o.info, win);
+  s.data = read_data(o.file, o.info, win, s.data);
   check_finite(s.data, o.info, win);
-  if (!o.info.labels_dataset.empty()) s.labels = read_labels(o.file, o.info, o.labels_rank, win, opt.label_variant);
+  s.labels = o.info.labels_dataset.empty()
+                 ? Tensor()
+                 : read_labels(o.file, o.info, o.labels_rank, win, opt.label_variant, s.labels);
   s.info = std::move(o.info);
   s.y0 = win.y0;
   s.x0 = win.x0;
   s.step = win.step;
-  return s;
 }
 
 // ---- statistics ------------------------------------------------------------------------------------------------

@@ -75,6 +75,9 @@ struct Sample {
 };
 
 Sample read_sample(const std::string& path, const ReadOptions& opt = {});
+// The same, reusing `s`'s tensors when they are host tensors of the right shape and dtype (a reader's buffers from
+// the previous file: no new allocation, no page faults). On an error `s` holds partial data.
+void read_sample_into(const std::string& path, const ReadOptions& opt, Sample& s);
 
 // Normalisation statistics (stats.h5). DeepCAM: climate/minval and climate/maxval, and climate/count, mean and
 // sqmean when present, one value per channel. 2018: climate/stats (C,4) with columns [mean, max, min, std].

@@ -242,7 +242,7 @@ struct Loader::Impl {
     Sample sample;
     std::string error;
   };
-  Outcome read_one(int64_t file);
+  Outcome read_one(int64_t file, Sample& buf);
   struct Assignment {
     int64_t batch = -1, pos = 0;
   };
@@ -352,16 +352,19 @@ const std::vector<int64_t>& Loader::Impl::order_of(int64_t epoch) {
   return orders.emplace(epoch, shard_indices(ds.size(), opt.shard, epoch)).first->second;
 }
 
-Loader::Impl::Outcome Loader::Impl::read_one(int64_t file) {
+// `buf` is the calling reader's own sample buffer, reused from file to file (no allocation per read); the outcome
+// shares it, and write() has consumed it before the same reader reads again.
+Loader::Impl::Outcome Loader::Impl::read_one(int64_t file, Sample& buf) {
   Outcome out;
   const std::string& path = ds.files[static_cast<size_t>(file)];
   try {
     if (serialize) {
       std::lock_guard<std::mutex> g(hdf5_mutex());
-      out.sample = read_sample(path, opt.read);
+      read_sample_into(path, opt.read, buf);
     } else {
-      out.sample = read_sample(path, opt.read);
+      read_sample_into(path, opt.read, buf);
     }
+    out.sample = buf;
     const Shape ls{1, sample.h, sample.w, 1};
     if (!(out.sample.data.shape() == sample) || !(out.sample.labels.shape() == ls))
       CS_THROW(path, ": the sample reads as ", out.sample.data.shape().str(), " but the loader's batches hold ",
@@ -380,6 +383,7 @@ void Loader::Impl::reader_main() {
   omp_set_num_threads(1);
   try {
     if (cuda) copy_ctx->activate();
+    Sample buf;  // this reader's buffers, reused for every file it reads
     while (true) {
       int64_t s = 0, e = 0, p = 0, file = 0;
       bool skip_read = false;
@@ -398,7 +402,7 @@ void Loader::Impl::reader_main() {
         out.bad = true;
       } else {
         const double t0 = now_s();
-        out = read_one(file);
+        out = read_one(file, buf);
         const double dt = now_s() - t0;
         std::lock_guard<std::mutex> g(mu);
         st.read_seconds += dt;
