@@ -48,7 +48,7 @@ struct Case {
 
 // ---- building blocks -----------------------------------------------------------------------------------------
 
-const std::vector<float> kData(4 * 5 * 16, 1.0f);  // (4,5,16) or (16,4,5)
+const std::vector<float> kData(1024, 1.0f);        // enough for every shape below (the largest: (16,4,16))
 const std::vector<int32_t> kLabels(2 * 4 * 5, 1);  // (4,5), or (2,4,5) for 2018 label variants
 
 void data_hwc(hid_t f) { h5_put(f, "climate/data", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, {4, 5, 16}, kData.data()); }
