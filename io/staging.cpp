@@ -315,6 +315,9 @@ std::vector<StageFile> list_shared(const std::string& from) {
   for (const fs::directory_entry& e : fs::directory_iterator(from, ec)) {
     const fs::path& p = e.path();
     if (p.extension() != ".h5" || p.filename() == "stats.h5") continue;
+    const std::string name = p.filename().string();
+    if (name.find_first_of("\t\n") != std::string::npos)
+      CS_THROW(p.string(), ": a file name with a tab or a newline cannot be staged");
     if (!e.is_regular_file(ec))
       CS_THROW(p.string(), ": not a regular file (", fs::is_directory(p, ec) ? "a directory" : "a dangling link?", ")");
     files.push_back({p.filename().string(), static_cast<uint64_t>(e.file_size(ec))});
@@ -404,6 +407,8 @@ StageReport stage_on(MPI_Comm sc, const StageOptions& opt, int node_ranks, int w
     std::error_code ec;
     fs::create_directories(local.dir, ec);
     if (!fs::is_directory(local.dir)) CS_THROW("--to ", local.dir, ": cannot create the directory: ", ec.message());
+    if (fs::equivalent(local.dir, opt.from, ec))
+      CS_THROW("--to ", local.dir, " is the shared folder --from ", opt.from, ": the copies would replace the sources");
   } catch (const std::exception& e) {
     err = e.what();
   }

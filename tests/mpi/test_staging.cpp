@@ -393,6 +393,12 @@ TEST_CASE("failures fail every rank with one message, and nobody hangs", "[stagi
     CHECK(same_everywhere(o.error));
     CHECK_THAT(o.error, Contains("on 3 of 4 ranks") && Contains("would both write into") && Contains("%r"));
   }
+  SECTION("the shared folder as the local one") {
+    opt.to = shared.string();
+    const Outcome o = stage(opt);
+    CHECK(same_everywhere(o.error));
+    CHECK_THAT(o.error, Contains("on 4 of 4 ranks") && Contains("the copies would replace the sources"));
+  }
   SECTION("a missing shared folder and a bad --ranks-per-node") {
     opt.from = (dir.path() / "nowhere").string();
     Outcome o = stage(opt);
