@@ -2,6 +2,7 @@
 // keeps allocations from MPI_Init until exit, which LeakSanitizer reports; the sanitizer run disables leak
 // detection for this label only (tests/CMakeLists.txt).
 #include <catch2/catch.hpp>
+
 #include <string>
 
 #include "engine/check.h"
@@ -21,7 +22,8 @@ TEST_CASE("MPI_CHECK turns an MPI error code into an exception with MPI's text",
   MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &rank));
   REQUIRE(rank == 0);
   int bad = 0;
-  REQUIRE_THROWS_WITH([&] { MPI_CHECK(MPI_Send(&bad, 1, MPI_INT, 12345, 0, MPI_COMM_WORLD)); }(), Contains("MPI_Send"));
+  REQUIRE_THROWS_WITH([&] { MPI_CHECK(MPI_Send(&bad, 1, MPI_INT, 12345, 0, MPI_COMM_WORLD)); }(),
+                      Contains("MPI_Send"));
   MPI_Finalize();
 }
 #endif
