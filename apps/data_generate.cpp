@@ -1,6 +1,7 @@
 // `climseg data generate`: a synthetic dataset in the DeepCAM layout (io/synthetic.h, docs/data.md): DIR/train/ and
-// DIR/validation/ with one data-YYYY-MM-DD-HH-R.h5 per sample, and DIR/stats.h5 over the training split. Prints the
-// class fractions it reached (overall and per split) and the time per sample.
+// DIR/validation/ with one data-YYYY-MM-DD-HH-R.h5 per sample, and DIR/stats.h5 over the training split. Prints per
+// sample the cyclones and rivers labelled (of those placed) and the class fractions, then the fractions overall and
+// per split and the time per sample.
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -110,6 +111,7 @@ int run_generate(const GenerateOptions& o) {
   io::StatsAccumulator stats;
   ClassCount train, valid;
   double gen_s = 0, write_s = 0;
+  int64_t labelled_tc = 0, placed_tc = 0, labelled_ar = 0, placed_ar = 0;
   for (int64_t i = 0; i < o.samples; ++i) {
     const bool is_train = i < n_train;
     const auto t0 = clock::now();
@@ -131,13 +133,19 @@ int run_generate(const GenerateOptions& o) {
                  wr = std::chrono::duration<double>(t2 - t1).count();
     gen_s += g;
     write_s += wr;
-    int tcs = 0, ars = 0;
+    int tcs = 0, ars = 0, storms = 0, rivers = 0;
     for (const auto& cy : s.report.cyclones) tcs += cy.labelled;
     for (const auto& r : s.report.rivers) ars += r.labelled;
+    for (const auto& st : s.storms) storms += !st.decoy;
+    for (const auto& r : s.rivers) rivers += !r.decoy;
+    labelled_tc += tcs;
+    placed_tc += storms;
+    labelled_ar += ars;
+    placed_ar += rivers;
     const double t = static_cast<double>(c.total());
-    std::printf("  [%lld/%lld] %-10s %s  TC %d (%.3f%%)  AR %d (%.3f%%)  generate %.3f s  write %.3f s\n",
+    std::printf("  [%lld/%lld] %-10s %s  TC %d of %d (%.3f%%)  AR %d of %d (%.3f%%)  generate %.3f s  write %.3f s\n",
                 static_cast<long long>(i + 1), static_cast<long long>(o.samples), is_train ? "train" : "validation",
-                s.file_name.c_str(), tcs, 100.0 * c.n[1] / t, ars, 100.0 * c.n[2] / t, g, wr);
+                s.file_name.c_str(), tcs, storms, 100.0 * c.n[1] / t, ars, rivers, 100.0 * c.n[2] / t, g, wr);
     std::fflush(stdout);
   }
   const std::string stats_path = (dir / "stats.h5").string();
@@ -150,6 +158,9 @@ int run_generate(const GenerateOptions& o) {
   all.print("overall", o.samples);
   train.print("train", n_train);
   valid.print("validation", n_valid);
+  std::printf("labelled by the rules: %lld cyclone(s) of %lld placed, %lld river region(s) for %lld river(s) placed\n",
+              static_cast<long long>(labelled_tc), static_cast<long long>(placed_tc),
+              static_cast<long long>(labelled_ar), static_cast<long long>(placed_ar));
   std::printf("time per sample (%lldx%lld, one thread): generate %.3f s, write %.3f s; planet %.3f s once\n",
               static_cast<long long>(o.height), static_cast<long long>(o.width), gen_s / o.samples, write_s / o.samples,
               planet_s);

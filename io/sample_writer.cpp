@@ -72,9 +72,12 @@ void write_sample(const std::string& path, const Tensor& data, const Tensor& lab
 
   const Tensor dc = data.is_contiguous() ? data : data.clone();
   // Labels as uint8, checked against the classes (an int32 label tensor is narrowed only after its range check).
+  const Tensor lc = labels.is_contiguous() ? labels : labels.clone();
   std::vector<uint8_t> lab(static_cast<size_t>(ls.pixels()));
+  const uint8_t* l8 = lc.dtype() == DType::u8 ? lc.data_as<uint8_t>() : nullptr;
+  const int32_t* l32 = lc.dtype() == DType::i32 ? lc.data_as<int32_t>() : nullptr;
   for (int64_t p = 0; p < ls.pixels(); ++p) {
-    const double v = labels.get_flat(p);
+    const int64_t v = l8 ? l8[p] : l32[p];
     CS_CHECK(v >= 0 && v <= 2, path, ": label ", v, " at pixel ", p, " (row ", p / ls.w, ", column ", p % ls.w,
              ") is not a class 0..2");
     lab[static_cast<size_t>(p)] = static_cast<uint8_t>(v);

@@ -603,7 +603,7 @@ std::vector<Vortex> draw_lows(uint64_t seed, int64_t index, const Planet& planet
 }
 
 // A filament from (lat0, lon0) to (lat1, lon0 + dlon) along a quadratic Bezier curve bent sideways by `bend`
-// (fraction of the chord), sampled at 64 segments.
+// (fraction of the chord), sampled at 32 segments.
 Plume make_plume(double lat0, double lon0, double lat1, double dlon, double bend) {
   Plume p;
   const double mlat = 0.5 * (lat0 + lat1), mlon = lon0 + 0.5 * dlon;
@@ -612,8 +612,8 @@ Plume make_plume(double lat0, double lon0, double lat1, double dlon, double bend
   const double ex = dlon * cs, ey = lat1 - lat0;
   const double clat = mlat + bend * ex, clon = mlon - bend * ey / cs;
   double len = 0;
-  for (int s = 0; s <= 64; ++s) {
-    const double t = s / 64.0, a = (1 - t) * (1 - t), b = 2 * t * (1 - t), c = t * t;
+  for (int s = 0; s <= 32; ++s) {
+    const double t = s / 32.0, a = (1 - t) * (1 - t), b = 2 * t * (1 - t), c = t * t;
     p.lat.push_back(a * lat0 + b * clat + c * lat1);
     p.lon.push_back(a * lon0 + b * clon + c * (lon0 + dlon));
     if (s > 0) {
@@ -721,9 +721,12 @@ struct Near {
   double d2 = std::numeric_limits<double>::infinity(), t = 0, tx = 0, ty = 0;
 };
 
-// `near` is (H*W) scratch, all at its default on entry and on return.
+// A moisture filament: Gaussian across (sd sigma, lowered to reach zero at 3.5 sigma) around the polyline, faded in
+// over the first 12% of its length and out over the last 20%; TMQ, relative humidity, rain and an along-filament
+// wind (850 hPa; 0.6 of it at the lowest level) in proportion. `near` is (H*W) scratch, all at its default on entry
+// and on return.
 void render_plume(const Grid& g, const Plume& pl, std::vector<Near>& near, Perturbation& out) {
-  const double sigma = pl.r.sigma_km * 1e3, reach = 3.5 * sigma;
+  const double sigma = pl.r.sigma_km * 1e3, reach = 3.5 * sigma, edge = dm::exp(-0.5 * 3.5 * 3.5);
   if (pl.lat.size() < 2) return;
   const size_t nseg = pl.lat.size() - 1;
   std::vector<size_t> touched;
@@ -766,7 +769,9 @@ void render_plume(const Grid& g, const Plume& pl, std::vector<Near>& near, Pertu
     const Near n = near[p];
     near[p] = Near{};
     if (n.d2 > reach * reach) continue;
-    const double w = dm::exp(-0.5 * n.d2 / (sigma * sigma)) * smoothstep(n.t / 0.12) * smoothstep((1.0 - n.t) / 0.2);
+    // The Gaussian lowered to reach zero at `reach`, so the field stays continuous there.
+    const double across = (dm::exp(-0.5 * n.d2 / (sigma * sigma)) - edge) / (1.0 - edge);
+    const double w = across * smoothstep(n.t / 0.12) * smoothstep((1.0 - n.t) / 0.2);
     out.f[Perturbation::tmq][p] += pl.r.dtmq * w;
     out.f[Perturbation::rh][p] += 0.12 * w;
     out.f[Perturbation::prect][p] += pl.rain * w;
@@ -909,12 +914,12 @@ Tensor assemble(const Grid& g, const std::vector<float>& land, const std::vector
       const double ubot = 0.7 * (ca * ug - sa * vg) + 0.6 * u_eq + pf(Perturbation::ubot);
       const double vbot = 0.7 * (sa * ug + ca * vg) + pf(Perturbation::vbot);
 
-      const double tan_ = ta[jz];
+      const double t_anom = ta[jz];
       const double dday = diurnal_amp * diurnal[jz];
-      const double ts = t_sl + l * (land_season + dday) - 0.0065 * z + tan_ * (0.6 + 0.4 * l);
+      const double ts = t_sl + l * (land_season + dday) - 0.0065 * z + t_anom * (0.6 + 0.4 * l);
       const double trefht = ts - 0.7 - 0.3 * l * dday;
-      const double t500v = t500 + tan_ + pf(Perturbation::t500);
-      const double t200v = t200 - 0.3 * tan_ + pf(Perturbation::t200);
+      const double t500v = t500 + t_anom + pf(Perturbation::t500);
+      const double t200v = t200 - 0.3 * t_anom + pf(Perturbation::t200);
       const double ps = z > 0 ? psl * dm::exp(-kGravity * z / (kRd * (ts + 0.00325 * z))) : psl;
 
       const double rh =

@@ -43,8 +43,9 @@ def check_layout(d, h, w, n_train, n_valid):
                     fail(f"{f}: non-finite data")
                 if not set(np.unique(l)).issubset({0, 1, 2}):
                     fail(f"{f}: label values {np.unique(l)}")
-                if h5.attrs["seed"] is None or "generator" not in h5.attrs:
-                    fail(f"{f}: provenance attributes missing")
+                for a in ("generator", "seed", "sample_index"):
+                    if a not in h5.attrs:
+                        fail(f"{f}: root attribute {a} missing")
         print(f"{split}: {len(files)} files OK")
 
 
