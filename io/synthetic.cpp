@@ -16,6 +16,14 @@
 #include "engine/philox.h"
 #include "io/hdf5_sample.h"
 
+// The build already compiles with -ffp-contract=off (CMakeLists.txt); this keeps fused multiply-adds out of this
+// file's arithmetic in builds without that flag too (with -march=native on an FMA machine the bytes differ otherwise).
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#elif defined(__GNUC__)
+#pragma GCC optimize("fp-contract=off")
+#endif
+
 namespace climseg::io {
 
 // ---- deterministic elementary functions ------------------------------------------------------------------------
@@ -200,7 +208,9 @@ double gauss(double x, double w) {
 
 // ---- randomness ---------------------------------------------------------------------------------------------
 // One Philox stream per (purpose, sample): streams never overlap, so adding draws to one purpose changes nothing
-// else. The planet's streams sit above every sample's (index < 2^56).
+// else. The planet's streams sit above every sample's (index < 2^56). Draws are consumed in order, so never two in
+// one expression or argument list (C++ leaves their order unspecified: GCC and Clang differ); one per statement
+// or declarator.
 class Rng {
  public:
   Rng(uint64_t seed, uint64_t stream) : seed_(seed), stream_(stream) {}
@@ -459,7 +469,8 @@ std::vector<Mode> draw_modes(uint64_t seed, int64_t index, double season) {
     m.w = r.uniform(7, 14) * kDeg;
     m.m = 1 + r.below(7);
     m.phase = r.uniform(0, 2 * kPi);
-    m.ap = r.sign() * r.uniform(300, 1100) * (0.6 + 0.4 * (alat - 28) / 44) * (1.0 + 0.35 * winter);
+    const double sign = r.sign();
+    m.ap = sign * r.uniform(300, 1100) * (0.6 + 0.4 * (alat - 28) / 44) * (1.0 + 0.35 * winter);
     // Lows are cold and moist, a quarter-ish wave west (temperature) and east (moisture) of the pressure.
     const double ct = r.uniform(0.15, 0.35) * m.ap / 100.0, dt = r.uniform(0.2, 0.6) * kPi / 2;
     m.t_c = ct * dm::cos(dt);
@@ -476,9 +487,11 @@ std::vector<Mode> draw_modes(uint64_t seed, int64_t index, double season) {
     m.m = 1 + r.below(5);
     m.phase = r.uniform(0, 2 * kPi);
     m.ap = 0;
-    m.t_c = r.sign() * r.uniform(0.3, 1.2);
+    const double t_sign = r.sign();
+    m.t_c = t_sign * r.uniform(0.3, 1.2);
     m.t_s = 0;
-    m.r_c = r.sign() * r.uniform(0.03, 0.1);
+    const double r_sign = r.sign();
+    m.r_c = r_sign * r.uniform(0.03, 0.1);
     m.r_s = 0;
     modes.push_back(m);
   }
@@ -580,7 +593,8 @@ std::vector<Vortex> draw_lows(uint64_t seed, int64_t index, const Planet& planet
   const int n = r.below(5);  // 0..4 weak lows
   std::vector<Vortex> out;
   place_vortices(r, n, planet, 1.0, 1500.0, storms, out, [&](double& lat, double& lon) {
-    lat = r.sign() * r.uniform(5, 45) * kDeg;
+    const double h = r.sign();
+    lat = h * r.uniform(5, 45) * kDeg;
     lon = r.uniform(0, 360) * kDeg;
   });
   for (Vortex& v : out) {
@@ -640,7 +654,8 @@ std::vector<Plume> draw_rivers(uint64_t seed, int64_t index, double season) {
     const double h = r.uniform() < 0.5 - 0.1 * season ? 1.0 : -1.0;  // more in the winter hemisphere
     const double a0 = r.uniform(14, 26), a1 = std::min(70.0, a0 + r.uniform(22, 42));
     const double dlon = r.uniform() < 0.85 ? r.uniform(20, 70) : -r.uniform(5, 20);  // mostly eastward
-    Plume p = make_plume(h * a0 * kDeg, r.uniform(0, 360) * kDeg, h * a1 * kDeg, dlon * kDeg, r.uniform(-0.25, 0.25));
+    const double lon0 = r.uniform(0, 360), bend = r.uniform(-0.25, 0.25);
+    Plume p = make_plume(h * a0 * kDeg, lon0 * kDeg, h * a1 * kDeg, dlon * kDeg, bend);
     p.r.sigma_km = r.uniform(280, 450);
     p.r.dtmq = r.uniform(20, 32);
     p.r.dwind = r.uniform(18, 30);
@@ -661,7 +676,8 @@ std::vector<Plume> draw_plumes(uint64_t seed, int64_t index) {
     const bool wide = r.uniform() < 0.5;
     const double a1 = a0 + (wide ? r.uniform(8, 18) : r.uniform(3, 7));
     const double dlon = wide ? r.uniform(5, 20) : r.uniform(0, 6);
-    Plume p = make_plume(h * a0 * kDeg, r.uniform(0, 360) * kDeg, h * a1 * kDeg, dlon * kDeg, r.uniform(-0.2, 0.2));
+    const double lon0 = r.uniform(0, 360), bend = r.uniform(-0.2, 0.2);
+    Plume p = make_plume(h * a0 * kDeg, lon0 * kDeg, h * a1 * kDeg, dlon * kDeg, bend);
     p.r.sigma_km = wide ? r.uniform(550, 900) : r.uniform(180, 320);
     p.r.dtmq = wide ? r.uniform(8, 16) : r.uniform(14, 26);
     p.r.dwind = wide ? r.uniform(6, 14) : r.uniform(10, 22);
