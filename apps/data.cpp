@@ -7,6 +7,8 @@ std::vector<Subcommand> add_data_commands(CLI::App& app) {
   data->require_subcommand(1);
   std::vector<Subcommand> subs;
   // Each subcommand registers here once its file exists (apps/data_<name>.cpp).
+  subs.push_back(add_data_generate(data));
+  subs.push_back(add_data_stats(data));
   subs.push_back(add_data_check(data));
   subs.push_back(add_data_stage(data));
   subs.push_back(add_data_bench(data));

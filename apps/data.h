@@ -19,7 +19,7 @@ std::vector<Subcommand> add_data_commands(CLI::App& app);
 // One per file. Each adds its subcommand to `data`, binding options to state it owns (static or captured).
 Subcommand add_data_generate(CLI::App* data);  // apps/data_generate.cpp
 Subcommand add_data_check(CLI::App* data);     // apps/data_check.cpp
-Subcommand add_data_stats(CLI::App* data);     // apps/data_check.cpp
+Subcommand add_data_stats(CLI::App* data);     // apps/data_stats.cpp
 Subcommand add_data_stage(CLI::App* data);     // apps/data_stage.cpp
 Subcommand add_data_bench(CLI::App* data);     // apps/data_bench.cpp
 
