@@ -32,23 +32,37 @@ void StatsAccumulator::add(const Tensor& data, const std::string& what) {
   CS_CHECK(P > 0, what, ": empty field");
   const float* x = data.data_as<float>();
   StatsAccumulator one(C);
-  for (int64_t c = 0; c < C; ++c) {
-    double sum = 0, sq = 0, lo = std::numeric_limits<double>::infinity(), hi = -lo;
-    for (int64_t p = 0; p < P; ++p) {
-      const double v = x[p * stride + c];
-      CS_CHECK(std::isfinite(v), what, ": non-finite value ", v, " in channel ", c, " (", channel_name(c),
-               ") at pixel ", p);
-      sum += v;
-      sq += v * v;
-      lo = std::min(lo, v);
-      hi = std::max(hi, v);
+  // One pass over the pixels (channels innermost, as stored), per-channel sums in double.
+  std::vector<double> sum(static_cast<size_t>(C), 0.0), sq(static_cast<size_t>(C), 0.0);
+  std::vector<double> lo(static_cast<size_t>(C), std::numeric_limits<double>::infinity());
+  std::vector<double> hi(static_cast<size_t>(C), -std::numeric_limits<double>::infinity());
+  bool finite = true;
+  for (int64_t p = 0; p < P; ++p) {
+    const float* xp = x + p * stride;
+    for (int64_t c = 0; c < C; ++c) {
+      const double v = xp[c];
+      const auto ci = static_cast<size_t>(c);
+      finite &= std::isfinite(v);
+      sum[ci] += v;
+      sq[ci] += v * v;
+      lo[ci] = std::min(lo[ci], v);
+      hi[ci] = std::max(hi[ci], v);
     }
+  }
+  if (!finite)
+    for (int64_t p = 0; p < P; ++p)
+      for (int64_t c = 0; c < C; ++c) {
+        const double v = x[p * stride + c];
+        CS_CHECK(std::isfinite(v), what, ": non-finite value ", v, " in channel ", c, " (", channel_name(c),
+                 ") at pixel ", p);
+      }
+  for (int64_t c = 0; c < C; ++c) {
     const auto ci = static_cast<size_t>(c);
     one.count_[ci] = static_cast<double>(P);
-    one.mean_[ci] = sum / static_cast<double>(P);
-    one.sqmean_[ci] = sq / static_cast<double>(P);
-    one.min_[ci] = lo;
-    one.max_[ci] = hi;
+    one.mean_[ci] = sum[ci] / static_cast<double>(P);
+    one.sqmean_[ci] = sq[ci] / static_cast<double>(P);
+    one.min_[ci] = lo[ci];
+    one.max_[ci] = hi[ci];
   }
   one.samples_ = s.n;
   merge(one);
