@@ -1,6 +1,11 @@
 #include "io/hdf5_sample.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <array>
+#include <bit>
+#include <cerrno>
 #include <climits>
 #include <cmath>
 #include <cstring>
@@ -227,6 +232,18 @@ Tensor buffer_for(const Tensor& reuse, const Shape& shape, DType dt) {
   return Tensor::empty(shape, dt);
 }
 
+// Whether climate/data can be read as raw bytes: contiguous storage that is allocated, no filters, and a file type
+// equal to the native little-endian float32 we read into.
+bool direct_read_ok(hid_t ds) {
+  if constexpr (std::endian::native != std::endian::little) return false;
+  H5Id dcpl(H5Dget_create_plist(ds), H5Pclose);
+  H5Id type(H5Dget_type(ds), H5Tclose);
+  if (dcpl.get() < 0 || type.get() < 0) return false;
+  if (H5Pget_layout(dcpl) != H5D_CONTIGUOUS || H5Pget_nfilters(dcpl) != 0) return false;
+  if (H5Tequal(type, H5T_IEEE_F32LE) <= 0) return false;
+  return H5Dget_offset(ds) != HADDR_UNDEF;
+}
+
 // *non_finite: whether the field holds a NaN or inf (scanned as it is read).
 Tensor read_data(hid_t file, const SampleInfo& info, const Window& win, const Tensor& reuse, bool* non_finite) {
   using V = std::vector<hsize_t>;
@@ -242,6 +259,33 @@ Tensor read_data(hid_t file, const SampleInfo& info, const Window& win, const Te
     H5Id fspace(IO_H5_CHECK(H5Dget_space(ds), info.path, ": dataspace of climate/data"), H5Sclose);
     const hsize_t row = w * C, rows_per_block = std::max<hsize_t>(1, (hsize_t{1} << 20) / (row * sizeof(float)));
     *non_finite = false;
+    // Whole rows of a contiguous, unfiltered little-endian float32 dataset (DeepCAM's files): the bytes are one run in
+    // the file, so read them with pread() outside HDF5 (whose global lock would serialise concurrent readers).
+    if (s == 1 && x0 == 0 && w == static_cast<hsize_t>(info.width) && direct_read_ok(ds)) {
+      const haddr_t base = H5Dget_offset(ds);
+      const int fd = ::open(info.path.c_str(), O_RDONLY | O_CLOEXEC);
+      CS_CHECK(fd >= 0, info.path, ": cannot open for reading: ", std::strerror(errno));
+      struct Close {
+        int fd;
+        ~Close() { ::close(fd); }
+      } close_fd{fd};
+      for (hsize_t r0 = 0; r0 < h; r0 += rows_per_block) {
+        const hsize_t rb = std::min(rows_per_block, h - r0);
+        char* block = reinterpret_cast<char*>(dst + r0 * row);
+        const size_t bytes = static_cast<size_t>(rb * row * sizeof(float));
+        const off_t at = static_cast<off_t>(base + ((y0 + r0) * row) * sizeof(float));
+        size_t done = 0;
+        while (done < bytes) {
+          const ssize_t n = ::pread(fd, block + done, bytes - done, at + static_cast<off_t>(done));
+          if (n < 0 && errno == EINTR) continue;
+          CS_CHECK(n > 0, info.path, ": reading climate/data at byte ", at + static_cast<off_t>(done), ": ",
+                   n == 0 ? std::string("unexpected end of file (truncated?)") : std::string(std::strerror(errno)));
+          done += static_cast<size_t>(n);
+        }
+        *non_finite = *non_finite || any_non_finite(reinterpret_cast<float*>(block), static_cast<int64_t>(rb * row));
+      }
+      return t;
+    }
     for (hsize_t r0 = 0; r0 < h; r0 += rows_per_block) {
       const hsize_t rb = std::min(rows_per_block, h - r0);
       const V start{y0 + r0 * s, x0, 0}, stride{s, s, 1}, count{rb, w, C};
