@@ -1,13 +1,14 @@
 // io::read_sample_into: reading into a reader's reused buffers gives what read_sample gives, without allocating
 // again, and still catches non-finite values and out-of-range labels (the vectorised scans' slow path).
-#include <catch2/catch.hpp>
 #include <hdf5.h>
 
+#include <catch2/catch.hpp>
 #include <cmath>
 #include <vector>
 
 #include "engine/philox.h"
 #include "io/hdf5_sample.h"
+#include "tests/util/h5_write.h"
 #include "tests/util/temp_dir.h"
 
 using namespace climseg;
@@ -21,20 +22,10 @@ void write_deepcam(const std::string& path, int64_t H, int64_t W, uint64_t seed,
   std::vector<uint8_t> l(static_cast<size_t>(H * W));
   for (size_t i = 0; i < l.size(); ++i) l[i] = static_cast<uint8_t>(3.0f * philox_uniform(seed, 2, i));
   if (label_poison >= 0) l[l.size() / 2] = static_cast<uint8_t>(label_poison);
-  hid_t f = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-  hid_t g = H5Gcreate2(f, "climate", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-  hsize_t dd[3] = {static_cast<hsize_t>(H), static_cast<hsize_t>(W), 16}, ld[2] = {dd[0], dd[1]};
-  hid_t s1 = H5Screate_simple(3, dd, nullptr), s2 = H5Screate_simple(2, ld, nullptr);
-  hid_t a = H5Dcreate2(g, "data", H5T_IEEE_F32LE, s1, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-  hid_t b = H5Dcreate2(g, "labels_0", H5T_STD_U8LE, s2, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-  REQUIRE(H5Dwrite(a, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, d.data()) >= 0);
-  REQUIRE(H5Dwrite(b, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, l.data()) >= 0);
-  H5Dclose(a);
-  H5Dclose(b);
-  H5Sclose(s1);
-  H5Sclose(s2);
-  H5Gclose(g);
-  H5Fclose(f);
+  test::H5Out f(path);
+  const auto h = static_cast<hsize_t>(H), w = static_cast<hsize_t>(W);
+  test::h5_put(f.id, "climate/data", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, {h, w, 16}, d.data());
+  test::h5_put(f.id, "climate/labels_0", H5T_STD_U8LE, H5T_NATIVE_UINT8, {h, w}, l.data());
 }
 }  // namespace
 
