@@ -13,6 +13,7 @@
 #include <limits>
 
 #include "io/hdf5_util.h"
+#include "kernels/cpu/normalize.h"
 
 namespace climseg::io {
 
@@ -471,18 +472,11 @@ void normalize(const Tensor& data, const Stats& stats) {
            stats.path, " has statistics for ", stats.channels());
   CS_CHECK(data.is_pixel_strided(), "normalize: channels must be contiguous, got strides of ", data.str());
   const int64_t C = data.shape().c, P = data.shape().pixels(), ps = data.pixel_stride();
+  // The pipeline's kernel (kernels/cpu/normalize.h), in place: one formula for every path.
   std::vector<float> shift(static_cast<size_t>(C)), scale(static_cast<size_t>(C));
-  for (int64_t c = 0; c < C; ++c) {
-    const auto k = static_cast<size_t>(c);
-    shift[k] = static_cast<float>(stats.minval[k]);
-    scale[k] = static_cast<float>(1.0 / (stats.maxval[k] - stats.minval[k]));
-  }
-  float* base = static_cast<float*>(data.data());
-#pragma omp parallel for if (P * C >= 32768)
-  for (int64_t q = 0; q < P; ++q) {
-    float* x = base + q * ps;
-    for (int64_t c = 0; c < C; ++c) x[c] = scale[static_cast<size_t>(c)] * (x[c] - shift[static_cast<size_t>(c)]);
-  }
+  cpu::minmax_coefficients(C, stats.minval.data(), stats.maxval.data(), shift.data(), scale.data());
+  float* x = static_cast<float*>(data.data());
+  cpu::minmax_normalize<float>(P, C, x, ps, x, ps, shift.data(), scale.data());
 }
 
 }  // namespace climseg::io

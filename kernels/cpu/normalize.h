@@ -6,7 +6,7 @@
 // io::read_sample returns); y is the compute dtype: the fp32 result is rounded once to T (round to nearest even for
 // fp16/bf16, exact widening for double). Two roundings per element (the subtraction, the product), no fused
 // multiply-add (the build uses -ffp-contract=off), so kernels/cuda/normalize.cu (__fsub_rn, __fmul_rn) gives the same
-// bits, and so does io::normalize (io/hdf5_sample.cpp), which uses the same formula in place on fp32.
+// bits; io::normalize (io/hdf5_sample.cpp) calls this kernel in place on fp32.
 //
 // Bound: memory (1 FLOP pair per 4 + sizeof(T) bytes); one core streams a 768x1152x16 sample (56.6 MB in,
 // 56.6 MB out) in a few tens of milliseconds.
