@@ -180,20 +180,24 @@ int run_predict(const PredictCommand& c) {
                 static_cast<double>(counts[2]) / static_cast<double>(H * W));
     const Tensor& lab = samples[static_cast<size_t>(n)].labels;
     if (lab.defined()) {
-      // DeepCAM's per-sample IoU: mean over classes of TP / (TP + FP + FN), 0/0 counted as 1.
-      double iou = 0;
+      // Counts per class, then DeepCAM's per-sample IoU (0/0 counted as 1) from the loss layer's metrics.
+      SoftmaxXentMetrics counts;
+      counts.n = 1;
+      counts.k = K;
+      counts.tp.assign(static_cast<size_t>(K), 0);
+      counts.fp.assign(static_cast<size_t>(K), 0);
+      counts.fn.assign(static_cast<size_t>(K), 0);
       const int32_t* l = static_cast<const int32_t*>(lab.data());
-      for (int64_t k = 0; k < K; ++k) {
-        int64_t tp = 0, fp = 0, fn = 0;
-        for (int64_t p = 0; p < H * W; ++p) {
-          const bool pr = mp[n * H * W + p] == k, gt = l[p] == k;
-          tp += pr && gt;
-          fp += pr && !gt;
-          fn += !pr && gt;
+      for (int64_t p = 0; p < H * W; ++p) {
+        const auto pr = static_cast<size_t>(mp[n * H * W + p]), gt = static_cast<size_t>(l[p]);
+        if (pr == gt) {
+          counts.tp[pr]++;
+        } else {
+          counts.fp[pr]++;
+          counts.fn[gt]++;
         }
-        iou += tp + fp + fn == 0 ? 1.0 : static_cast<double>(tp) / static_cast<double>(tp + fp + fn);
       }
-      std::printf("; IoU against the file's labels %.4f", iou / static_cast<double>(K));
+      std::printf("; IoU against the file's labels %.4f", counts.sample_iou_deepcam(0));
     }
     std::printf("\n");
   }

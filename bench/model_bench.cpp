@@ -29,10 +29,7 @@ int run_model_bench(const ModelBenchOptions& o) {
   m.width = o.width;
   Net net;
   ModelGraph g = build_model(net, m, o.batch, o.height, o.width_px);
-  add_loss(net, g,
-           o.model == "deepcam"
-               ? SoftmaxXentConfig::deepcam()
-               : (o.model == "tiramisu" ? SoftmaxXentConfig::gb_tiramisu() : SoftmaxXentConfig::gb_deeplab()));
+  add_loss(net, g, reference_loss(m));
   if (dev == Device::cuda) device_allocator().reset_peak();
   net.compile(NetOptions{.device = dev, .dtype = dt});
   net.init_params(1);

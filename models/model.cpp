@@ -193,6 +193,12 @@ ModelGraph build_model(Net& net, const ModelConfig& m, int64_t batch, int64_t he
   return g;
 }
 
+SoftmaxXentConfig reference_loss(const ModelConfig& m) {
+  if (m.name == "deepcam") return SoftmaxXentConfig::deepcam();
+  if (m.name == "tiramisu") return SoftmaxXentConfig::gb_tiramisu();
+  return SoftmaxXentConfig::gb_deeplab();
+}
+
 void add_loss(Net& net, ModelGraph& g, const SoftmaxXentConfig& loss, DType label_dtype) {
   CS_CHECK(g.logits >= 0, "add_loss before build_model");
   CS_CHECK(g.loss < 0, "add_loss called twice");

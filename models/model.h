@@ -85,6 +85,9 @@ struct ModelGraph {
 
 // Adds the network to `net` (inputs named "input"); the logits are the net's output until add_loss.
 ModelGraph build_model(Net& net, const ModelConfig& m, int64_t batch, int64_t height, int64_t width);
+// The loss of the model's reference system: GB 2018 for deeplabv3plus and tiramisu, DeepCAM's for deepcam.
+SoftmaxXentConfig reference_loss(const ModelConfig& m);
+
 // Adds the labels input ("labels", `label_dtype`) and the loss node ("loss"), which becomes the net's output.
 void add_loss(Net& net, ModelGraph& g, const SoftmaxXentConfig& loss, DType label_dtype = DType::i32);
 

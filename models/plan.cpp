@@ -36,11 +36,7 @@ ModelPlan plan_model(const ModelConfig& m, const PlanOptions& o) {
   const int slots = optimizer_slots(o.optimizer);
   Net net;
   ModelGraph g = build_model(net, m, o.batch, o.height, o.width);
-  if (o.training)
-    add_loss(net, g,
-             m.name == "deepcam"
-                 ? SoftmaxXentConfig::deepcam()
-                 : (m.name == "tiramisu" ? SoftmaxXentConfig::gb_tiramisu() : SoftmaxXentConfig::gb_deeplab()));
+  if (o.training) add_loss(net, g, reference_loss(m));
   NetOptions no;
   no.device = o.device;
   no.dtype = o.dtype;

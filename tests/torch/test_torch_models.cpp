@@ -6,7 +6,6 @@
 // Both sides compute in float64 on the same fp32-representable weights and input, so the comparison can use the
 // PyTorch fp64 row instead of an fp32 budget: any difference in structure, padding, concatenation order or layout
 // mapping shows up as an O(1) error, far above it.
-#include <sys/wait.h>
 
 #include <catch2/catch.hpp>
 #include <cmath>
@@ -22,22 +21,13 @@
 #include "models/model.h"
 #include "tests/util/compare.h"
 #include "tests/util/npy.h"
+#include "tests/util/python.h"
 #include "tests/util/tolerances.h"
 
 using namespace climseg;
 namespace fs = std::filesystem;
 
 namespace {
-
-int run(const std::string& cmd, std::string& out) {
-  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
-  REQUIRE(p != nullptr);
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  const int status = pclose(p);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
 
 // Rounds every value of a host tensor to fp32 (what an fp32 export keeps).
 void round_to_f32(const Tensor& t) {
@@ -95,7 +85,7 @@ TEST_CASE("exported DeepLabv3+ and DeepCAM give PyTorch's logits; the export imp
           << ", \"norm\": \"batchnorm\", \"train\": " << (mode_train ? "true" : "false") << "}\n";
       }
       std::string out;
-      const int rc = run(
+      const int rc = test::run_command(
           std::string("/usr/bin/python3 ") + CLIMSEG_SOURCE_DIR + "/tests/torch/models/run_exported.py " + dir.string(),
           out);
       INFO(out);
