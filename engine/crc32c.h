@@ -1,4 +1,4 @@
-// CRC-32C (Castagnoli; the iSCSI/ext4/safetensors-adjacent polynomial 0x1EDC6F41, reflected, RFC 3720): the
+// CRC-32C (Castagnoli; the iSCSI/ext4 polynomial 0x1EDC6F41, reflected, RFC 3720): the
 // checksum of staged dataset files (io/staging.h) and of training checkpoints (engine/checkpoint.h).
 //
 // Software, slicing by 8: eight 256-entry tables built at compile time; each step folds eight bytes, so the loop
