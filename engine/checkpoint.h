@@ -77,9 +77,9 @@ class CheckpointStore {
 
   // The newest loadable checkpoint: first the file `latest` names (when its checksum is also the one `latest`
   // records), then every other ckpt-*.safetensors in descending step order. Each candidate that fails verification
-  // is skipped with a line "<file>: <reason>" in `skipped`, as is a `latest` that is unreadable, malformed or names
-  // a missing file ("<dir>/latest: <reason>"). Returns nullopt when the directory holds no checkpoint file at all;
-  // throws, naming the directory and every skipped file with its reason, when there are checkpoint files but none
+  // is skipped with a line "<file>: <reason>" appended to `skipped`, as is a `latest` that is unreadable, malformed or
+  // names a missing file ("<dir>/latest: <reason>"). Returns nullopt when the directory holds no checkpoint file at
+  // all; throws, naming the directory and every skipped file with its reason, when there are checkpoint files but none
   // is loadable.
   std::optional<Checkpoint> load_latest(std::vector<std::string>* skipped = nullptr) const;
 
