@@ -125,6 +125,18 @@ Shape safetensors_shape_4d(const std::vector<int64_t>& shape) {
 
 // ---- writer -------------------------------------------------------------------------------------------------------
 
+std::vector<size_t> safetensors_data_order(const std::vector<SafetensorsTensor>& tensors) {
+  std::vector<size_t> order(tensors.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+    const SafetensorsTensor &ta = tensors[a], &tb = tensors[b];
+    const size_t sa = ta.data.defined() ? dtype_size(ta.data.dtype()) : 0;
+    const size_t sb = tb.data.defined() ? dtype_size(tb.data.dtype()) : 0;
+    return sa != sb ? sa > sb : ta.name < tb.name;
+  });
+  return order;
+}
+
 void write_safetensors(const std::string& path, const std::vector<SafetensorsTensor>& tensors,
                        const std::map<std::string, std::string>& metadata) {
   // Everything is checked, and the header built, before the temporary file exists.
@@ -144,12 +156,8 @@ void write_safetensors(const std::string& path, const std::vector<SafetensorsTen
     }
     CS_CHECK(numel == t.data.numel(), path, ": tensor '", t.name, "': shape ", shape_text(t.shape), " holds ", numel,
              " elements but the data ", t.data.str(), " has ", t.data.numel());
-    order.push_back(&t);
   }
-  std::sort(order.begin(), order.end(), [](const SafetensorsTensor* a, const SafetensorsTensor* b) {
-    size_t sa = dtype_size(a->data.dtype()), sb = dtype_size(b->data.dtype());
-    return sa != sb ? sa > sb : a->name < b->name;
-  });
+  for (size_t i : safetensors_data_order(tensors)) order.push_back(&tensors[i]);
 
   json header = json::object();
   if (!metadata.empty()) header["__metadata__"] = metadata;

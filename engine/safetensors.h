@@ -45,6 +45,10 @@ struct SafetensorsTensor {
 // the same bytes in any order.
 void write_safetensors(const std::string& path, const std::vector<SafetensorsTensor>& tensors,
                        const std::map<std::string, std::string>& metadata = {});
+// The order write_safetensors lays `tensors` out in the data section, as indices into `tensors` (element size
+// descending, then name). A writer that records a checksum of the data section in the metadata
+// (engine/checkpoint.h) walks the tensors in this order.
+std::vector<size_t> safetensors_data_order(const std::vector<SafetensorsTensor>& tensors);
 
 // A validated safetensors file: the header is read and checked on construction, tensors are read on request.
 class SafetensorsReader {

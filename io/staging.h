@@ -32,12 +32,12 @@
 #endif
 
 #include "engine/check.h"
+#include "engine/crc32c.h"
 
 namespace climseg::io {
 
-// CRC-32C (Castagnoli, the iSCSI/ext4 polynomial 0x1EDC6F41, reflected), byte-wise tables, slicing by 8. Chain
-// calls by passing the previous result as `crc`: crc32c(b, nb, crc32c(a, na)) == crc32c(a+b).
-uint32_t crc32c(const void* data, size_t n, uint32_t crc = 0);
+// The files' checksum is CRC-32C, engine/crc32c.h (climseg::crc32c, visible here as io::crc32c).
+using ::climseg::crc32c;
 
 struct StageFile {
   std::string name;   // file name inside the shared folder

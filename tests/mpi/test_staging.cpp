@@ -2,7 +2,8 @@
 // of 10 small DeepCAM files, 5 per rank. Every rank must end with its files, byte-identical to the source; every
 // source file is read exactly once over all ranks; stats.h5 is in every local folder; and failures (a corrupt
 // source file, damage in transit, too few files, two ranks in one folder) fail every rank with the same error,
-// without hanging. The pure parts (CRC-32C, the plan) are checked on every rank too.
+// without hanging. The pure part (the plan) is checked on every rank too; CRC-32C has its own test,
+// tests/unit/test_crc32c.cpp.
 //
 // Every rank runs the same test cases in the same order. Collective calls come first in each case and only
 // non-aborting CHECKs after them, so a failed check on one rank cannot leave the others waiting in a collective.
@@ -148,26 +149,6 @@ bool same_everywhere(const std::string& s) {
 }
 
 }  // namespace
-
-TEST_CASE("CRC-32C: the standard check value, chaining, every alignment", "[staging]") {
-  const std::string s = "123456789";
-  CHECK(crc32c(s.data(), s.size()) == 0xE3069283u);  // RFC 3720 / the CRC catalogue's check value for CRC-32C
-  CHECK(crc32c("", 0) == 0u);
-  const std::vector<unsigned char> zeros(32, 0);
-  CHECK(crc32c(zeros.data(), zeros.size()) == 0x8A9136AAu);  // RFC 3720 B.4: 32 bytes of zeros
-  std::string big(1000, '\0');
-  for (size_t i = 0; i < big.size(); ++i) big[i] = static_cast<char>((i * 131 + 7) & 0xFF);
-  const uint32_t whole = crc32c(big.data(), big.size());
-  for (size_t cut : {0, 1, 3, 8, 13, 500, 999}) {
-    CHECK(crc32c(big.data() + cut, big.size() - cut, crc32c(big.data(), cut)) == whole);
-    // The slicing-by-8 path starts at any alignment: a misaligned copy has the same CRC.
-    std::string shifted(cut % 8, 'x');
-    shifted += big;
-    CHECK(crc32c(shifted.data() + cut % 8, big.size()) == whole);
-  }
-  big[500] ^= 1;
-  CHECK(crc32c(big.data(), big.size()) != whole);
-}
 
 TEST_CASE("the staging plan: shuffled, trimmed, owner = index mod N, wanted files from others", "[staging]") {
   std::vector<StageFile> listing;
