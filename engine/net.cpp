@@ -4,8 +4,10 @@
 #include <cmath>
 #include <cstdio>
 #include <sstream>
+#include <string_view>
 
 #include "engine/philox.h"
+#include "kernels/cpu/eltwise.h"
 
 namespace climseg {
 
@@ -70,6 +72,11 @@ void Net::compile(const NetOptions& opt) {
   CS_CHECK(!nodes_.empty(), "Net::compile(): the net has no layers");
   CS_CHECK(dtype_is_float(opt.dtype), "Net::compile(): dtype must be a floating-point type, got ",
            dtype_name(opt.dtype));
+  CS_CHECK(opt.emulate_storage == DType::f32 ||
+               ((opt.emulate_storage == DType::f16 || opt.emulate_storage == DType::bf16) &&
+                opt.device == Device::cpu && opt.dtype == DType::f32),
+           "Net::compile(): emulate_storage ", dtype_name(opt.emulate_storage),
+           " needs f16 or bf16 on a CPU net of dtype fp32 (CUDA nets store 16-bit values for real)");
   opt_ = opt;
   const int L = static_cast<int>(nodes_.size());
   const int T = static_cast<int>(tensors_.size());
@@ -408,6 +415,26 @@ Tensor Net::input_grad(Id t) const {
   CS_CHECK(tensors_[t].grad.defined(), "input gradients were not requested (NetOptions::input_grads)");
   return tensors_[t].grad;
 }
+Tensor Net::saved(Id t) const {
+  check_compiled("saved");
+  CS_CHECK(t >= 0 && t < static_cast<Id>(tensors_.size()), "unknown tensor id ", t);
+  const int k = tensors_[t].producer;
+  CS_CHECK(k >= 0, "Net::saved(): ", tensors_[t].name, " is a graph input");
+  const Node& n = nodes_[k];
+  CS_CHECK(n.saved_req >= 0, "Net::saved(): ", n.name, " (", n.layer->type(), ") keeps no saved state");
+  return Tensor::wrap(static_cast<char*>(arena_.data()) + plan_.offsets[n.saved_req],
+                      Shape{1, 1, 1, static_cast<int64_t>(requests_[n.saved_req].bytes)}, DType::u8, opt_.device,
+                      arena_.buffer());
+}
+
+namespace {
+// NetOptions::emulate_storage: round a float tensor (any pixel-strided view) to 16-bit values in place.
+void round_storage(const Tensor& t, DType storage) {
+  if (!t.defined() || t.numel() == 0) return;
+  cpu::round_to_storage(t.shape().pixels(), t.shape().c, t.data_as<float>(), t.pixel_stride(), storage == DType::bf16);
+}
+}  // namespace
+
 Tensor Net::activation(Id t) const {
   check_compiled("activation");
   CS_CHECK(t >= 0 && t < static_cast<Id>(tensors_.size()), "unknown tensor id ", t);
@@ -463,6 +490,10 @@ void Net::forward(ExecContext& ctx) {
   check_compiled("forward");
   CS_CHECK(ctx.device() == opt_.device, "Net compiled for ", device_name(opt_.device), " run on a ",
            device_name(ctx.device()), " context");
+  const bool emulate = opt_.emulate_storage != DType::f32;
+  if (emulate)
+    for (const TensorInfo& ti : tensors_)
+      if (ti.producer < 0 && !ti.dtype) round_storage(ti.act, opt_.emulate_storage);
   for (size_t k = 0; k < nodes_.size(); ++k) {
     Node& n = nodes_[k];
     ForwardArgs a;
@@ -479,6 +510,7 @@ void Net::forward(ExecContext& ctx) {
                                                    DType::u8, opt_.device, arena_.buffer());
     a.training = opt_.training;
     n.layer->forward(ctx, a);
+    if (emulate && std::string_view(n.layer->type()) != "softmax_xent") round_storage(a.y, opt_.emulate_storage);
   }
   if (opt_.training) ++step_;
 }
@@ -510,6 +542,10 @@ void Net::backward(ExecContext& ctx, GradMode param_mode) {
                                                    Shape{1, 1, 1, static_cast<int64_t>(requests_[n.bws_req].bytes)},
                                                    DType::u8, opt_.device, arena_.buffer());
     n.layer->backward(ctx, a);
+    if (opt_.emulate_storage != DType::f32) {
+      for (const Tensor& d : a.dx) round_storage(d, opt_.emulate_storage);
+      for (const Tensor& d : a.grads) round_storage(d, opt_.emulate_storage);
+    }
   }
 }
 

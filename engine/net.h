@@ -38,6 +38,13 @@ struct NetOptions {
   // Plan only (`climseg plan`): infer shapes, list parameters and plan memory, but allocate nothing (no arena, no
   // parameter buffers), so a full-size network can be planned on any machine. Such a net cannot run.
   bool plan_only = false;
+  // CPU only, with dtype f32: emulate 16-bit storage (f16 or bf16) with fp32 maths, as tensor cores compute.
+  // Every activation a layer writes (graph inputs included, the loss node's scalar excepted: the loss stays fp32),
+  // every input gradient and every parameter gradient is rounded to the nearest `emulate_storage` value (ties to
+  // even; overflow to inf, as the real conversion) right after it is written, so values, overflow and underflow
+  // follow real 16-bit storage. Parameters are the caller's to keep rounded (the optimizer writes its model copy
+  // rounded). f32 (default): off. Used by `climseg train --precision fp16|bf16` on the CPU.
+  DType emulate_storage = DType::f32;
 };
 
 struct NetStats {
@@ -72,6 +79,10 @@ class Net {
   Tensor output_grad() const;       // fill with dLoss/dOutput before backward()
   Tensor input_grad(Id t) const;    // after backward(), with input_grads
   Tensor activation(Id t) const;    // any tensor's view (only meaningful while it is live)
+  // The saved state (Layer::memory_needs().saved_bytes, u8) of the node that produces `t`, as the last forward left
+  // it: the loss node's metrics (SoftmaxXent::read_metrics). Meaningful until the planner reuses its memory, which
+  // for the net's last node is never before the next forward.
+  Tensor saved(Id t) const;
 
   // Parameters and layer state (batch-norm running statistics) from their specs' Init; deterministic (Philox),
   // independent of the device.

@@ -209,7 +209,7 @@ void SoftmaxXent::backward_cpu(ExecContext&, const BackwardArgs& a) {
   const Shape& s = x.shape();
   check_saved(a.saved, s);
   const auto* hdr = static_cast<const XentHeader*>(a.saved.data());
-  const double g = a.dy.get_flat(0) * hdr->grad_scale;
+  const double g = a.dy.get_flat(0) * hdr->grad_scale * grad_multiplier_;
   dispatch_cpu_float(x.dtype(), "softmax_xent", [&](auto tag) {
     using T = decltype(tag);
     dispatch_labels(lab.dtype(), "softmax_xent", [&](auto ltag) {

@@ -31,7 +31,7 @@ void SoftmaxXent::forward_cuda(ExecContext& ctx, const ForwardArgs& a) {
 void SoftmaxXent::backward_cuda(ExecContext& ctx, const BackwardArgs& a) {
   if (!a.dx[0].defined()) return;
   check_saved(a.saved, a.x[0].shape());
-  cuda::softmax_xent_bwd(ctx, a.x[0], a.x[1], w_, cfg_.ignore_index, a.dy, a.saved, a.dx[0],
+  cuda::softmax_xent_bwd(ctx, a.x[0], a.x[1], w_, cfg_.ignore_index, a.dy, a.saved, grad_multiplier_, a.dx[0],
                          a.dx_mode[0] == GradMode::accumulate);
 }
 

@@ -82,6 +82,11 @@ class SoftmaxXent : public Layer {
   LayerCost forward_cost(const std::vector<Shape>& in, DType t) const override;
   LayerCost backward_cost(const std::vector<Shape>& in, DType t) const override;
   const SoftmaxXentConfig& config() const { return cfg_; }
+  // Loss scaling: backward multiplies the gradient by `m` (a host value, applied in double before the result is
+  // rounded to the compute dtype), so the scale (2^16 by default) never has to be stored in a 16-bit dy, whose
+  // largest finite fp16 value is 65504. The forward's loss and metrics are unscaled. Default 1.
+  void set_grad_multiplier(double m) { grad_multiplier_ = m; }
+  double grad_multiplier() const { return grad_multiplier_; }
 
   // Counts and loss from a forward's saved state (on either device; copies to the host and, for a device tensor,
   // synchronizes ctx's stream). Throws when forward met a label outside [0, K).
@@ -98,6 +103,7 @@ class SoftmaxXent : public Layer {
  private:
   SoftmaxXentConfig cfg_;
   std::vector<double> w_;  // class weights, num_classes entries
+  double grad_multiplier_ = 1.0;
   void check_saved(const Tensor& saved, const Shape& logits) const;
 };
 

@@ -214,10 +214,11 @@ __global__ void __launch_bounds__(kThreads)
 
 template <class T, class L>
 __global__ void xent_bwd_kernel(int64_t P, int K, const T* x, int64_t xs, const L* lab, int64_t ls, ClassWeights cw,
-                                int64_t ignore, const T* dy, const XentHeader* hdr, T* dx, int64_t dxs,
-                                bool accumulate) {
-  // x, dx: (P, K); lab: (P, 1); dy: one element; hdr: the forward's header (device memory).
-  const float g = static_cast<float>(hdr->grad_scale * static_cast<double>(to_f(dy[0])));
+                                int64_t ignore, const T* dy, const XentHeader* hdr, double multiplier, T* dx,
+                                int64_t dxs, bool accumulate) {
+  // x, dx: (P, K); lab: (P, 1); dy: one element; hdr: the forward's header (device memory); multiplier: host value
+  // (the loss scale), applied in double so a scale above the 16-bit range never passes through T.
+  const float g = static_cast<float>(hdr->grad_scale * static_cast<double>(to_f(dy[0])) * multiplier);
   for (int64_t p = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; p < P; p += int64_t(gridDim.x) * blockDim.x) {
     const T* xp = x + p * xs;
     T* dp = dx + p * dxs;
@@ -347,8 +348,8 @@ void softmax_xent_fwd(ExecContext& ctx, const Tensor& x, const Tensor& lab, cons
 }
 
 void softmax_xent_bwd(ExecContext& ctx, const Tensor& x, const Tensor& lab, const std::vector<double>& w,
-                      int64_t ignore_index, const Tensor& dy, const Tensor& saved, const Tensor& dx,
-                      bool accumulate) {
+                      int64_t ignore_index, const Tensor& dy, const Tensor& saved, double multiplier,
+                      const Tensor& dx, bool accumulate) {
   const char* who = "softmax_xent_bwd";
   check_common(ctx, who, x, lab, w, saved);
   check_operand(who, "dy", dy);
@@ -369,7 +370,8 @@ void softmax_xent_bwd(ExecContext& ctx, const Tensor& x, const Tensor& lab, cons
       xent_bwd_kernel<T, L><<<grid, kThreads, 0, st>>>(
           P, static_cast<int>(x.shape().c), static_cast<const T*>(x.data()), x.pixel_stride(),
           static_cast<const L*>(lab.data()), lab.pixel_stride(), cw, ignore_index, static_cast<const T*>(dy.data()),
-          static_cast<const XentHeader*>(saved.data()), static_cast<T*>(dx.data()), dx.pixel_stride(), accumulate);
+          static_cast<const XentHeader*>(saved.data()), multiplier, static_cast<T*>(dx.data()), dx.pixel_stride(),
+          accumulate);
       CUDA_CHECK_LAUNCH();
     });
   });

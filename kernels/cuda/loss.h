@@ -25,10 +25,11 @@ constexpr int64_t kXentCudaMaxClasses = 32;
 void softmax_xent_fwd(ExecContext& ctx, const Tensor& logits, const Tensor& labels, const std::vector<double>& w,
                       int64_t ignore_index, XentReduction red, double scale, const Tensor& y, const Tensor& saved,
                       const Tensor& workspace);
-// Backward: dx (=|+=) dy * grad_scale * w[l] * (softmax - onehot); dy and grad_scale (from `saved`) are read on the
-// device.
+// Backward: dx (=|+=) dy * grad_scale * multiplier * w[l] * (softmax - onehot); dy and grad_scale (from `saved`) are
+// read on the device, multiplier (SoftmaxXent::set_grad_multiplier: the loss scale) is a host value.
 void softmax_xent_bwd(ExecContext& ctx, const Tensor& logits, const Tensor& labels, const std::vector<double>& w,
-                      int64_t ignore_index, const Tensor& dy, const Tensor& saved, const Tensor& dx, bool accumulate);
+                      int64_t ignore_index, const Tensor& dy, const Tensor& saved, double multiplier,
+                      const Tensor& dx, bool accumulate);
 
 }  // namespace climseg::cuda
 
@@ -40,7 +41,7 @@ inline void softmax_xent_fwd(ExecContext&, const Tensor&, const Tensor&, const s
   CS_THROW("cuda::softmax_xent_fwd: this climseg was built without CUDA");
 }
 inline void softmax_xent_bwd(ExecContext&, const Tensor&, const Tensor&, const std::vector<double>&, int64_t,
-                             const Tensor&, const Tensor&, const Tensor&, bool) {
+                             const Tensor&, const Tensor&, double, const Tensor&, bool) {
   CS_THROW("cuda::softmax_xent_bwd: this climseg was built without CUDA");
 }
 }  // namespace climseg::cuda

@@ -366,3 +366,61 @@ TEST_CASE("Net: channel views (ChannelSlice) are zero copy and their gradients a
     REQUIRE(x1.get_flat(i) ==
             Approx(x2.get_flat(i)).epsilon(test::tol::cpu_same_ops_f64.rtol).margin(test::tol::cpu_same_ops_f64.atol));
 }
+
+// NetOptions::emulate_storage: with f16 (bf16) storage emulated on an fp32 CPU net, every activation (graph input
+// included, the loss excepted) and every gradient holds a value exactly representable in f16 (bf16), and it is the
+// rounding of what the fp32 net computes from the same rounded inputs (one rounding per written tensor, fp32 maths).
+TEST_CASE("Net: emulated 16-bit storage rounds every written tensor, and only that", "[net][precision]") {
+  ExecContext ctx;
+  for (DType storage : {DType::f16, DType::bf16}) {
+    DYNAMIC_SECTION(dtype_name(storage)) {
+      auto representable = [storage](double v) {
+        const float f = static_cast<float>(v);
+        const float r = storage == DType::f16 ? half_to_float(float_to_half(f)) : bf16_to_float(float_to_bf16(f));
+        return std::isnan(f) ? std::isnan(r) : r == f;
+      };
+      Net em;
+      build(em, kIn);
+      em.compile({.device = Device::cpu, .dtype = DType::f32, .input_grads = true, .emulate_storage = storage});
+      em.init_params(3);
+      // Parameters are the optimizer's to round; round them here as it would.
+      Tensor pb = em.param_buffer();
+      for (int64_t i = 0; i < pb.numel(); ++i) pb.set_flat(i, storage == DType::f16
+                                                                  ? half_to_float(float_to_half(pb.get_flat(i)))
+                                                                  : bf16_to_float(float_to_bf16(pb.get_flat(i))));
+      fill(em.input_tensor(0), 1, 3.0);  // unrounded: forward rounds graph inputs
+      Tensor x_rounded = em.input_tensor(0).clone();
+      em.forward(ctx);
+      for (int64_t i = 0; i < x_rounded.numel(); ++i) REQUIRE(representable(em.input_tensor(0).get_flat(i)));
+      Tensor y = em.output().clone();
+      for (int64_t i = 0; i < y.numel(); ++i) REQUIRE(representable(y.get_flat(i)));
+      bool some_changed = false;
+      for (int64_t i = 0; i < x_rounded.numel(); ++i)
+        some_changed = some_changed || em.input_tensor(0).get_flat(i) != x_rounded.get_flat(i);
+      CHECK(some_changed);  // the rounding did something to random data
+
+      // The same graph in plain fp32 from the rounded input and weights: its output, rounded, is the emulated
+      // output to within the intermediate roundings (not bit-equal: the emulated net rounds inside too).
+      Net ref;
+      build(ref, kIn);
+      ref.compile({.device = Device::cpu, .dtype = DType::f32});
+      ref.param_buffer().copy_from(pb);
+      ref.input_tensor(0).copy_from(em.input_tensor(0));
+      ref.forward(ctx);
+      const double rel = storage == DType::f16 ? 1.0 / 1024 : 1.0 / 128;  // a few roundings of 2^-11 / 2^-8
+      for (int64_t i = 0; i < y.numel(); ++i)
+        CHECK(std::abs(y.get_flat(i) - ref.output().get_flat(i)) <= 8 * rel * (1 + std::abs(ref.output().get_flat(i))));
+
+      fill(em.output_grad(), 2);
+      em.backward(ctx);
+      Tensor g = em.grad_buffer();
+      for (int64_t i = 0; i < g.numel(); ++i) REQUIRE(representable(g.get_flat(i)));
+      Tensor dx = em.input_grad(0);
+      for (int64_t i = 0; i < dx.numel(); ++i) REQUIRE(representable(dx.get_flat(i)));
+    }
+  }
+  Net bad;
+  build(bad, kIn);
+  CHECK_THROWS_WITH(bad.compile({.device = Device::cpu, .dtype = DType::f64, .emulate_storage = DType::f16}),
+                    Catch::Contains("emulate_storage"));
+}
