@@ -1,5 +1,5 @@
-// climseg: the command-line interface (CLI11 subcommands): info, demo, plan, predict (with HDF5). Still to come with
-// their issues: train, eval, data. Until training exists, `demo` runs a short end-to-end demonstration of the engine.
+// climseg: the command-line interface (CLI11 subcommands): info, demo, plan; with HDF5 also train, eval, predict and
+// the data tools. `demo` is a short end-to-end demonstration of the engine on generated tensors (no files).
 #include <CLI/CLI.hpp>
 
 #include <cstdio>
@@ -10,6 +10,7 @@
 #if defined(CLIMSEG_HAVE_IO)
 #include "apps/data.h"
 #include "apps/predict.h"
+#include "apps/train.h"
 #endif
 #include "engine/check.h"
 #include "engine/tensor.h"
@@ -56,7 +57,7 @@ int main(int argc, char** argv) {
 
   climseg::apps::DemoOptions demo;
   auto* demo_cmd = app.add_subcommand(
-      "demo", "Engine demonstration: plan, bind and train a small network with SGD (until `train` exists)");
+      "demo", "Engine demonstration: plan, bind and train a small network with SGD on generated tensors");
   demo_cmd->add_option("--device", demo.device, "auto, cpu or cuda")->check(CLI::IsMember({"auto", "cpu", "cuda"}));
   demo_cmd->add_option("--batch", demo.batch, "Samples per step")->check(CLI::PositiveNumber);
   demo_cmd->add_option("--height", demo.height, "Field height")->check(CLI::PositiveNumber);
@@ -70,6 +71,8 @@ int main(int argc, char** argv) {
   climseg::apps::PlanCommand plan;
   climseg::apps::add_plan_command(app, plan);
 #if defined(CLIMSEG_HAVE_IO)
+  climseg::apps::TrainCommands train;
+  climseg::apps::add_train_commands(app, train);
   climseg::apps::PredictCommand predict;
   climseg::apps::add_predict_command(app, predict);
   std::vector<climseg::apps::Subcommand> data_cmds = climseg::apps::add_data_commands(app);
@@ -84,6 +87,8 @@ int main(int argc, char** argv) {
     if (*demo_cmd) return climseg::apps::run_demo(demo);
     if (*plan.cmd) return climseg::apps::run_plan(plan);
 #if defined(CLIMSEG_HAVE_IO)
+    if (*train.train) return climseg::apps::run_train(train.t);
+    if (*train.eval) return climseg::apps::run_eval(train.e);
     if (*predict.cmd) return climseg::apps::run_predict(predict);
     for (const auto& d : data_cmds)
       if (*d.cmd) return d.run();

@@ -21,16 +21,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-struct GenerateOptions {
-  std::string out;
-  int64_t samples = 16;
-  int64_t height = 768, width = 1152;
-  uint64_t seed = 0;
-  double valid_fraction = 0.1;
-  int gzip = 0;
-  bool force = false;
-};
-
 struct ClassCount {
   int64_t n[3] = {0, 0, 0};
   void add(const Tensor& labels) {
@@ -75,6 +65,8 @@ int64_t remove_generated(const fs::path& dir) {
   if (fs::exists(dir / "stats.h5")) removed += fs::remove(dir / "stats.h5") ? 1 : 0;
   return removed;
 }
+
+}  // namespace
 
 int run_generate(const GenerateOptions& o) {
   using clock = std::chrono::steady_clock;
@@ -143,7 +135,8 @@ int run_generate(const GenerateOptions& o) {
     labelled_ar += ars;
     placed_ar += rivers;
     const double t = static_cast<double>(c.total());
-    std::printf("  [%lld/%lld] %-10s %s  TC %d of %d (%.3f%%)  AR %d of %d (%.3f%%)  generate %.3f s  write %.3f s\n",
+    if (!o.quiet)
+      std::printf("  [%lld/%lld] %-10s %s  TC %d of %d (%.3f%%)  AR %d of %d (%.3f%%)  generate %.3f s  write %.3f s\n",
                 static_cast<long long>(i + 1), static_cast<long long>(o.samples), is_train ? "train" : "validation",
                 s.file_name.c_str(), tcs, storms, 100.0 * c.n[1] / t, ars, rivers, 100.0 * c.n[2] / t, g, wr);
     std::fflush(stdout);
@@ -167,8 +160,6 @@ int run_generate(const GenerateOptions& o) {
   std::printf("wrote %lld sample(s) and %s\n", static_cast<long long>(o.samples), stats_path.c_str());
   return 0;
 }
-
-}  // namespace
 
 Subcommand add_data_generate(CLI::App* data) {
   auto o = std::make_shared<GenerateOptions>();

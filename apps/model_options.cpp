@@ -14,6 +14,7 @@ ModelConfig ModelOptions::config() const {
   if (growth > 0) m.growth = growth;
   if (kernel > 0) m.kernel = kernel;
   if (dropout >= 0) m.dropout = dropout;
+  if (bn_momentum >= 0) m.bn_momentum = bn_momentum;
   m.seed = seed;
   return m;
 }
@@ -34,6 +35,10 @@ void add_model_options(CLI::App* app, ModelOptions& o) {
   app->add_option("--blocks", o.blocks, "tiramisu dense block sizes, down path then bottleneck (default 2 2 2 4 5)");
   app->add_option("--growth", o.growth, "tiramisu growth rate (default 32)")->check(CLI::PositiveNumber);
   app->add_option("--kernel", o.kernel, "tiramisu kernel size, odd (default 5)")->check(CLI::PositiveNumber);
+  app->add_option("--bn-momentum", o.bn_momentum,
+                  "Batch-norm running-statistics momentum, PyTorch convention (default: the model's reference: "
+                  "deeplabv3plus 0.0003 = TF decay 0.9997, deepcam 0.1)")
+      ->check(CLI::Range(0.0, 1.0));
   app->add_option("--dropout", o.dropout, "tiramisu dropout probability (default 0.2)")->check(CLI::Range(0.0, 0.99));
 }
 

@@ -18,6 +18,7 @@ struct ModelOptions {
   std::vector<int64_t> blocks;     // empty: 2 2 2 4 5
   int64_t growth = 0, kernel = 0;  // 0: 32, 5
   double dropout = -1;             // < 0: 0.2
+  double bn_momentum = -1;         // < 0: the model's reference (deeplabv3plus 0.0003, i.e. TF decay 0.9997; deepcam 0.1)
   uint64_t seed = 0;
 
   // The ModelConfig these options describe (model defaults, then the options given).
