@@ -515,7 +515,7 @@ void Net::forward(ExecContext& ctx) {
   if (opt_.training) ++step_;
 }
 
-void Net::backward(ExecContext& ctx, GradMode param_mode) {
+void Net::backward(ExecContext& ctx, GradMode param_mode, const std::function<void(int node)>& after_node) {
   check_compiled("backward");
   CS_CHECK(opt_.training, "backward() on a net compiled for inference");
   CS_CHECK(ctx.device() == opt_.device, "Net compiled for ", device_name(opt_.device), " run on a ",
@@ -523,7 +523,10 @@ void Net::backward(ExecContext& ctx, GradMode param_mode) {
   for (int k = static_cast<int>(nodes_.size()) - 1; k >= 0; --k) {
     Node& n = nodes_[k];
     const TensorInfo& yi = tensors_[n.output];
-    if (!yi.requires_grad) continue;
+    if (!yi.requires_grad) {
+      if (after_node) after_node(k);
+      continue;
+    }
     BackwardArgs a;
     for (Id i : n.inputs) a.x.push_back(tensors_[i].act);  // always given for shapes; data valid where needed
     a.y = yi.act;
@@ -546,6 +549,7 @@ void Net::backward(ExecContext& ctx, GradMode param_mode) {
       for (const Tensor& d : a.dx) round_storage(d, opt_.emulate_storage);
       for (const Tensor& d : a.grads) round_storage(d, opt_.emulate_storage);
     }
+    if (after_node) after_node(k);
   }
 }
 

@@ -17,6 +17,7 @@
 // of a fanned-out tensor (in backward order) to overwrite its gradient and the others to accumulate.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -92,7 +93,11 @@ class Net {
   void set_step(uint64_t step) { step_ = step; }
   uint64_t step() const { return step_; }
   void forward(ExecContext& ctx);
-  void backward(ExecContext& ctx, GradMode param_mode = GradMode::overwrite);
+  // after_node (optional) is called after each node's backward, in backward order, with the node index: from then
+  // on that node's parameter gradients (params() with .node == node) are final for this step, which lets gradient
+  // buckets start their allreduce while backward goes on.
+  void backward(ExecContext& ctx, GradMode param_mode = GradMode::overwrite,
+                const std::function<void(int node)>& after_node = {});
 
   struct Param {
     std::string name;  // "<node>.<param>"

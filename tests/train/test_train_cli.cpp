@@ -334,4 +334,19 @@ TEST_CASE("train: config file with overrides; mismatched and corrupted checkpoin
   CHECK(j.at("samples") == 3);
   CHECK(j.at("mean_iou").get<double>() >= 0.0);
   CHECK(j.at("mean_iou").get<double>() <= 1.0);
+
+  // --save-weights writes a climseg weights file that eval (and predict) read; the same weights as the checkpoint's
+  // master copy give the same scores.
+  rc = cli(base_args() + " --config " + t.file("run.toml") + " --steps 3 --resume --checkpoint-dir " + t.file("ck") +
+               " --save-weights " + t.file("w.safetensors"),
+           out);
+  INFO(out);
+  REQUIRE(rc == 0);
+  rc = cli("eval --weights " + t.file("w.safetensors") + " --data " + dataset() + " --json " + t.file("eval_w.json"),
+           out);
+  INFO(out);
+  REQUIRE(rc == 0);
+  const json jw = json::parse(slurp(t.file("eval_w.json")));
+  CHECK(jw.at("mean_iou").get<double>() == j.at("mean_iou").get<double>());
+  CHECK(jw.at("loss").get<double>() == j.at("loss").get<double>());
 }
