@@ -3,6 +3,7 @@
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <memory>
 
@@ -207,10 +208,21 @@ int run_scaling(const ScalingOptions& o) {
           header_done = true;
         }
         const Mode mode{p.overlap, p.lag};
-        if (pp.efficiency > 0)
-          std::fprintf(sum.f, "  %s: paper %.1f%%, model (%s, %s) %.1f%%\n", pp.what, 100 * pp.efficiency,
+        if (pp.efficiency > 0) {
+          std::fprintf(sum.f, "  %s: paper %.1f%%, model (%s, %s) %.1f%%", pp.what, 100 * pp.efficiency,
                        p.dtype.c_str(), mode_name(mode).c_str(), 100 * p.efficiency);
-        else
+          // The straggler spread (jitter_cv) that would close the gap, where the step is simple to invert:
+          // no overlap: step = c f + ar; lag 1: step = max(c f, ar).
+          const double c = p.compute_ms, target = c / pp.efficiency, root = std::sqrt(2 * std::log(double(p.gpus)));
+          const bool jitter_off = std::find_if(machines.begin(), machines.end(), [&](const Machine& m) {
+                                    return m.name == p.machine && m.jitter_cv == 0;
+                                  }) != machines.end();
+          double f = 0;
+          if (mode.lag == 1 && p.allreduce_ms < target) f = target / c;
+          if (mode.lag == 0 && mode.overlap == Overlap::none) f = (target - p.allreduce_ms) / c;
+          if (jitter_off && f > 1) std::fprintf(sum.f, "; jitter_cv %.2f%% would close the gap", 100 * (f - 1) / root);
+          std::fprintf(sum.f, "\n");
+        } else
           std::fprintf(sum.f, "  %s: model (%s) %.1f%%\n", pp.what, mode_name(mode).c_str(), 100 * p.efficiency);
       }
   return 0;

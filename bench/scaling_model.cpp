@@ -81,6 +81,7 @@ const std::vector<Field>& fields() {
       {"peak_fp32_tflops", &Machine::peak_fp32, nullptr, kTF},
       {"fraction_fp16", &Machine::fraction_fp16, nullptr, 1.0},
       {"fraction_fp32", &Machine::fraction_fp32, nullptr, 1.0},
+      {"jitter_cv", &Machine::jitter_cv, nullptr, 1.0},
   };
   return f;
 }
@@ -385,13 +386,18 @@ StepTime step_time(const Machine& m, Algo a, int64_t gpus, double compute, doubl
   return step_time(compute, grad_bytes, o, [&](double b) { return allreduce_time(m, a, gpus, b); });
 }
 
+double straggler_factor(double cv, int64_t gpus) {
+  return gpus <= 1 ? 1.0 : 1.0 + cv * std::sqrt(2.0 * std::log(static_cast<double>(gpus)));
+}
+
 Prediction predict(const Machine& m, const std::string& model, const std::string& dtype, int64_t gpus, Algo a,
                    const StepOptions& o, int64_t batch) {
   CS_CHECK(batch >= 1, "batch per GPU must be at least 1, got ", batch);
   const Network& net = network(model);
   const double compute = static_cast<double>(batch) * net.flop_per_sample / m.rate(model, dtype);
   const double bytes = static_cast<double>(net.params * dtype_bytes(dtype));
-  const StepTime one = step_time(m, a, 1, compute, bytes, o), t = step_time(m, a, gpus, compute, bytes, o);
+  const StepTime one = step_time(m, a, 1, compute, bytes, o);
+  const StepTime t = step_time(m, a, gpus, compute * straggler_factor(m.jitter_cv, gpus), bytes, o);
   Prediction p;
   p.machine = m.name;
   p.model = model;

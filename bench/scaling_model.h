@@ -64,7 +64,11 @@ struct Machine {
   double reduce_bw = 0;
   double host_reduce_bw = 0;
   double host_copy_bw = 0;  // hybrid2018's device<->host copies (per direction)
-  int split = 1;            // hybrid2018: blocks reduced by concurrent inter-node allreduces (2018: 4)
+  // Stragglers: each GPU's compute time varies with this coefficient of variation; a synchronous step waits for
+  // the slowest of N, about mean x (1 + cv sqrt(2 ln N)) (the expected maximum of N normals). Default 0 (not in
+  // the presets: the paper gives no per-GPU spread).
+  double jitter_cv = 0;
+  int split = 1;  // hybrid2018: blocks reduced by concurrent inter-node allreduces (2018: 4)
   // Compute: peaks (FLOP/s) and the sustained rates; without a row for (model, dtype) the rate is
   // peak(dtype) x fraction(dtype).
   double peak_fp16 = 0, peak_fp32 = 0;
@@ -139,6 +143,9 @@ struct Prediction {
   int lag = 0;
   double allreduce_ms = 0, compute_ms = 0, step_ms = 0, efficiency = 0;
 };
+
+// The straggler factor 1 + cv sqrt(2 ln N) (1 for one GPU).
+double straggler_factor(double cv, int64_t gpus);
 
 // Weak scaling with `batch` samples per GPU: efficiency(N) = step(1) / step(N).
 Prediction predict(const Machine& m, const std::string& model, const std::string& dtype, int64_t gpus, Algo a,

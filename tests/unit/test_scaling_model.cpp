@@ -184,6 +184,19 @@ TEST_CASE("compute time and gradient size come from docs/models.md and the rates
   CHECK_THROWS_WITH(network("resnet"), Contains("unknown network"));
 }
 
+TEST_CASE("stragglers: the slowest of N GPUs, mean x (1 + cv sqrt(2 ln N))", "[scaling]") {
+  Machine m = summit();
+  CHECK(straggler_factor(0.02, 1) == 1.0);
+  CHECK(close(straggler_factor(0.02, 27360), 1 + 0.02 * std::sqrt(2 * std::log(27360.0))));
+  const Prediction base = predict(m, "tiramisu", "fp16", 27360, Algo::hier, {}, 2);
+  m.set("jitter_cv", 0.02);
+  const Prediction p = predict(m, "tiramisu", "fp16", 27360, Algo::hier, {}, 2);
+  CHECK(close(p.compute_ms, base.compute_ms * straggler_factor(0.02, 27360)));
+  CHECK(close(p.step_ms, p.compute_ms + p.allreduce_ms));
+  CHECK(p.efficiency < base.efficiency);
+  CHECK(predict(m, "tiramisu", "fp16", 1, Algo::hier, {}, 2).efficiency == 1.0);
+}
+
 TEST_CASE("machine constants by name", "[scaling]") {
   Machine m = summit();
   m.set("inter_alpha_us", 7);
