@@ -5,6 +5,7 @@
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <string>
 
@@ -24,7 +25,7 @@ bool close(double got, double want, const test::Tolerance& t = test::tol::scalin
 }
 
 std::string write_temp(const std::string& name, const std::string& text) {
-  const std::string path = "scaling_" + name + ".csv";
+  const std::string path = (std::filesystem::temp_directory_path() / ("climseg_scaling_" + name + ".csv")).string();
   std::ofstream(path) << text;
   return path;
 }
