@@ -16,6 +16,7 @@
 
 #include "bench/model_bench.h"
 #include "bench/op.h"
+#include "bench/scaling.h"
 #include "engine/context.h"
 #include "engine/layer.h"
 #include "engine/philox.h"
@@ -220,8 +221,11 @@ int main(int argc, char** argv) {
   model->add_option("--steps", mb.steps, "Timed steps (median reported)")->check(CLI::PositiveNumber)->capture_default_str();
   model->add_flag("--profile", mb.profile, "Also print the per-category profile of the timed steps");
   model->add_flag("--no-header", no_header, "Omit the CSV header");
+  bench::ScalingOptions scaling_opts;
+  auto* scaling = bench::add_scaling_subcommand(app, scaling_opts);
   CLI11_PARSE(app, argc, argv);
   try {
+    if (*scaling) return bench::run_scaling(scaling_opts);
     if (*layers) return run_layers(device, dtype, reps, div, !no_header);
     if (*model) {
       mb.header = !no_header;

@@ -126,6 +126,19 @@ inline constexpr Tolerance cuda_f32_loss_track{
     "losses of a few plain SGD steps on the same net: parameters drift apart by the per-step gradient error "
     "(cuda fp32 net row) times the learning rate, far below 1e-4 relative over 5 steps"};
 
+inline constexpr Tolerance scaling_formula_f64{
+    "scaling model fp64", 0, 1e-12,
+    "bench/scaling_model's allreduce and step-time formulas against the same formulas worked by hand in the test "
+    "(tests/unit/test_scaling_model.cpp), all in double: sums of a few to a few dozen terms grouped differently, "
+    "a few ulps; a wrong term (a missing 2, n instead of n-1, a latency per bucket) changes the result by more than "
+    "1e-4 of it"};
+
+inline constexpr Tolerance scaling_fit_f64{
+    "scaling fit fp64", 0, 1e-9,
+    "alpha and beta recovered by the calibration's least squares from exact synthetic times (times spanning 1e-5 to "
+    "1 s): the 2x2 normal equations lose about log10 of their condition number (~1e6 for sizes from 1 KB to 1 GB) "
+    "digits of double's 16, leaving ~1e-10; a wrong coefficient (2(n-1) vs n-1) is off by a factor"};
+
 }  // namespace tol
 
 // The whole table, for reports and for reconciling with docs/tolerances.md.
@@ -136,6 +149,7 @@ inline constexpr Tolerance kTolerances[] = {tol::gradcheck_f64,    tol::cpu_same
                                             tol::cuda_f16_eltwise, tol::cuda_bf16_eltwise, tol::cuda_f32_gemm,
                                             tol::cuda_f16_gemm,    tol::cuda_bf16_gemm,   tol::cuda_f32_conv,
                                             tol::cuda_f16_conv,    tol::cuda_bf16_conv,   tol::cuda_f32_net,
-                                            tol::cuda_f32_loss_track};
+                                            tol::cuda_f32_loss_track, tol::scaling_formula_f64,
+                                            tol::scaling_fit_f64};
 
 }  // namespace climseg::test
