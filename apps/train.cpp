@@ -251,6 +251,27 @@ struct EvalTotals {
     samples += b;
     pixels += m.valid_pixels;
   }
+  // For sums across ranks: [samples, iou_sum, loss_sum, pixels, tp[K], fp[K], fn[K]].
+  std::vector<double> pack(int64_t K) const {
+    std::vector<double> v = {static_cast<double>(samples), iou_sum, loss_sum, static_cast<double>(pixels)};
+    for (const std::vector<int64_t>* a : {&tp, &fp, &fn})
+      for (int64_t c = 0; c < K; ++c) v.push_back(c < k ? static_cast<double>((*a)[c]) : 0.0);
+    return v;
+  }
+  void unpack(const std::vector<double>& v, int64_t K) {
+    k = K;
+    samples = static_cast<int64_t>(v[0]);
+    iou_sum = v[1];
+    loss_sum = v[2];
+    pixels = static_cast<int64_t>(v[3]);
+    tp.assign(static_cast<size_t>(K), 0);
+    fp = fn = tp;
+    for (int64_t c = 0; c < K; ++c) {
+      tp[c] = static_cast<int64_t>(v[4 + c]);
+      fp[c] = static_cast<int64_t>(v[4 + K + c]);
+      fn[c] = static_cast<int64_t>(v[4 + 2 * K + c]);
+    }
+  }
   double iou_class(int64_t c) const {
     const int64_t d = tp[c] + fp[c] + fn[c];
     return d > 0 ? static_cast<double>(tp[c]) / static_cast<double>(d) : std::nan("");
@@ -335,8 +356,9 @@ class Evaluator {
     ++version_;
   }
 
+  // baseline_totals (optional): the all-background prediction's counts, for sums across ranks.
   EvalTotals run(ExecContext& ctx, const io::Dataset& ds, const io::LoaderOptions& base, int64_t batch,
-                 Baseline* baseline = nullptr) {
+                 Baseline* baseline = nullptr, EvalTotals* baseline_totals = nullptr) {
     io::LoaderOptions lo = base;
     lo.shard.mode = io::ShardMode::eval;
     lo.shard.shuffle = false;
@@ -390,6 +412,7 @@ class Evaluator {
     if (baseline != nullptr) {
       baseline->iou_deepcam = bl.mean_iou_deepcam();
       baseline->iou_gb = bl.mean_iou_gb();
+      if (baseline_totals != nullptr) *baseline_totals = bl;
     }
     return t;
   }
@@ -458,11 +481,12 @@ constexpr const char* kOptPrefix = "optimizer.";
 // Fields a resumed run must share with its checkpoint (the model and everything that shapes the state or the data
 // order). Learning-rate and schedule options may change on resume.
 std::map<std::string, std::string> run_fields(const ModelConfig& m, const TrainOptions& o, const DataSetup& d,
-                                              int64_t batch, const Precision& prec, Device dev) {
+                                              int64_t batch, const Precision& prec, Device dev, int ranks) {
   std::map<std::string, std::string> f = model_metadata(m);
   f["train.height"] = std::to_string(d.height);
   f["train.width"] = std::to_string(d.width);
   f["train.batch"] = std::to_string(batch);
+  f["train.ranks"] = std::to_string(ranks);
   f["train.precision"] = dtype_name(prec.storage);
   f["train.device"] = device_name(dev);
   f["train.optimizer"] = o.optimizer;
@@ -470,6 +494,7 @@ std::map<std::string, std::string> run_fields(const ModelConfig& m, const TrainO
   f["train.seed"] = std::to_string(o.seed);
   f["train.loss"] = o.loss;
   f["train.train_files"] = std::to_string(d.train.size());
+  f["train.lag"] = std::to_string(o.dist.lag);
   return f;
 }
 
@@ -477,11 +502,14 @@ struct RunState {
   int64_t iteration = 0;  // batches consumed
   io::Cursor cursor;
   int64_t samples = 0;
+  double lag_scale = 1;  // gradient lag: the loss scale the gradients waiting in the lag buffer were computed with
 };
+
+constexpr const char* kLagTensor = "lag.grads";  // gradient lag: the summed gradients of the last step
 
 void save_checkpoint(CheckpointStore& store, const Net& net, Optimizer& opt, const LossScaler& scaler,
                      const RunState& rs, const std::map<std::string, std::string>& fields, ExecContext& ctx,
-                     const std::string& note) {
+                     const std::string& note, const Tensor& lag = {}) {
   // Not profiled: checkpoints are written between steps, and the profile's total is the sum of step times.
   const auto t0 = std::chrono::steady_clock::now();
   ctx.synchronize();
@@ -507,6 +535,7 @@ void save_checkpoint(CheckpointStore& store, const Net& net, Optimizer& opt, con
   }
   for (const auto& s : st)
     if (s.name != "master") tensors.push_back({kOptPrefix + s.name, s.tensor.to(Device::cpu, &ctx)});
+  if (lag.defined()) tensors.push_back({kLagTensor, lag.to(Device::cpu, &ctx)});
   ctx.synchronize();
   std::map<std::string, std::string> meta = fields;
   meta["state.iteration"] = std::to_string(rs.iteration);
@@ -515,6 +544,11 @@ void save_checkpoint(CheckpointStore& store, const Net& net, Optimizer& opt, con
   meta["state.cursor_position"] = std::to_string(rs.cursor.position);
   meta["state.net_step"] = std::to_string(net.step());
   meta["state.optimizer_steps"] = std::to_string(opt.steps());
+  if (lag.defined()) {
+    char b[40];
+    std::snprintf(b, sizeof b, "%a", rs.lag_scale);  // hex float: exact
+    meta["state.lag_scale"] = b;
+  }
   write_loss_scaler_state(scaler.state(), meta, "state.loss_scaler.");
   const std::string path = store.save(rs.iteration, meta, tensors);
   if (!note.empty())
@@ -563,6 +597,7 @@ void restore(const Checkpoint& ck, Net& net, Optimizer& opt, LossScaler& scaler,
   opt.load_state("master", flat, ctx);
   for (const auto& t : ck.tensors)
     if (t.name.rfind(kOptPrefix, 0) == 0) opt.load_state(t.name.substr(std::string(kOptPrefix).size()), t.data, ctx);
+  if (const auto it = ck.meta.find("state.lag_scale"); it != ck.meta.end()) rs.lag_scale = std::strtod(it->second.c_str(), nullptr);
   for (const auto& s : opt.state())
     if (s.name != "master") {
       bool found = false;
@@ -737,6 +772,24 @@ void add_train_commands(CLI::App& app, TrainCommands& c) {
   t->add_option("--profile-csv", o.profile_csv, "Also write the profile as CSV");
   t->add_option("--save-weights", o.save_weights, "Write the final weights (climseg weights file) here");
   t->add_flag("--quiet", o.quiet, "Only the summary lines");
+  // Data parallel (under mpirun/srun with several ranks; docs/distributed.md).
+  t->add_option("--ranks-per-node", o.dist.ranks_per_node, "Group consecutive ranks into emulated nodes of this size")
+      ->check(CLI::NonNegativeNumber);
+  t->add_option("--allreduce", o.dist.algo, "auto, ring, tree, halving_doubling, hierarchical, mpi or nccl")
+      ->capture_default_str();
+  t->add_option("--ports", o.dist.ports, "Multi-port split of the inter-node allreduce phase")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  t->add_option("--bucket-mb", o.dist.bucket_mb, "Gradient bucket size (MiB)")->capture_default_str();
+  t->add_flag("--no-overlap", [&o](int64_t) { o.dist.overlap = false; },
+              "Reduce the gradients after backward instead of bucket by bucket during it");
+  t->add_option("--gradient-lag", o.dist.lag, "1: apply the previous step's reduced gradients (the 2018 recipe)")
+      ->check(CLI::Range(0, 1))
+      ->capture_default_str();
+  t->add_option("--comm-timeout", o.dist.timeout_s, "Seconds a rank waits for a peer before failing, naming it")
+      ->capture_default_str();
+  t->add_option("--check-replicas", o.dist.check_replicas,
+                "Every this many steps, check that all ranks hold identical weights (debugging)");
 
   EvalOptions& e = c.e;
   c.eval = app.add_subcommand("eval", "Validate a checkpoint or weights file: loss, IoU (both definitions), accuracy");
@@ -768,6 +821,14 @@ int run_train(const TrainOptions& o_in) {
   const Device dev = resolve_device(o.device);
   const Precision prec = resolve_precision(o.precision, dev);
   const bool default_run = o.data.data.empty();
+  // Several ranks (mpirun/srun): one replica per rank, device = local rank, rank 0 prints, logs and checkpoints.
+  const RankInfo ri = init_ranks();
+  const int rank = ri.rank, nranks = ri.size;
+  if (rank != 0) {
+    std::fflush(stdout);
+    CS_CHECK(std::freopen("/dev/null", "w", stdout) != nullptr, "rank ", rank, ": cannot silence stdout");
+  }
+  const int device_index = dev == Device::cuda ? ri.local_rank % std::max(1, cuda_device_count()) : 0;
   ModelOptions mo = o.model;
   if (default_run && dev == Device::cpu && mo.width == 1.0) mo.width = kDefaultWidthCpu;
   // Short runs: the 2018 decay of 0.9997 leaves the running statistics near their initial values for thousands of
@@ -776,18 +837,22 @@ int run_train(const TrainOptions& o_in) {
   mo.seed = o.seed;
   const ModelConfig m = mo.config();
   const int64_t batch = o.batch > 0 ? o.batch : (dev == Device::cuda ? 2 : 4);
-  MetricsLog log(!o.metrics.empty() ? o.metrics
-                                    : (o.checkpoint_dir.empty() ? "" : (fs::path(o.checkpoint_dir) / "metrics.jsonl")
-                                                                           .string()),
-                 o.mllog);
+  MetricsLog log(rank != 0 ? "" : !o.metrics.empty() ? o.metrics
+                                 : (o.checkpoint_dir.empty() ? "" : (fs::path(o.checkpoint_dir) / "metrics.jsonl")
+                                                                        .string()),
+                 o.mllog && rank == 0);
   log.mllog("init_start", nullptr);
 
+  // The synthetic default is generated once: by rank 0 while the others wait.
+  if (nranks > 1 && rank != 0) rank_barrier();
   DataSetup data = setup_data(o.data, "");
+  if (nranks > 1 && rank == 0) rank_barrier();
   check_input_size(m, data.height, data.width);
-  const int64_t shard = io::shard_size(data.train.size(), io::ShardSpec{});
+  const io::ShardSpec shard_spec{rank, nranks, io::ShardMode::train, true, o.seed};
+  const int64_t shard = io::shard_size(data.train.size(), shard_spec);
   const int64_t steps_per_epoch = shard / batch;
-  CS_CHECK(steps_per_epoch > 0, "--batch ", batch, " is larger than the training set (", data.train.size(),
-           " files in ", data.dir, "/train)");
+  CS_CHECK(steps_per_epoch > 0, "--batch ", batch, " is larger than the training set's share of each of the ",
+           nranks, " rank(s) (", data.train.size(), " files in ", data.dir, "/train)");
   int64_t total_steps = o.steps;
   if (total_steps == 0) total_steps = (o.epochs > 0 ? o.epochs : (default_run ? kDefaultEpochs : 1)) * steps_per_epoch;
   else if (o.epochs > 0)
@@ -798,7 +863,7 @@ int run_train(const TrainOptions& o_in) {
   const ScheduleConfig sched = schedule_config(o, total_steps);
   const LossScalerConfig lcfg = scaler_config(o, prec);
 
-  ExecContext ctx(dev);
+  ExecContext ctx(dev, device_index);
   ctx.deterministic = o.deterministic;
   Profiler prof(dev);
   if (o.profile) ctx.profiler = &prof;
@@ -816,7 +881,9 @@ int run_train(const TrainOptions& o_in) {
   CS_CHECK(loss_layer != nullptr, "the net's last node is not the loss");
   std::vector<ParamRange> ranges;
   for (const Net::Param& p : net.params()) ranges.push_back({p.offset, p.spec.shape.numel()});
-  Optimizer opt(ocfg, net.param_buffer(), net.grad_buffer(), ranges, prec.storage, ctx);
+  std::unique_ptr<DataParallel> dp;
+  if (nranks > 1 || o.dist.lag > 0) dp = std::make_unique<DataParallel>(o.dist, net, dev, ctx);
+  Optimizer opt(ocfg, net.param_buffer(), dp ? dp->optimizer_grads() : net.grad_buffer(), ranges, prec.storage, ctx);
   if (prec.emulate != DType::f32) {
     // The model copy starts as the rounded master weights (as after every step).
     const Tensor& pb = net.param_buffer();
@@ -824,19 +891,30 @@ int run_train(const TrainOptions& o_in) {
   }
   LossScaler scaler(lcfg);
 
-  const std::map<std::string, std::string> fields = run_fields(m, o, data, batch, prec, dev);
-  std::unique_ptr<CheckpointStore> store;
-  if (!o.checkpoint_dir.empty()) store = std::make_unique<CheckpointStore>(o.checkpoint_dir,
-                                                                           CheckpointStoreOptions{o.keep_checkpoints});
-  CS_CHECK(!o.resume || store, "--resume needs --checkpoint-dir");
+  const std::map<std::string, std::string> fields = run_fields(m, o, data, batch, prec, dev, nranks);
+  std::unique_ptr<CheckpointStore> store;  // rank 0 writes; every rank reads the checkpoint rank 0 chose
+  if (!o.checkpoint_dir.empty() && rank == 0)
+    store = std::make_unique<CheckpointStore>(o.checkpoint_dir, CheckpointStoreOptions{o.keep_checkpoints});
+  CS_CHECK(!o.resume || !o.checkpoint_dir.empty(), "--resume needs --checkpoint-dir");
   RunState rs;
   if (o.resume) {
     std::vector<std::string> skipped;
-    std::optional<Checkpoint> ck = store->load_latest(&skipped);
+    std::optional<Checkpoint> ck;
+    if (rank == 0) ck = store->load_latest(&skipped);
+    if (nranks > 1) {
+      const std::string path = dp->broadcast_string(ck ? ck->path : "");
+      if (rank != 0 && !path.empty()) ck = CheckpointStore::load_file(path);
+    }
     for (const std::string& s : skipped) std::printf("warning: skipped checkpoint %s\n", s.c_str());
     if (ck) {
       check_checkpoint_fields(*ck, fields);
       restore(*ck, net, opt, scaler, rs, ctx);
+      if (dp && dp->has_lag()) {
+        const CheckpointTensor* lt = ck->find(kLagTensor);
+        CS_CHECK(lt != nullptr, "resume from ", ck->path, ": --gradient-lag 1 but the checkpoint has no '", kLagTensor,
+                 "'");
+        dp->set_lag_buffer(lt->data);
+      }
       std::printf("resumed from %s at step %lld (%s)\n", ck->path.c_str(), static_cast<long long>(rs.iteration),
                   rs.cursor.str().c_str());
     } else {
@@ -855,10 +933,17 @@ int run_train(const TrainOptions& o_in) {
               ocfg.larc != LarcMode::off ? (std::string(" + LARC ") + o.larc).c_str() : "", o.lr,
               o.schedule.c_str(), o.loss.c_str(), xent_reduction_name(loss_cfg.reduction), o.loss_scale.c_str(),
               static_cast<long long>(total_steps), static_cast<long long>(steps_per_epoch));
+  if (nranks > 1 || dp)
+    std::printf("  data parallel: %d rank(s) (%s), batch %lld per rank = %lld global; allreduce %s, buckets of %g MiB%s%s\n",
+                nranks, dp->topology().c_str(), static_cast<long long>(batch),
+                static_cast<long long>(batch * nranks), o.dist.algo.c_str(), o.dist.bucket_mb,
+                o.dist.overlap ? " overlapping backward" : ", after backward",
+                o.dist.lag ? "; gradient lag 1" : "");
   std::fflush(stdout);
 
   io::LoaderOptions lo;
-  lo.shard = io::ShardSpec{0, 1, io::ShardMode::train, true, o.seed};
+  lo.shard = shard_spec;
+  lo.device_index = device_index;
   lo.batch = batch;
   lo.threads = o.data.threads;
   lo.buffers = 2;
@@ -877,9 +962,24 @@ int run_train(const TrainOptions& o_in) {
     if (!data.validation) return;
     Profiler* p = ctx.profiler;
     ctx.profiler = nullptr;  // the profile covers training steps only
+    // Ranks validate disjoint shards (nothing dropped) with the same weights and the average of their batch-norm
+    // running statistics (each rank's come from its own batches), then sum the counts.
+    if (dp && dp->has_lag()) dp->lag_buffer();  // no allreduce in flight during the collectives below
+    if (nranks > 1) dp->average_state(net, ctx);
     evaluator.set_weights(net);
     Baseline b;
-    last_eval = evaluator.run(ctx, *data.validation, lo, batch, baseline ? nullptr : &b);
+    EvalTotals bl;
+    last_eval = evaluator.run(ctx, *data.validation, lo, batch, baseline ? nullptr : &b, &bl);
+    if (nranks > 1) {
+      const int64_t K = m.num_classes;
+      std::vector<double> v = last_eval.pack(K), w = bl.pack(K);
+      v.insert(v.end(), w.begin(), w.end());
+      dp->sum(v);
+      last_eval.unpack(std::vector<double>(v.begin(), v.begin() + static_cast<int64_t>(v.size() / 2)), K);
+      bl.unpack(std::vector<double>(v.begin() + static_cast<int64_t>(v.size() / 2), v.end()), K);
+      b.iou_deepcam = bl.mean_iou_deepcam();
+      b.iou_gb = bl.mean_iou_gb();
+    }
     if (!baseline) baseline = b;
     have_eval = true;
     const int64_t epoch = rs.cursor.position == 0 ? rs.cursor.epoch : rs.cursor.epoch + 1;
@@ -910,7 +1010,7 @@ int run_train(const TrainOptions& o_in) {
     const XentSavedLayout lay = xent_saved_layout(ls.n, ls.h * ls.w, ls.c);
     Tensor metrics_copy = Tensor::zeros(Shape{1, 1, 1, static_cast<int64_t>(lay.total)}, DType::u8, dev, &ctx);
     const Tensor metrics_head = metrics_copy.channel_slice(0, static_cast<int64_t>(lay.mask));
-    double window_loss = 0;
+    double window_loss = 0, step_iou = 0;
     int64_t window_n = 0, window_samples = 0;
     auto t_window = clock::now();
     const int64_t first_iteration = rs.iteration;
@@ -933,18 +1033,49 @@ int run_train(const TrainOptions& o_in) {
       metrics_head.copy_from(net.saved(g.loss).channel_slice(0, static_cast<int64_t>(lay.mask)), &ctx);
       // Set after forward: the planner gives the output gradient memory that earlier tensors use.
       net.output_grad().copy_from(dy_host, &ctx);
-      net.backward(ctx);
       const double lr = schedule_lr(sched, opt.steps());
-      const StepResult r = opt.step(ctx, lr, scaler.inverse());
+      StepResult r;
+      if (dp) {
+        // Buckets reduce while backward goes on; the optimizer divides the sum by the rank count. With lag it
+        // applies the previous step's gradients, computed with the previous step's loss scale.
+        dp->begin();
+        net.backward(ctx, GradMode::overwrite, [&](int node) { dp->node_done(node); });
+        dp->finish();
+        const double used_scale = dp->has_lag() ? rs.lag_scale : scaler.scale();
+        r = opt.step(ctx, lr, 1.0 / (used_scale * static_cast<double>(nranks)));
+        rs.lag_scale = scaler.scale();
+      } else {
+        net.backward(ctx);
+        r = opt.step(ctx, lr, scaler.inverse());
+      }
       scaler.update(r.applied);
-      const SoftmaxXentMetrics met = SoftmaxXent::read_metrics(ctx, metrics_copy, ls);
+      SoftmaxXentMetrics met = SoftmaxXent::read_metrics(ctx, metrics_copy, ls);
+      if (nranks > 1) {
+        // The global batch's loss (the mean of the ranks' losses: each is its local batch's reduction) and IoU.
+        double iou = 0;
+        for (int64_t n = 0; n < met.n; ++n) iou += met.sample_iou_deepcam(n);
+        std::vector<double> v = {met.loss, iou};
+        dp->sum(v);
+        met.loss = v[0] / static_cast<double>(nranks);
+        step_iou = v[1] / static_cast<double>(met.n * nranks);
+      } else {
+        double iou = 0;
+        for (int64_t n = 0; n < met.n; ++n) iou += met.sample_iou_deepcam(n);
+        step_iou = met.n ? iou / static_cast<double>(met.n) : 0.0;
+      }
+      if (dp && o.dist.check_replicas > 0 && (rs.iteration + 1) % o.dist.check_replicas == 0)
+        for (const auto& st : opt.state())
+          if (st.name == "master") dp->check_replicas(st.tensor, rs.iteration + 1, ctx);
+      // Last: with lag, this step's gradients start their allreduce on the communication thread, which must be the
+      // only thread in MPI until the next finish() (MPI_THREAD_SERIALIZED).
+      if (dp) dp->after_step();
       if (o.profile) prof.end_step(ctx.stream());
       ++rs.iteration;
-      rs.samples += batch;
+      rs.samples += batch * nranks;
       rs.cursor = b->next;
       window_loss += met.loss;
       ++window_n;
-      window_samples += batch;
+      window_samples += batch * nranks;
       json j;
       j["event"] = "step";
       j["step"] = rs.iteration;
@@ -954,11 +1085,7 @@ int run_train(const TrainOptions& o_in) {
       j["loss_scale"] = scaler.scale();
       j["applied"] = r.applied;
       j["grad_norm"] = r.applied ? r.grad_norm : -1.0;
-      j["iou"] = [&] {
-        double s = 0;
-        for (int64_t n = 0; n < met.n; ++n) s += met.sample_iou_deepcam(n);
-        return met.n ? s / static_cast<double>(met.n) : 0.0;
-      }();
+      j["iou"] = step_iou;
       log.write(j);
       if (!r.applied && !o.quiet)
         std::printf("step %lld: non-finite gradient, step skipped; loss scale now %g\n",
@@ -985,15 +1112,18 @@ int run_train(const TrainOptions& o_in) {
       if (want_val) validate(epoch_end ? "end of epoch" : "periodic");
       if (store && !last && ((o.checkpoint_every > 0 && rs.iteration % o.checkpoint_every == 0) ||
                              (o.checkpoint_every == 0 && want_val)))
-        save_checkpoint(*store, net, opt, scaler, rs, fields, ctx, o.quiet ? "" : "checkpoint");
+        save_checkpoint(*store, net, opt, scaler, rs, fields, ctx, o.quiet ? "" : "checkpoint",
+                        dp && dp->has_lag() ? dp->lag_buffer() : Tensor());
     }
   } else {
     std::printf("already at step %lld of %lld: nothing to train\n", static_cast<long long>(rs.iteration),
                 static_cast<long long>(total_steps));
   }
   validate("end of run");
-  if (store) save_checkpoint(*store, net, opt, scaler, rs, fields, ctx, "checkpoint");
-  if (!o.save_weights.empty()) {
+  if (store)
+    save_checkpoint(*store, net, opt, scaler, rs, fields, ctx, "checkpoint",
+                    dp && dp->has_lag() ? dp->lag_buffer() : Tensor());
+  if (!o.save_weights.empty() && rank == 0) {
     std::map<std::string, std::string> md = model_metadata(m);
     save_weights(net, o.save_weights, md);
     std::printf("wrote weights %s\n", o.save_weights.c_str());

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "apps/model_options.h"
+#include "apps/train_dist.h"
 
 namespace climseg::apps {
 
@@ -66,6 +67,7 @@ struct TrainOptions {
   std::string profile_csv;
   std::string save_weights;
   bool quiet = false;
+  DistOptions dist;  // under mpirun/srun with several ranks (apps/train_dist.h)
 };
 
 struct EvalOptions {

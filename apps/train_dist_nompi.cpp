@@ -1,0 +1,50 @@
+// apps/train_dist.h without MPI (a build without climseg_comm): one rank, and a clear error when launched with
+// several or asked for gradient lag.
+#include <cstdlib>
+#include <string>
+
+#include "apps/train_dist.h"
+#include "engine/check.h"
+
+namespace climseg::apps {
+
+bool launched_with_ranks() {
+  for (const char* v : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE"}) {
+    const char* s = std::getenv(v);
+    if (s != nullptr && std::atoi(s) > 1) return true;
+  }
+  return false;
+}
+
+void ensure_mpi() { CS_THROW("this climseg was built without MPI (no distributed training)"); }
+
+RankInfo init_ranks() {
+  CS_CHECK(!launched_with_ranks(), "started with several ranks, but this climseg was built without MPI: each rank "
+           "would train alone");
+  return {};
+}
+
+void rank_barrier() {}
+
+struct DataParallel::Impl {};
+
+DataParallel::DataParallel(const DistOptions&, const Net&, Device, ExecContext&) { ensure_mpi(); }
+DataParallel::~DataParallel() = default;
+int DataParallel::rank() const { return 0; }
+int DataParallel::size() const { return 1; }
+int DataParallel::local_rank() const { return 0; }
+std::string DataParallel::topology() const { return "1 rank"; }
+void DataParallel::begin() {}
+void DataParallel::node_done(int) {}
+Tensor DataParallel::finish() { return {}; }
+void DataParallel::after_step() {}
+Tensor DataParallel::optimizer_grads() const { return {}; }
+bool DataParallel::has_lag() const { return false; }
+Tensor DataParallel::lag_buffer() { return {}; }
+void DataParallel::set_lag_buffer(const Tensor&) {}
+void DataParallel::sum(std::vector<double>&) {}
+void DataParallel::average_state(Net&, ExecContext&) {}
+void DataParallel::check_replicas(const Tensor&, int64_t, ExecContext&) {}
+std::string DataParallel::broadcast_string(const std::string& s) { return s; }
+
+}  // namespace climseg::apps
