@@ -1,6 +1,7 @@
 // climseg-bench: microbenchmarks. Every row is verified against the CPU reference before it is timed
 // (STYLE.md G). Subcommands arrive with their issues (op, allreduce, scaling); `layers` times the engine's
 // foundation layers (1x1 convolution as GEMM, ReLU, add, concat copy) on shapes from the three networks.
+// `allreduce` (under mpirun, MPI builds) prints nccl-tests' table instead of CSV: bench/bench_allreduce.cpp.
 //
 // CSV columns (stable): category,op,provider,variant,dtype,layout,shape,time_ms_median,time_ms_min,gflops,gbps,
 //                       pct_peak,verify
@@ -14,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/bench_allreduce.h"
 #include "bench/model_bench.h"
 #include "bench/op.h"
 #include "bench/scaling.h"
@@ -223,9 +225,39 @@ int main(int argc, char** argv) {
   model->add_flag("--no-header", no_header, "Omit the CSV header");
   bench::ScalingOptions scaling_opts;
   auto* scaling = bench::add_scaling_subcommand(app, scaling_opts);
+#if defined(CLIMSEG_BENCH_ALLREDUCE)
+  bench::AllreduceBenchOptions ar;
+  auto* allr = app.add_subcommand("allreduce", "Allreduce sweep in nccl-tests' style (run under mpirun): our "
+                                               "algorithms, MPI_Allreduce and (device cuda) ncclAllReduce");
+  allr->add_option("-b,--minbytes", ar.minbytes, "Smallest size in bytes")->capture_default_str();
+  allr->add_option("-e,--maxbytes", ar.maxbytes, "Largest size in bytes")->capture_default_str();
+  allr->add_option("-f,--stepfactor", ar.stepfactor, "Multiply the size by this each row (1: add --stepbytes)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  allr->add_option("-i,--stepbytes", ar.stepbytes, "Size increment when --stepfactor is 1")->capture_default_str();
+  allr->add_option("-n,--iters", ar.iters, "Timed calls per row")->check(CLI::PositiveNumber)->capture_default_str();
+  allr->add_option("-w,--warmup_iters", ar.warmup, "Untimed calls per row")->capture_default_str();
+  allr->add_option("-c,--check", ar.check, "1: verify one call per row on exact data (#wrong)")->capture_default_str();
+  allr->add_option("--algo", ar.algos,
+                   "Algorithms: ring, tree, halving_doubling, hierarchical, mpi, nccl, auto, or all (several allowed, "
+                   "comma-separated)")
+      ->delimiter(',')
+      ->capture_default_str();
+  allr->add_option("--dtype", ar.dtype, "fp32, fp16 or bf16")->capture_default_str();
+  allr->add_option("--device", ar.device, "cpu (host buffers, MPI transport) or cuda (device buffers, NCCL)")
+      ->check(CLI::IsMember({"cpu", "cuda"}))
+      ->capture_default_str();
+  allr->add_option("--ports", ar.ports, "Multi-port split of the inter-node phase")->capture_default_str();
+  allr->add_option("--ranks-per-node", ar.ranks_per_node, "Emulated nodes of this many consecutive ranks (0: real)")
+      ->capture_default_str();
+  allr->add_option("--timeout", ar.timeout_s, "Seconds before a wait gives up naming the peer (0: none)");
+#endif
   CLI11_PARSE(app, argc, argv);
   try {
     if (*scaling) return bench::run_scaling(scaling_opts);
+#if defined(CLIMSEG_BENCH_ALLREDUCE)
+    if (*allr) return bench::run_allreduce_bench(ar);
+#endif
     if (*layers) return run_layers(device, dtype, reps, div, !no_header);
     if (*model) {
       mb.header = !no_header;

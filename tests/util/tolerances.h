@@ -138,6 +138,23 @@ inline constexpr Tolerance scaling_fit_f64{
     "alpha and beta recovered by the calibration's least squares from exact synthetic times (times spanning 1e-5 to "
     "1 s): the 2x2 normal equations lose about log10 of their condition number (~1e6 for sizes from 1 KB to 1 GB) "
     "digits of double's 16, leaving ~1e-10; a wrong coefficient (2(n-1) vs n-1) is off by a factor"};
+// ---- allreduce (comm/): not the default formula; the bound is |got - ref| <= (ranks - 1) * rtol * sum_r |x_r| ------
+// Every element is the result of ranks-1 additions, each of one received partial sum into a local one, computed in
+// fp32 and rounded once to the storage type; each rounding errs by at most half an ulp of the partial sum
+// (|partial| <= sum |x_r|), plus 2^-24 relative for the fp32 addition of 16-bit operands. rtol = eps (one ulp, 2u)
+// covers both with a factor ~2 margin; ref is the fp64 sum of the inputs (already rounded to the dtype).
+inline constexpr Tolerance allreduce_f32{
+    "allreduce fp32 sum", 0, 1.1920928955078125e-07,
+    "(ranks-1) additions per element, each rounded to fp32 (u = 2^-24 of a partial sum <= sum|x|); rtol = eps = "
+    "2^-23, applied as (ranks-1) * rtol * sum|x|"};
+inline constexpr Tolerance allreduce_f16{
+    "allreduce fp16 sum", 0, 9.765625e-04,
+    "(ranks-1) additions per element in fp32, each rounded once to fp16 (u = 2^-11 plus 2^-24 for the fp32 add); "
+    "rtol = eps = 2^-10, applied as (ranks-1) * rtol * sum|x|"};
+inline constexpr Tolerance allreduce_bf16{
+    "allreduce bf16 sum", 0, 7.8125e-03,
+    "(ranks-1) additions per element in fp32, each rounded once to bf16 (u = 2^-8 plus 2^-24 for the fp32 add); "
+    "rtol = eps = 2^-7, applied as (ranks-1) * rtol * sum|x|"};
 
 }  // namespace tol
 
@@ -150,6 +167,7 @@ inline constexpr Tolerance kTolerances[] = {tol::gradcheck_f64,    tol::cpu_same
                                             tol::cuda_f16_gemm,    tol::cuda_bf16_gemm,   tol::cuda_f32_conv,
                                             tol::cuda_f16_conv,    tol::cuda_bf16_conv,   tol::cuda_f32_net,
                                             tol::cuda_f32_loss_track, tol::scaling_formula_f64,
-                                            tol::scaling_fit_f64};
+                                            tol::scaling_fit_f64,  tol::allreduce_f32,    tol::allreduce_f16,
+                                            tol::allreduce_bf16};
 
 }  // namespace climseg::test
