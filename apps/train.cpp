@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <csignal>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -1015,7 +1016,15 @@ int run_train(const TrainOptions& o_in) {
     auto t_window = clock::now();
     const int64_t first_iteration = rs.iteration;
     const auto t_loop = clock::now();
+    // Fault injection for the failure tests (docs/distributed.md): CLIMSEG_FAULT_KILL=R:S makes rank R kill itself
+    // with SIGKILL before step S.
+    int kill_rank = -1;
+    int64_t kill_step = -1;
+    if (const char* f = std::getenv("CLIMSEG_FAULT_KILL"); f != nullptr && std::sscanf(f, "%d:%lld", &kill_rank,
+                                                                                         (long long*)&kill_step) != 2)
+      CS_THROW("CLIMSEG_FAULT_KILL=", f, ": expected RANK:STEP");
     while (rs.iteration < total_steps) {
+      if (rank == kill_rank && rs.iteration + 1 == kill_step) std::raise(SIGKILL);
       if (o.profile) prof.begin_step(ctx.stream());
       std::optional<io::Batch> b;
       {
