@@ -229,12 +229,18 @@ int main(int argc, char** argv) {
   bench::AllreduceBenchOptions ar;
   auto* allr = app.add_subcommand("allreduce", "Allreduce sweep in nccl-tests' style (run under mpirun): our "
                                                "algorithms, MPI_Allreduce and (device cuda) ncclAllReduce");
-  allr->add_option("-b,--minbytes", ar.minbytes, "Smallest size in bytes")->capture_default_str();
-  allr->add_option("-e,--maxbytes", ar.maxbytes, "Largest size in bytes")->capture_default_str();
+  allr->add_option("-b,--minbytes", ar.minbytes, "Smallest size in bytes (K/M/G suffixes: powers of 1024)")
+      ->transform(CLI::AsSizeValue(false))
+      ->capture_default_str();
+  allr->add_option("-e,--maxbytes", ar.maxbytes, "Largest size in bytes (K/M/G suffixes)")
+      ->transform(CLI::AsSizeValue(false))
+      ->capture_default_str();
   allr->add_option("-f,--stepfactor", ar.stepfactor, "Multiply the size by this each row (1: add --stepbytes)")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
-  allr->add_option("-i,--stepbytes", ar.stepbytes, "Size increment when --stepfactor is 1")->capture_default_str();
+  allr->add_option("-i,--stepbytes", ar.stepbytes, "Size increment when --stepfactor is 1")
+      ->transform(CLI::AsSizeValue(false))
+      ->capture_default_str();
   allr->add_option("-n,--iters", ar.iters, "Timed calls per row")->check(CLI::PositiveNumber)->capture_default_str();
   allr->add_option("-w,--warmup_iters", ar.warmup, "Untimed calls per row")->capture_default_str();
   allr->add_option("-c,--check", ar.check, "1: verify one call per row on exact data (#wrong)")->capture_default_str();

@@ -388,6 +388,13 @@ void allreduce(Communicator& comm, const void* send, void* recv, int64_t count, 
   const int64_t bytes = count * static_cast<int64_t>(dtype_size(dt));
   const bool forced = algo != AllreduceAlgo::auto_;
   if (!forced) algo = choose_algo(t, bytes, opt);
+#if !defined(CLIMSEG_HAVE_NCCL)
+  CS_CHECK(algo != AllreduceAlgo::nccl, "allreduce nccl: climseg was built without NCCL");
+  CS_CHECK(opt.device == Device::cpu, "allreduce on device buffers needs NCCL; climseg was built without it");
+#endif
+  CS_CHECK(algo != AllreduceAlgo::nccl || opt.device == Device::cuda,
+           "allreduce nccl: needs device buffers (options.device = cuda)");
+  CS_CHECK(algo != AllreduceAlgo::mpi || opt.device == Device::cpu, "allreduce mpi: host buffers only");
   if (count > 0) {
     int cls = 0;
     while ((int64_t{1} << cls) < bytes) ++cls;
@@ -402,15 +409,11 @@ void allreduce(Communicator& comm, const void* send, void* recv, int64_t count, 
 
   if (algo == AllreduceAlgo::nccl) {
 #if defined(CLIMSEG_HAVE_NCCL)
-    CS_CHECK(opt.device == Device::cuda, "allreduce nccl: needs device buffers (options.device = cuda)");
     nccl_allreduce(comm, send, recv, count, dt, opt.stream, opt.timeout_s);
-    return;
-#else
-    CS_THROW("allreduce nccl: climseg was built without NCCL");
 #endif
+    return;
   }
   if (algo == AllreduceAlgo::mpi) {
-    CS_CHECK(opt.device == Device::cpu, "allreduce mpi: host buffers only");
     mpi_allreduce(comm, send, recv, count, dt, opt.timeout_s);
     return;
   }
@@ -420,8 +423,6 @@ void allreduce(Communicator& comm, const void* send, void* recv, int64_t count, 
   } else {
 #if defined(CLIMSEG_HAVE_NCCL)
     tr = make_nccl_transport(comm, opt.stream);
-#else
-    CS_THROW("allreduce on device buffers needs NCCL; climseg was built without it");
 #endif
   }
   // Every rank creates the port communicators in the same order before any traffic (MPI_Comm_dup is collective).
