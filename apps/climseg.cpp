@@ -95,6 +95,9 @@ int main(int argc, char** argv) {
 #endif
   } catch (const std::exception& e) {
     std::fprintf(stderr, "climseg: error: %s\n", e.what());
+#if defined(CLIMSEG_HAVE_IO)
+    if (*train.train) climseg::apps::abort_ranks(1);  // the other ranks must not wait for this one
+#endif
     return 1;
   }
   return 0;

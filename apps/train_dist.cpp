@@ -61,6 +61,15 @@ RankInfo init_ranks() {
   return r;
 }
 
+void abort_ranks(int code) {
+  int init = 0, fin = 0, size = 1;
+  MPI_Initialized(&init);
+  MPI_Finalized(&fin);
+  if (!init || fin) return;
+  MPI_Comm_size(MPI_COMM_WORLD, &size);
+  if (size > 1) MPI_Abort(MPI_COMM_WORLD, code);
+}
+
 void rank_barrier() {
   int init = 0;
   MPI_Initialized(&init);

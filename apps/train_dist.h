@@ -40,6 +40,9 @@ struct RankInfo {
 };
 RankInfo init_ranks();
 void rank_barrier();  // MPI_Barrier on the world (no-op with one rank)
+// After an error on one rank of several: MPI_Abort, so the others end too instead of waiting in a collective (and
+// MPI_Finalize at exit cannot hang). No-op with one rank or without MPI.
+void abort_ranks(int code);
 
 class DataParallel {
  public:
