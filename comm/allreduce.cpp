@@ -481,7 +481,8 @@ void allreduce(Communicator& comm, const void* send, void* recv, int64_t count, 
          << algo_name(algo) << (forced ? " (forced)" : " (auto)");
     if (opt.ports > 1 && (algo == AllreduceAlgo::hierarchical || algo == AllreduceAlgo::ring))
       line << ", " << opt.ports << " ports";
-    comm.log_once(std::string(algo_name(algo)) + "/" + std::to_string(cls), line.str());
+    comm.log_once(std::string(algo_name(algo)) + "/" + std::to_string(cls) + (forced ? "/forced" : "/auto"),
+                  line.str());
   }
   if (count == 0) return;
 
