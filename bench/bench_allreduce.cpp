@@ -120,7 +120,8 @@ int run_allreduce_bench(const AllreduceBenchOptions& o) {
     }
     // The comm layer logs every (algorithm, size class) it runs; here only auto's choices are news.
     const bool has_auto = std::find(algos.begin(), algos.end(), AllreduceAlgo::auto_) != algos.end();
-    comm.set_logger(o.log_choice && has_auto ? LogFn([](const std::string& s) { std::printf("# %s\n", s.c_str()); }) : LogFn{});
+    LogFn print = [](const std::string& s) { std::printf("# %s\n", s.c_str()); };
+    comm.set_logger(o.log_choice && has_auto ? print : LogFn{});
     for (int64_t bytes = o.minbytes; bytes <= o.maxbytes;
          bytes = o.stepfactor > 1 ? bytes * o.stepfactor : bytes + std::max<int64_t>(o.stepbytes, 1)) {
       const int64_t count = bytes / es;

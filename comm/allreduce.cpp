@@ -14,6 +14,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstring>
+#include <map>
 #include <sstream>
 #include <thread>
 
@@ -297,12 +298,78 @@ Schedule build_schedule(AllreduceAlgo algo, const Topology& t, int64_t count, co
   return s;
 }
 
-void run_schedule(const Schedule& s, Transport& tr, void* data, DType dt, double timeout_s) {
+namespace {
+
+// The ranges of the output already written by an out-of-place run (disjoint, sorted: start -> end).
+class Written {
+ public:
+  // 1: all of [a, b) written, 0: none of it, -1: partly.
+  int state(int64_t a, int64_t b) const {
+    int64_t covered = 0;
+    auto it = w_.upper_bound(a);
+    if (it != w_.begin()) --it;
+    for (; it != w_.end() && it->first < b; ++it)
+      covered += std::max<int64_t>(0, std::min(b, it->second) - std::max(a, it->first));
+    return covered == b - a ? 1 : covered == 0 ? 0 : -1;
+  }
+  void add(int64_t a, int64_t b) {
+    auto it = w_.upper_bound(a);
+    if (it != w_.begin() && std::prev(it)->second >= a) --it;
+    while (it != w_.end() && it->first <= b) {
+      a = std::min(a, it->first);
+      b = std::max(b, it->second);
+      it = w_.erase(it);
+    }
+    w_.emplace(a, b);
+  }
+  // The gaps of [0, n).
+  std::vector<std::pair<int64_t, int64_t>> gaps(int64_t n) const {
+    std::vector<std::pair<int64_t, int64_t>> g;
+    int64_t at = 0;
+    for (const auto& [a, b] : w_) {
+      if (a > at) g.emplace_back(at, a);
+      at = std::max(at, b);
+    }
+    if (at < n) g.emplace_back(at, n);
+    return g;
+  }
+
+ private:
+  std::map<int64_t, int64_t> w_;
+};
+
+}  // namespace
+
+void run_schedule(const Schedule& s, Transport& tr, const void* src, void* data, int64_t count, DType dt,
+                  double timeout_s) {
   const int64_t esize = static_cast<int64_t>(dtype_size(dt));
   auto* base = static_cast<std::byte*>(data);
+  const auto* in = static_cast<const std::byte*>(src);
+  const bool in_place = src == data;
+  Written written;
+  // Out of place, a range partly written already is completed from src first, so every transfer reads or writes
+  // one buffer as a whole.
+  auto settle = [&](const Transfer& x) -> bool {  // true: the range is (now) in data
+    if (in_place) return true;
+    const int st = written.state(x.offset, x.offset + x.count);
+    if (st == 1) return true;
+    if (st == 0) return false;
+    for (auto [a, b] : written.gaps(count))
+      if (b > x.offset && a < x.offset + x.count) {
+        a = std::max(a, x.offset);
+        b = std::min(b, x.offset + x.count);
+        tr.copy(base + a * esize, in + a * esize, (b - a) * esize);
+      }
+    written.add(x.offset, x.offset + x.count);
+    return true;
+  };
   auto* scratch = static_cast<std::byte*>(tr.scratch(s.max_step_reduce() * esize));
+  std::vector<char> from_data;
   for (const Step& step : s.steps) {
     if (step.ops.empty()) continue;
+    from_data.assign(step.ops.size(), 1);
+    for (size_t k = 0; k < step.ops.size(); ++k)
+      if (step.ops[k].kind == Transfer::send) from_data[k] = settle(step.ops[k]);
     int64_t at = 0;
     for (const Transfer& x : step.ops) {
       if (x.kind == Transfer::recv_copy) tr.post_recv(x.peer, x.port, x.tag, base + x.offset * esize, x.count * esize);
@@ -311,16 +378,27 @@ void run_schedule(const Schedule& s, Transport& tr, void* data, DType dt, double
         at += x.count;
       }
     }
-    for (const Transfer& x : step.ops)
-      if (x.kind == Transfer::send) tr.post_send(x.peer, x.port, x.tag, base + x.offset * esize, x.count * esize);
+    for (size_t k = 0; k < step.ops.size(); ++k) {
+      const Transfer& x = step.ops[k];
+      if (x.kind == Transfer::send)
+        tr.post_send(x.peer, x.port, x.tag, (from_data[k] ? base : in) + x.offset * esize, x.count * esize);
+    }
     tr.wait_all(timeout_s);
     at = 0;
-    for (const Transfer& x : step.ops)
+    for (size_t k = 0; k < step.ops.size(); ++k) {
+      const Transfer& x = step.ops[k];
       if (x.kind == Transfer::recv_reduce) {
-        tr.reduce_sum(base + x.offset * esize, scratch + at * esize, x.count, dt);
+        // Settled again: an earlier reduction of this step (two children sending the same tree chunk) may have
+        // written the range since.
+        const std::byte* a = (settle(x) ? base : in) + x.offset * esize;
+        tr.reduce_sum(base + x.offset * esize, a, scratch + at * esize, x.count, dt);
         at += x.count;
       }
+      if (!in_place && x.kind != Transfer::send) written.add(x.offset, x.offset + x.count);
+    }
   }
+  if (!in_place)
+    for (auto [a, b] : written.gaps(count)) tr.copy(base + a * esize, in + a * esize, (b - a) * esize);
 }
 
 // ---- the entry point
@@ -403,7 +481,8 @@ void allreduce(Communicator& comm, const void* send, void* recv, int64_t count, 
          << algo_name(algo) << (forced ? " (forced)" : " (auto)");
     if (opt.ports > 1 && (algo == AllreduceAlgo::hierarchical || algo == AllreduceAlgo::ring))
       line << ", " << opt.ports << " ports";
-    comm.log_once(std::string(algo_name(algo)) + "/" + std::to_string(cls), line.str());
+    comm.log_once(std::string(algo_name(algo)) + "/" + std::to_string(cls) + (forced ? "/forced" : "/auto"),
+                  line.str());
   }
   if (count == 0) return;
 
@@ -428,12 +507,11 @@ void allreduce(Communicator& comm, const void* send, void* recv, int64_t count, 
   // Every rank creates the port communicators in the same order before any traffic (MPI_Comm_dup is collective).
   if (opt.device == Device::cpu && t.size > 1)
     for (int p = 0; p < opt.ports; ++p) comm.port(p);
-  if (send != recv) tr->copy(recv, send, bytes);
   ScheduleParams sp;
   sp.ports = opt.ports;
   sp.chunk_elems = std::max<int64_t>(1, opt.chunk_bytes / static_cast<int64_t>(dtype_size(dt)));
   const Schedule s = build_schedule(algo, t, count, sp);
-  run_schedule(s, *tr, recv, dt, opt.timeout_s);
+  run_schedule(s, *tr, send, recv, count, dt, opt.timeout_s);
 }
 
 }  // namespace climseg::comm

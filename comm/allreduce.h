@@ -87,7 +87,10 @@ struct ScheduleParams {
 // Algorithms ring, tree, halving_doubling, hierarchical; rank t.rank's part of the plan.
 Schedule build_schedule(AllreduceAlgo algo, const Topology& t, int64_t count, const ScheduleParams& p = {});
 
-// Runs a schedule in place on `data` (count elements of dt) over `tr`.
-void run_schedule(const Schedule& s, Transport& tr, void* data, DType dt, double timeout_s);
+// Runs a schedule over `tr`: data = sum over ranks of src (count elements of dt). src == data is in place.
+// Out of place, nothing is copied up front: a range is read from src until the schedule first writes it in data
+// (a first addition writes src + received into data), and ranges the schedule never writes are copied at the end.
+void run_schedule(const Schedule& s, Transport& tr, const void* src, void* data, int64_t count, DType dt,
+                  double timeout_s);
 
 }  // namespace climseg::comm

@@ -6,6 +6,6 @@
 #include "engine/dtype.h"
 
 namespace climseg::comm {
-// dst[i] = round(float(dst[i]) + float(src[i])) on device buffers, enqueued on `stream` (a cudaStream_t).
-void device_reduce_sum(void* dst, const void* src, int64_t count, DType dt, void* stream);
+// dst[i] = round(float(a[i]) + float(b[i])) on device buffers, enqueued on `stream` (a cudaStream_t); dst may be a.
+void device_reduce_sum(void* dst, const void* a, const void* b, int64_t count, DType dt, void* stream);
 }  // namespace climseg::comm

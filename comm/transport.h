@@ -28,8 +28,9 @@ class Transport {
   virtual void post_recv(int peer, int port, int tag, void* buf, int64_t bytes) = 0;
   // Completes every posted transfer. timeout_s <= 0: no deadline.
   virtual void wait_all(double timeout_s) = 0;
-  // dst[i] = round(float(dst[i]) + float(src[i])) for i < count (fp32 maths for 16-bit types; one rounding).
-  virtual void reduce_sum(void* dst, const void* src, int64_t count, DType dt) = 0;
+  // dst[i] = round(float(a[i]) + float(b[i])) for i < count (fp32 maths for 16-bit types; one rounding). dst may
+  // be a (in place) or a third buffer (the first addition of an out-of-place call).
+  virtual void reduce_sum(void* dst, const void* a, const void* b, int64_t count, DType dt) = 0;
   virtual void copy(void* dst, const void* src, int64_t bytes) = 0;
   // Scratch for received partial sums, in the transport's memory; valid until the next call.
   virtual void* scratch(int64_t bytes) = 0;
@@ -39,7 +40,7 @@ class Transport {
 std::unique_ptr<Transport> make_mpi_transport(Communicator& comm);
 
 // Host reduction shared by the MPI transport and the MPI_Allreduce user ops (comm/transport_mpi.cpp).
-void host_reduce_sum(void* dst, const void* src, int64_t count, DType dt);
+void host_reduce_sum(void* dst, const void* a, const void* b, int64_t count, DType dt);
 
 #if defined(CLIMSEG_HAVE_NCCL)
 // NCCL send/recv on device buffers (comm/transport_nccl.cpp). `stream` is a cudaStream_t; the NCCL communicator

@@ -19,24 +19,24 @@
 
 namespace climseg::comm {
 
-void host_reduce_sum(void* dst, const void* src, int64_t count, DType dt) {
+void host_reduce_sum(void* dst, const void* a, const void* b, int64_t count, DType dt) {
   switch (dt) {
     case DType::f32: {
       auto* d = static_cast<float*>(dst);
-      auto* s = static_cast<const float*>(src);
-      for (int64_t i = 0; i < count; ++i) d[i] += s[i];
+      auto *x = static_cast<const float*>(a), *y = static_cast<const float*>(b);
+      for (int64_t i = 0; i < count; ++i) d[i] = x[i] + y[i];
       return;
     }
     case DType::f16: {
       auto* d = static_cast<Half*>(dst);
-      auto* s = static_cast<const Half*>(src);
-      for (int64_t i = 0; i < count; ++i) d[i] = float_to_half(half_to_float(d[i]) + half_to_float(s[i]));
+      auto *x = static_cast<const Half*>(a), *y = static_cast<const Half*>(b);
+      for (int64_t i = 0; i < count; ++i) d[i] = float_to_half(half_to_float(x[i]) + half_to_float(y[i]));
       return;
     }
     case DType::bf16: {
       auto* d = static_cast<BFloat16*>(dst);
-      auto* s = static_cast<const BFloat16*>(src);
-      for (int64_t i = 0; i < count; ++i) d[i] = float_to_bf16(bf16_to_float(d[i]) + bf16_to_float(s[i]));
+      auto *x = static_cast<const BFloat16*>(a), *y = static_cast<const BFloat16*>(b);
+      for (int64_t i = 0; i < count; ++i) d[i] = float_to_bf16(bf16_to_float(x[i]) + bf16_to_float(y[i]));
       return;
     }
     default:
@@ -111,8 +111,8 @@ class MpiTransport final : public Transport {
     info_.clear();
   }
 
-  void reduce_sum(void* dst, const void* src, int64_t count, DType dt) override {
-    host_reduce_sum(dst, src, count, dt);
+  void reduce_sum(void* dst, const void* a, const void* b, int64_t count, DType dt) override {
+    host_reduce_sum(dst, a, b, count, dt);
   }
   void copy(void* dst, const void* src, int64_t bytes) override {
     if (bytes > 0 && dst != src) std::memcpy(dst, src, static_cast<size_t>(bytes));

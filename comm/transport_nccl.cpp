@@ -118,8 +118,8 @@ class NcclTransport final : public Transport {
     peers_.clear();
     wait_stream(st_, stream_, timeout_s, os.str());
   }
-  void reduce_sum(void* dst, const void* src, int64_t count, DType dt) override {
-    device_reduce_sum(dst, src, count, dt, stream_);
+  void reduce_sum(void* dst, const void* a, const void* b, int64_t count, DType dt) override {
+    device_reduce_sum(dst, a, b, count, dt, stream_);
   }
   void copy(void* dst, const void* src, int64_t bytes) override {
     if (bytes > 0 && dst != src)

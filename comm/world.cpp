@@ -6,6 +6,7 @@
 #include <map>
 #include <sstream>
 
+#include "comm/transport.h"
 #include "engine/check.h"
 #include "engine/check_mpi.h"
 #include "engine/dtype.h"
@@ -76,16 +77,8 @@ MPI_Comm dup_with_errors_return(MPI_Comm c) {
 }
 
 // MPI user ops for 16-bit sums: convert both operands to fp32, add, round once to the 16-bit type.
-void half_sum(void* in, void* inout, int* len, MPI_Datatype*) {
-  auto* a = static_cast<const Half*>(in);
-  auto* b = static_cast<Half*>(inout);
-  for (int i = 0; i < *len; ++i) b[i] = float_to_half(half_to_float(a[i]) + half_to_float(b[i]));
-}
-void bf16_sum(void* in, void* inout, int* len, MPI_Datatype*) {
-  auto* a = static_cast<const BFloat16*>(in);
-  auto* b = static_cast<BFloat16*>(inout);
-  for (int i = 0; i < *len; ++i) b[i] = float_to_bf16(bf16_to_float(a[i]) + bf16_to_float(b[i]));
-}
+void half_sum(void* in, void* inout, int* len, MPI_Datatype*) { host_reduce_sum(inout, in, inout, *len, DType::f16); }
+void bf16_sum(void* in, void* inout, int* len, MPI_Datatype*) { host_reduce_sum(inout, in, inout, *len, DType::bf16); }
 
 }  // namespace
 

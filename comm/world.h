@@ -75,7 +75,7 @@ class Communicator {
 
   // Logging of algorithm choices (default: one line on stderr from rank 0). An empty function silences it.
   void set_logger(LogFn fn) { log_ = std::move(fn); }
-  // Logs `line` on rank 0 the first time `key` is seen (keys are "algo/size class").
+  // Logs `line` on rank 0 the first time `key` is seen (allreduce's keys: "algo/size class/auto|forced").
   void log_once(const std::string& key, const std::string& line);
 
   // Host scratch of at least `bytes`, owned by the communicator and reused across calls.

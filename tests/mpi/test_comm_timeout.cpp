@@ -8,8 +8,8 @@
 //
 // A rank that is killed (SIGKILL; ctest mpi_test_comm_timeout_kill_np4 sets CLIMSEG_COMM_KILL_SILENT=1): Open MPI's
 // mpirun then terminates the whole job itself within about a second ("mpirun noticed that process rank 3 ...
-// exited on signal 9"), before any deadline of ours; that test passes when mpirun's output names the rank. The MPI_Allreduce baseline is left out: a timed-out MPI_Iallreduce
-// cannot be cancelled.
+// exited on signal 9"), before any deadline of ours; that test passes when mpirun's output names the rank. The
+// MPI_Allreduce baseline is left out: a timed-out MPI_Iallreduce cannot be cancelled.
 #define CATCH_CONFIG_RUNNER
 #include <mpi.h>
 
