@@ -130,7 +130,10 @@ int run_predict(const PredictCommand& c) {
   if (torch_file)
     import_pytorch(net, c.weights);
   else
-    load_weights(net, c.weights);
+    if (is_checkpoint_file(c.weights))
+      load_checkpoint_weights(net, c.weights);  // a training checkpoint: its master weights
+    else
+      load_weights(net, c.weights);
   std::printf("predict: %s on %s (%s), %lld sample(s) of %lldx%lld, batch %lld, weights %s%s\n", m.name.c_str(),
               device_name(dev), dtype_name(dt), static_cast<long long>(N), static_cast<long long>(H),
               static_cast<long long>(W), static_cast<long long>(B), c.weights.c_str(),

@@ -557,8 +557,9 @@ void save_checkpoint(CheckpointStore& store, const Net& net, Optimizer& opt, con
                 std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
 }
 
-// Parameters (from the master copy) and layer state of a checkpoint into a net: by name, all required.
-void net_from_checkpoint(const Checkpoint& ck, Net& net, Tensor* master_flat) {
+// Resume: the parameters of a checkpoint into the optimizer's flat master layout (`master_flat`, host, padding
+// zero) and the layer state into the net, by name, all required.
+void net_from_checkpoint(const Checkpoint& ck, Net& net, Tensor& master_flat) {
   std::map<std::string, const Tensor*> by;
   for (const auto& t : ck.tensors) by[t.name] = &t.data;
   auto find = [&](const std::string& name, const Shape& s) -> const Tensor& {
@@ -568,18 +569,14 @@ void net_from_checkpoint(const Checkpoint& ck, Net& net, Tensor* master_flat) {
              ", the net expects ", s.str());
     return *it->second;
   };
+  const size_t es = master_flat.element_size();
   for (const Net::Param& p : net.params()) {
     const Tensor& t = find(p.name, p.spec.shape);
-    if (master_flat != nullptr) {
-      const size_t es = master_flat->element_size();
-      Tensor dst = Tensor::wrap(static_cast<char*>(master_flat->data()) + static_cast<size_t>(p.offset) * es,
-                                p.spec.shape, master_flat->dtype(), Device::cpu, master_flat->buffer());
-      CS_CHECK(t.dtype() == dst.dtype(), "checkpoint ", ck.path, ": '", p.name, "' is ", dtype_name(t.dtype()),
-               ", the master weights are ", dtype_name(dst.dtype()));
-      dst.copy_from(t);
-    } else {
-      p.value.copy_from(t.dtype() == p.value.dtype() ? t : t.cast(p.value.dtype()));
-    }
+    Tensor dst = Tensor::wrap(static_cast<char*>(master_flat.data()) + static_cast<size_t>(p.offset) * es,
+                              p.spec.shape, master_flat.dtype(), Device::cpu, master_flat.buffer());
+    CS_CHECK(t.dtype() == dst.dtype(), "checkpoint ", ck.path, ": '", p.name, "' is ", dtype_name(t.dtype()),
+             ", the master weights are ", dtype_name(dst.dtype()));
+    dst.copy_from(t);
   }
   for (const Net::Param& p : net.state()) {
     const Tensor& t = find(p.name, p.spec.shape);
@@ -594,7 +591,7 @@ void restore(const Checkpoint& ck, Net& net, Optimizer& opt, LossScaler& scaler,
   for (const auto& s : opt.state())
     if (s.name == "master") master_ref = s.tensor;
   Tensor flat = Tensor::zeros(master_ref.shape(), master_ref.dtype(), Device::cpu);
-  net_from_checkpoint(ck, net, &flat);
+  net_from_checkpoint(ck, net, flat);
   opt.load_state("master", flat, ctx);
   for (const auto& t : ck.tensors)
     if (t.name.rfind(kOptPrefix, 0) == 0) opt.load_state(t.name.substr(std::string(kOptPrefix).size()), t.data, ctx);
@@ -1177,8 +1174,7 @@ int run_eval(const EvalOptions& o) {
   Evaluator ev(m, loss_cfg, data.height, data.width, dev, prec);
   Net& net = *ev.get(o.batch).net;
   if (is_ckpt) {
-    const Checkpoint ck = CheckpointStore::load_file(o.weights);  // verifies the checksum
-    net_from_checkpoint(ck, net, nullptr);
+    load_checkpoint_weights(net, o.weights);  // verifies the checksum
   } else {
     load_weights(net, o.weights);
   }

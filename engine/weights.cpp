@@ -1,5 +1,7 @@
 #include "engine/weights.h"
 
+#include "engine/checkpoint.h"
+
 #include <cstring>
 #include <set>
 
@@ -235,6 +237,26 @@ void load_weights(Net& net, const std::string& path) {
   CS_CHECK(version == kWeightsVersion, "load_weights(", path, "): format version ", version,
            " is not supported (this climseg reads version ", kWeightsVersion, ")");
   load_slots(native_slots(net), file, false, "load_weights");
+}
+
+bool is_checkpoint_file(const std::string& path) {
+  return SafetensorsReader(path).metadata_or("climseg.format", "") == "climseg-checkpoint";
+}
+
+void load_checkpoint_weights(Net& net, const std::string& path) {
+  const Checkpoint ck = CheckpointStore::load_file(path);  // verified (checksum) before anything is used
+  std::vector<std::pair<const Net::Param*, Tensor>> staged;
+  auto stage = [&](const Net::Param& p) {
+    const CheckpointTensor* t = ck.find(p.name);
+    CS_CHECK(t != nullptr, "checkpoint ", path, " has no tensor '", p.name, "' (a checkpoint of another network?)");
+    CS_CHECK(t->data.shape() == p.spec.shape, "checkpoint ", path, ": '", p.name, "' is ", t->data.shape().str(),
+             ", the net expects ", p.spec.shape.str());
+    CS_CHECK(dtype_is_float(t->data.dtype()), "checkpoint ", path, ": '", p.name, "' is not a float tensor");
+    staged.emplace_back(&p, t->data.dtype() == p.value.dtype() ? t->data : t->data.cast(p.value.dtype()));
+  };
+  for (const Net::Param& p : net.params()) stage(p);
+  for (const Net::Param& p : net.state()) stage(p);
+  for (const auto& [p, t] : staged) p->value.copy_from(t);  // synchronous; the net is unchanged on any error above
 }
 
 void export_pytorch(const Net& net, const std::string& path, const std::map<std::string, std::string>& metadata) {

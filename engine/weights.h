@@ -35,6 +35,13 @@ inline constexpr const char* kPytorchFormat = "pt";  // what safetensors.torch.s
 void save_weights(const Net& net, const std::string& path, const std::map<std::string, std::string>& metadata = {});
 void load_weights(Net& net, const std::string& path);
 
+// A training checkpoint (engine/checkpoint.h: verified by its checksum first) holds the parameters under their net
+// names (from the fp32 master weights) and the layer state, besides optimizer state (ignored here): they are
+// copied into the net (converted to its dtype). Throws naming the file and the first missing or mismatched tensor.
+void load_checkpoint_weights(Net& net, const std::string& path);
+// True when `path` is a training checkpoint (its metadata says climseg.format = climseg-checkpoint).
+bool is_checkpoint_file(const std::string& path);
+
 // PyTorch convention.
 void export_pytorch(const Net& net, const std::string& path, const std::map<std::string, std::string>& metadata = {});
 void import_pytorch(Net& net, const std::string& path);

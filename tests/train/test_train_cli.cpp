@@ -349,4 +349,18 @@ TEST_CASE("train: config file with overrides; mismatched and corrupted checkpoin
   const json jw = json::parse(slurp(t.file("eval_w.json")));
   CHECK(jw.at("mean_iou").get<double>() == j.at("mean_iou").get<double>());
   CHECK(jw.at("loss").get<double>() == j.at("loss").get<double>());
+
+  // predict reads a training checkpoint too (its master weights), as it reads a weights file.
+  std::string sample;
+  for (const auto& e : fs::directory_iterator(fs::path(dataset()) / "validation")) sample = e.path().string();
+  REQUIRE(!sample.empty());
+  rc = cli("predict --weights " + (fs::path(t.file("ck")) / "ckpt-0000000003.safetensors").string() + " --input " +
+               sample + " --output " + t.file("p_ck.h5"),
+           out);
+  INFO(out);
+  REQUIRE(rc == 0);
+  rc = cli("predict --weights " + t.file("w.safetensors") + " --input " + sample + " --output " + t.file("p_w.h5"), out);
+  INFO(out);
+  REQUIRE(rc == 0);
+  CHECK(slurp(t.file("p_ck.h5")).size() > 1000);
 }
