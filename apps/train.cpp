@@ -1016,9 +1016,9 @@ int run_train(const TrainOptions& o_in) {
     // Fault injection for the failure tests (docs/distributed.md): CLIMSEG_FAULT_KILL=R:S makes rank R kill itself
     // with SIGKILL before step S.
     int kill_rank = -1;
-    int64_t kill_step = -1;
-    if (const char* f = std::getenv("CLIMSEG_FAULT_KILL"); f != nullptr && std::sscanf(f, "%d:%lld", &kill_rank,
-                                                                                         (long long*)&kill_step) != 2)
+    long long kill_step = -1;
+    if (const char* f = std::getenv("CLIMSEG_FAULT_KILL");
+        f != nullptr && std::sscanf(f, "%d:%lld", &kill_rank, &kill_step) != 2)
       CS_THROW("CLIMSEG_FAULT_KILL=", f, ": expected RANK:STEP");
     while (rs.iteration < total_steps) {
       if (rank == kill_rank && rs.iteration + 1 == kill_step) std::raise(SIGKILL);

@@ -198,7 +198,8 @@ DataParallel::DataParallel(const DistOptions& opt, const Net& net, Device device
   if (device == Device::cuda) {
     m.comm_ctx = std::make_unique<ExecContext>(Device::cuda, ctx.device_index());
     m.aopt.stream = m.comm_ctx->stream();
-    if (m.algo == comm::AllreduceAlgo::mpi) m.algo = comm::AllreduceAlgo::nccl;
+    CS_CHECK(m.algo != comm::AllreduceAlgo::mpi, "--allreduce mpi reduces host buffers; CUDA gradients use nccl, ",
+             "ring, tree, halving_doubling, hierarchical or auto");
   }
   m.grads = net.grad_buffer();
   m.dt = m.grads.dtype();
