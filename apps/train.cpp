@@ -1044,7 +1044,6 @@ int run_train(const TrainOptions& o_in) {
       if (dp) {
         // Buckets reduce while backward goes on; the optimizer divides the sum by the rank count. With lag it
         // applies the previous step's gradients, computed with the previous step's loss scale.
-        dp->begin();
         net.backward(ctx, GradMode::overwrite, [&](int node) { dp->node_done(node); });
         dp->finish();
         const double used_scale = dp->has_lag() ? rs.lag_scale : scaler.scale();
@@ -1165,7 +1164,7 @@ int run_eval(const EvalOptions& o) {
   const Device dev = resolve_device(o.device);
   const Precision prec = resolve_precision(o.precision, dev);
   SafetensorsReader file(o.weights);
-  const bool is_ckpt = file.metadata_or("climseg.format", "") == "climseg-checkpoint";
+  const bool is_ckpt = is_checkpoint_file(o.weights);
   const ModelConfig m = model_from_metadata(file.metadata());
   DataSetup data = setup_data(o.data, o.split);
   check_input_size(m, data.height, data.width);

@@ -106,8 +106,10 @@ struct DataParallel::Impl {
   bool stop = false;
   std::exception_ptr error;
 
-  // Device buffers: the NCCL transport on a communication stream ordered with the compute stream by events.
+  // Device buffers: the NCCL transport on a communication stream ordered with the compute stream by events
+  // (created once; an event may be recorded again as soon as its wait is enqueued).
   std::unique_ptr<ExecContext> comm_ctx;
+  Event ready, done;
 
   Impl(const DistOptions& o, Device d, ExecContext& c) : opt(o), device(d), ctx(c) {}
 
@@ -147,7 +149,6 @@ struct DataParallel::Impl {
   void launch(const Tensor& buf, int64_t offset, int64_t count) {
     void* p = static_cast<char*>(buf.data()) + static_cast<size_t>(offset) * dtype_size(dt);
     if (device == Device::cuda) {
-      Event ready(Device::cuda, ctx.device_index());
       ready.record(ctx);
       ready.wait(*comm_ctx);
       reduce_now(p, count);
@@ -167,7 +168,6 @@ struct DataParallel::Impl {
 
   void wait_all() {
     if (device == Device::cuda) {
-      Event done(Device::cuda, ctx.device_index());
       done.record(*comm_ctx);
       done.wait(ctx);
       return;
@@ -197,6 +197,8 @@ DataParallel::DataParallel(const DistOptions& opt, const Net& net, Device device
   m.aopt.device = device;
   if (device == Device::cuda) {
     m.comm_ctx = std::make_unique<ExecContext>(Device::cuda, ctx.device_index());
+    m.ready = Event(Device::cuda, ctx.device_index());
+    m.done = Event(Device::cuda, ctx.device_index());
     m.aopt.stream = m.comm_ctx->stream();
     CS_CHECK(m.algo != comm::AllreduceAlgo::mpi, "--allreduce mpi reduces host buffers; CUDA gradients use nccl, ",
              "ring, tree, halving_doubling, hierarchical or auto");
@@ -243,8 +245,6 @@ std::string DataParallel::topology() const { return impl_->comm->topology().str(
 bool DataParallel::has_lag() const { return impl_->lag.defined(); }
 Tensor DataParallel::optimizer_grads() const { return has_lag() ? impl_->lag : impl_->grads; }
 
-void DataParallel::begin() {}
-
 void DataParallel::node_done(int node) {
   Impl& m = *impl_;
   if (has_lag() || !m.opt.overlap) return;
@@ -253,17 +253,12 @@ void DataParallel::node_done(int node) {
     m.launch(m.grads, m.buckets[static_cast<size_t>(b)].offset, m.buckets[static_cast<size_t>(b)].count);
 }
 
-Tensor DataParallel::finish() {
+void DataParallel::finish() {
   Impl& m = *impl_;
   ProfileScope scope(m.ctx, ProfCategory::allreduce, "allreduce wait");
-  if (has_lag()) {
-    m.wait_all();  // the previous step's gradients, reduced while this step ran
-    return m.lag;
-  }
-  if (!m.opt.overlap)
+  if (!has_lag() && !m.opt.overlap)
     for (const Bucket& b : m.buckets) m.launch(m.grads, b.offset, b.count);
-  m.wait_all();
-  return m.grads;
+  m.wait_all();  // with lag: the previous step's gradients, reduced while this step ran
 }
 
 void DataParallel::after_step() {

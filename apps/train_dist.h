@@ -56,13 +56,11 @@ class DataParallel {
   int local_rank() const;
   std::string topology() const;
 
-  // The step's gradient flow. begin(): before backward. node_done(k): Net::backward's hook. finish(): after
-  // backward; returns the buffer the optimizer must use this step (the net's gradients, summed over ranks; with
-  // lag: the previous step's summed gradients, zero at the first step) — its contents are the SUM, so the
-  // optimizer divides by size().
-  void begin();
+  // The step's gradient flow. node_done(k): Net::backward's hook (starts the buckets that node completes).
+  // finish(): after backward, waits until optimizer_grads() holds the SUM over ranks (the optimizer divides by
+  // size()): the net's gradients of this step, or with lag the previous step's (zero at the first step).
   void node_done(int node);
-  Tensor finish();
+  void finish();
   // With lag, after the optimizer step: this step's gradients go into the lag buffer and their allreduce starts,
   // overlapping the whole next step. Without lag: nothing.
   void after_step();

@@ -35,9 +35,8 @@ int DataParallel::rank() const { return 0; }
 int DataParallel::size() const { return 1; }
 int DataParallel::local_rank() const { return 0; }
 std::string DataParallel::topology() const { return "1 rank"; }
-void DataParallel::begin() {}
 void DataParallel::node_done(int) {}
-Tensor DataParallel::finish() { return {}; }
+void DataParallel::finish() {}
 void DataParallel::after_step() {}
 Tensor DataParallel::optimizer_grads() const { return {}; }
 bool DataParallel::has_lag() const { return false; }
