@@ -293,6 +293,7 @@ int run_bench(const BenchOptions& o) {
   const bool serialized = o.serialize || !io::hdf5_thread_safe();
   const size_t nt = o.threads.size();
   std::vector<std::vector<double>> raw_mbps(nt), rs_mbps(nt), pipe_mbps(nt), pipe_sps(nt), raw_sps(nt), rs_sps(nt);
+  std::vector<int64_t> pipe_samples(nt, 0), pipe_direct(nt, 0);  // all rounds and epochs
   ExecContext ctx(device, 0);
   for (int round = 0; round < o.epochs; ++round) {
     for (size_t ti = 0; ti < nt; ++ti) {
@@ -333,6 +334,9 @@ int run_bench(const BenchOptions& o) {
             end = now_s();
           }
         }
+        const io::LoaderStats ls = loader.stats();
+        pipe_samples[ti] += ls.samples;
+        pipe_direct[ti] += ls.direct;
       }
       pipe_mbps[ti].push_back(pbytes / 1e6 / (end - start));
       pipe_sps[ti].push_back(static_cast<double>(psamples) / (end - start));
@@ -357,6 +361,11 @@ int run_bench(const BenchOptions& o) {
     print_row(row("read_sample", o.threads[ti], rs_mbps[ti], rs_sps[ti]), raw1, rawt);
     print_row(row("pipeline", o.threads[ti], pipe_mbps[ti], pipe_sps[ti]), raw1, rawt);
   }
+  std::printf("\npipeline samples read straight into their batch slot (one pass; the rest via a reader's buffer):");
+  for (size_t ti = 0; ti < nt; ++ti)
+    std::printf(" %d thread%s %.0f%%", o.threads[ti], o.threads[ti] == 1 ? "" : "s",
+                100.0 * static_cast<double>(pipe_direct[ti]) / static_cast<double>(std::max<int64_t>(1, pipe_samples[ti])));
+  std::printf("\n");
   return 0;
 }
 

@@ -11,6 +11,7 @@
 #include <cstring>
 #include <filesystem>
 #include <limits>
+#include <type_traits>
 
 #include "io/hdf5_util.h"
 #include "kernels/cpu/normalize.h"
@@ -213,7 +214,7 @@ Window window_of(const SampleInfo& info, const ReadOptions& opt) {
 
 // True when any value is NaN or +-inf: the exponent bits are all ones. Integer OR-reduction, which compilers
 // vectorise (a float test with early exit does not), so the common all-finite case costs one pass at memory speed.
-bool any_non_finite(const float* p, int64_t n) {
+[[gnu::noinline]] bool any_non_finite(const float* p, int64_t n) {
   uint32_t flag = 0;
   for (int64_t k = 0; k < n; ++k) {
     uint32_t u;
@@ -245,6 +246,50 @@ bool direct_read_ok(hid_t ds) {
   return H5Dget_offset(ds) != HADDR_UNDEF;
 }
 
+// Rows per block of the blocked reads: about 1 MiB, so a block is still in cache when it is checked (and normalised).
+hsize_t rows_per_block(const Window& win, const SampleInfo& info) {
+  const auto row = static_cast<hsize_t>(win.w * info.channels);
+  return std::max<hsize_t>(1, (hsize_t{1} << 20) / (row * sizeof(float)));
+}
+
+// Whole rows of a contiguous, unfiltered little-endian float32 climate/data (DeepCAM's files): the bytes of the
+// window are one run in the file, read with pread() outside HDF5 (whose global lock would serialise concurrent
+// readers), block by block. For each block of rows [r0, r0 + rb): dest(r0) says where its rb * w * C floats go, and
+// land(block, r0, rb) is called once they are there; it returns false to stop early. Returns false, reading
+// nothing, when the dataset or the window does not allow it (the caller then reads through HDF5).
+template <class Dest, class Land>
+bool read_rows_direct(hid_t ds, const SampleInfo& info, const Window& win, Dest&& dest, Land&& land) {
+  if (info.layout != SampleLayout::deepcam || win.step != 1 || win.x0 != 0 || win.w != info.width) return false;
+  if (!direct_read_ok(ds)) return false;
+  const auto y0 = static_cast<hsize_t>(win.y0), h = static_cast<hsize_t>(win.h);
+  const auto row = static_cast<hsize_t>(win.w * info.channels);
+  const hsize_t rpb = rows_per_block(win, info);
+  const haddr_t base = H5Dget_offset(ds);
+  const int fd = ::open(info.path.c_str(), O_RDONLY | O_CLOEXEC);
+  CS_CHECK(fd >= 0, info.path, ": cannot open for reading: ", std::strerror(errno));
+  struct Close {
+    int fd;
+    ~Close() { ::close(fd); }
+  } close_fd{fd};
+  for (hsize_t r0 = 0; r0 < h; r0 += rpb) {
+    const hsize_t rb = std::min(rpb, h - r0);
+    float* fblock = dest(static_cast<int64_t>(r0));
+    char* block = reinterpret_cast<char*>(fblock);
+    const size_t bytes = static_cast<size_t>(rb * row * sizeof(float));
+    const off_t at = static_cast<off_t>(base + ((y0 + r0) * row) * sizeof(float));
+    size_t done = 0;
+    while (done < bytes) {
+      const ssize_t n = ::pread(fd, block + done, bytes - done, at + static_cast<off_t>(done));
+      if (n < 0 && errno == EINTR) continue;
+      CS_CHECK(n > 0, info.path, ": reading climate/data at byte ", at + static_cast<off_t>(done), ": ",
+               n == 0 ? std::string("unexpected end of file (truncated?)") : std::string(std::strerror(errno)));
+      done += static_cast<size_t>(n);
+    }
+    if (!land(fblock, static_cast<int64_t>(r0), static_cast<int64_t>(rb))) break;
+  }
+  return true;
+}
+
 // *non_finite: whether the field holds a NaN or inf (scanned as it is read).
 Tensor read_data(hid_t file, const SampleInfo& info, const Window& win, const Tensor& reuse, bool* non_finite) {
   using V = std::vector<hsize_t>;
@@ -257,38 +302,18 @@ Tensor read_data(hid_t file, const SampleInfo& info, const Window& win, const Te
     // In blocks of rows of about 1 MiB, each scanned for non-finite values right after it lands, while it is still
     // in cache: the scan of the whole 57 MB field afterwards cost as much as a third of the read.
     H5Id ds(IO_H5_CHECK(H5Dopen2(file, "climate/data", H5P_DEFAULT), info.path, ": opening climate/data"), H5Dclose);
-    H5Id fspace(IO_H5_CHECK(H5Dget_space(ds), info.path, ": dataspace of climate/data"), H5Sclose);
-    const hsize_t row = w * C, rows_per_block = std::max<hsize_t>(1, (hsize_t{1} << 20) / (row * sizeof(float)));
+    const hsize_t row = w * C, rpb = rows_per_block(win, info);
     *non_finite = false;
-    // Whole rows of a contiguous, unfiltered little-endian float32 dataset (DeepCAM's files): the bytes are one run in
-    // the file, so read them with pread() outside HDF5 (whose global lock would serialise concurrent readers).
-    if (s == 1 && x0 == 0 && w == static_cast<hsize_t>(info.width) && direct_read_ok(ds)) {
-      const haddr_t base = H5Dget_offset(ds);
-      const int fd = ::open(info.path.c_str(), O_RDONLY | O_CLOEXEC);
-      CS_CHECK(fd >= 0, info.path, ": cannot open for reading: ", std::strerror(errno));
-      struct Close {
-        int fd;
-        ~Close() { ::close(fd); }
-      } close_fd{fd};
-      for (hsize_t r0 = 0; r0 < h; r0 += rows_per_block) {
-        const hsize_t rb = std::min(rows_per_block, h - r0);
-        char* block = reinterpret_cast<char*>(dst + r0 * row);
-        const size_t bytes = static_cast<size_t>(rb * row * sizeof(float));
-        const off_t at = static_cast<off_t>(base + ((y0 + r0) * row) * sizeof(float));
-        size_t done = 0;
-        while (done < bytes) {
-          const ssize_t n = ::pread(fd, block + done, bytes - done, at + static_cast<off_t>(done));
-          if (n < 0 && errno == EINTR) continue;
-          CS_CHECK(n > 0, info.path, ": reading climate/data at byte ", at + static_cast<off_t>(done), ": ",
-                   n == 0 ? std::string("unexpected end of file (truncated?)") : std::string(std::strerror(errno)));
-          done += static_cast<size_t>(n);
-        }
-        *non_finite = *non_finite || any_non_finite(reinterpret_cast<float*>(block), static_cast<int64_t>(rb * row));
-      }
+    if (read_rows_direct(
+            ds, info, win, [&](int64_t r0) { return dst + r0 * static_cast<int64_t>(row); },
+            [&](const float* b, int64_t, int64_t rb) {
+              *non_finite = *non_finite || any_non_finite(b, rb * static_cast<int64_t>(row));
+              return true;
+            }))
       return t;
-    }
-    for (hsize_t r0 = 0; r0 < h; r0 += rows_per_block) {
-      const hsize_t rb = std::min(rows_per_block, h - r0);
+    H5Id fspace(IO_H5_CHECK(H5Dget_space(ds), info.path, ": dataspace of climate/data"), H5Sclose);
+    for (hsize_t r0 = 0; r0 < h; r0 += rpb) {
+      const hsize_t rb = std::min(rpb, h - r0);
       const V start{y0 + r0 * s, x0, 0}, stride{s, s, 1}, count{rb, w, C};
       IO_H5_CHECK(H5Sselect_hyperslab(fspace, H5S_SELECT_SET, start.data(), stride.data(), count.data(), nullptr),
                   info.path, ": selecting rows of climate/data");
@@ -383,15 +408,85 @@ Sample read_sample(const std::string& path, const ReadOptions& opt) {
   return s;
 }
 
-void read_sample_into(const std::string& path, const ReadOptions& opt, Sample& s) {
-  QuietHdf5Errors quiet;
-  OpenSample o = open_sample(path, opt.channels);
-  if (o.info.labels_dataset.empty() && opt.labels_required)
+namespace {
+
+// The checks both read functions make before reading: labels present when required, the window, the label variant.
+Window prepare_read(const OpenSample& o, const std::string& path, const ReadOptions& opt, bool labels_required) {
+  if (o.info.labels_dataset.empty() && labels_required)
     CS_THROW(path, ": no labels: the file has neither climate/labels_0 (DeepCAM) nor climate/labels (2018)");
   const Window win = window_of(o.info, opt);
   if (!o.info.labels_dataset.empty() && (opt.label_variant < 0 || opt.label_variant >= o.info.label_variants))
     CS_THROW(path, ": label variant ", opt.label_variant, " requested but ", o.info.labels_dataset, " has ",
              o.info.label_variants, o.info.label_variants == 1 ? " (2-D labels)" : "");
+  return win;
+}
+
+// P pixels of raw fp32 x (C channels, dense) into t.data from pixel p0 on: normalised with t's coefficients, or
+// converted as they are.
+void store_pixels(const SampleTarget& t, int64_t C, const float* x, int64_t p0, int64_t P) {
+  std::vector<float> identity;  // (0..., 1...) when t has no coefficients and a conversion is needed
+  const float *shift = t.shift, *scale = t.scale;
+  auto go = [&](auto* y) {
+    using T = std::remove_pointer_t<decltype(y)>;
+    y += p0 * C;
+    if (shift == nullptr) {
+      if constexpr (std::is_same_v<T, float>) {
+        if (y != x) std::memcpy(y, x, static_cast<size_t>(P * C) * sizeof(float));
+        return;
+      }
+      identity.assign(static_cast<size_t>(2 * C), 0.0f);
+      std::fill(identity.begin() + C, identity.end(), 1.0f);
+      shift = identity.data();
+      scale = identity.data() + C;
+    }
+    cpu::minmax_normalize<T>(P, C, x, C, y, C, shift, scale);
+  };
+  switch (t.data.dtype()) {
+    case DType::f32:
+      return go(t.data.data_as<float>());
+    case DType::f64:
+      return go(t.data.data_as<double>());
+    case DType::f16:
+      return go(static_cast<Half*>(t.data.data()));
+    case DType::bf16:
+      return go(static_cast<BFloat16*>(t.data.data()));
+    default:
+      CS_THROW("read_sample_to: no target of dtype ", dtype_name(t.data.dtype()), " (fp32, fp64, fp16, bf16)");
+  }
+}
+
+// store_pixels fused with the finite check (x dense, not overlapping the target): false when x holds a NaN or inf.
+bool store_pixels_checked(const SampleTarget& t, int64_t C, const float* x, int64_t p0, int64_t P) {
+  std::vector<float> identity;
+  const float *shift = t.shift, *scale = t.scale;
+  if (shift == nullptr) {
+    identity.assign(static_cast<size_t>(2 * C), 0.0f);
+    std::fill(identity.begin() + C, identity.end(), 1.0f);
+    shift = identity.data();
+    scale = identity.data() + C;
+  }
+  const int64_t off = p0 * C;
+  switch (t.data.dtype()) {
+    case DType::f32:
+      return cpu::minmax_normalize_finite<float>(P, C, x, t.data.data_as<float>() + off, shift, scale);
+    case DType::f64:
+      return cpu::minmax_normalize_finite<double>(P, C, x, t.data.data_as<double>() + off, shift, scale);
+    case DType::f16:
+      return cpu::minmax_normalize_finite<Half>(P, C, x, static_cast<Half*>(t.data.data()) + off, shift, scale);
+    case DType::bf16:
+      return cpu::minmax_normalize_finite<BFloat16>(P, C, x, static_cast<BFloat16*>(t.data.data()) + off, shift,
+                                                    scale);
+    default:
+      CS_THROW("read_sample_to: no target of dtype ", dtype_name(t.data.dtype()), " (fp32, fp64, fp16, bf16)");
+  }
+}
+
+}  // namespace
+
+void read_sample_into(const std::string& path, const ReadOptions& opt, Sample& s) {
+  QuietHdf5Errors quiet;
+  OpenSample o = open_sample(path, opt.channels);
+  const Window win = prepare_read(o, path, opt, opt.labels_required);
   bool non_finite = false;
   s.data = read_data(o.file, o.info, win, s.data, &non_finite);
   if (non_finite) throw_non_finite(s.data, o.info, win);
@@ -402,6 +497,51 @@ void read_sample_into(const std::string& path, const ReadOptions& opt, Sample& s
   s.y0 = win.y0;
   s.x0 = win.x0;
   s.step = win.step;
+}
+
+SampleInfo read_sample_to(const std::string& path, const ReadOptions& opt, const SampleTarget& t, Sample& scratch) {
+  const DType dt = t.data.defined() ? t.data.dtype() : DType::f32;
+  CS_CHECK(t.data.defined() && t.data.device() == Device::cpu && t.data.is_contiguous() &&
+               (dt == DType::f32 || dt == DType::f64 || dt == DType::f16 || dt == DType::bf16),
+           "read_sample_to: the data target must be a contiguous host fp32, fp64, fp16 or bf16 tensor");
+  CS_CHECK(t.labels.defined() && t.labels.device() == Device::cpu && t.labels.is_contiguous() &&
+               t.labels.dtype() == DType::i32,
+           "read_sample_to: the labels target must be a contiguous host int32 tensor");
+  CS_CHECK((t.shift == nullptr) == (t.scale == nullptr), "read_sample_to: give both shift and scale, or neither");
+  QuietHdf5Errors quiet;
+  OpenSample o = open_sample(path, opt.channels);
+  const Window win = prepare_read(o, path, opt, true);
+  const int64_t C = o.info.channels, row = win.w * C;
+  const Shape want{1, win.h, win.w, C};
+  if (!(t.data.shape() == want) || !(t.labels.shape() == Shape{1, win.h, win.w, 1}))
+    CS_THROW(path, ": the sample reads as ", want.str(), ", but ", t.holder, " ", t.data.shape().str());
+
+  bool non_finite = false, direct = false;
+  {
+    H5Id ds(IO_H5_CHECK(H5Dopen2(o.file, "climate/data", H5P_DEFAULT), path, ": opening climate/data"), H5Dclose);
+    // Into one block-sized buffer that stays in cache (the kernel's copy into it is cheaper than into a large buffer),
+    // then checked, normalised and rounded into the target in one pass (streaming stores for fp32: the target is
+    // large and not read again soon). Without coefficients the pass is an exact copy (1 * (x - 0) == x).
+    thread_local std::vector<float> block;
+    block.resize(static_cast<size_t>(static_cast<int64_t>(rows_per_block(win, o.info)) * row));
+    direct = read_rows_direct(
+        ds, o.info, win, [&](int64_t) { return block.data(); },
+        [&](const float* b, int64_t r0, int64_t rb) {
+          return !(non_finite = !store_pixels_checked(t, C, b, r0 * win.w, rb * win.w));
+        });
+  }
+  if (!direct || non_finite) {
+    // Through HDF5 into the scratch buffer (also after a direct read that met a NaN/inf: the data in the target is
+    // partly normalised, so the message is made from a plain read of the raw values).
+    scratch.data = read_data(o.file, o.info, win, scratch.data, &non_finite);
+    if (non_finite) throw_non_finite(scratch.data, o.info, win);
+    CS_CHECK(!direct, path, ": climate/data held a NaN or inf on one read and none on the next (was the file being",
+             " written?)");
+    store_pixels(t, C, scratch.data.data_as<float>(), 0, win.h * win.w);
+  }
+  const Tensor labels = read_labels(o.file, o.info, o.labels_rank, win, opt.label_variant, t.labels);
+  CS_CHECK(labels.data() == t.labels.data(), "read_sample_to: internal error: the labels were not read in place");
+  return std::move(o.info);
 }
 
 // ---- statistics ------------------------------------------------------------------------------------------------

@@ -79,6 +79,27 @@ Sample read_sample(const std::string& path, const ReadOptions& opt = {});
 // the previous file: no new allocation, no page faults). On an error `s` holds partial data.
 void read_sample_into(const std::string& path, const ReadOptions& opt, Sample& s);
 
+// Where read_sample_to puts a sample: the caller's memory (the input pipeline's batch slots).
+struct SampleTarget {
+  // (1,H,W,C) host, contiguous: fp32, or fp64/fp16/bf16 (rounded once from the fp32 result). H,W: after the crop or
+  // stride of ReadOptions; a file that reads to another shape is an error naming both shapes.
+  Tensor data;
+  Tensor labels;  // (1,H,W,1) int32 host, contiguous (the file must have labels)
+  // Per-channel min-max coefficients (kernels/cpu/normalize.h: data = T(scale_c * (x - shift_c))), both or neither;
+  // neither: the values as read (converted to data's dtype).
+  const float* shift = nullptr;
+  const float* scale = nullptr;
+  // Who holds `data`, for the shape-mismatch message ("the loader's batches ...").
+  std::string holder = "the destination";
+};
+
+// read_sample_into's validation and result, written into `t` and normalised on the way. For contiguous, unfiltered
+// little-endian float32 DeepCAM data read as whole rows (DeepCAM's own files, read full size or with a row crop) the
+// field goes from the file into t.data in blocks of about 1 MiB, each checked for NaN/inf and normalised while it is in
+// cache: one pass over the data. Other files are read into `scratch`'s buffers (reused from call to call) and
+// normalised from there. On an error t holds partial data; the message is the one read_sample_into gives.
+SampleInfo read_sample_to(const std::string& path, const ReadOptions& opt, const SampleTarget& t, Sample& scratch);
+
 // Normalisation statistics (stats.h5). DeepCAM: climate/minval and climate/maxval, and climate/count, mean and
 // sqmean when present, one value per channel. 2018: climate/stats (C,4) with columns [mean, max, min, std].
 // Only min and max are used (reference-systems.md 1.3); the others are kept for `data stats`.

@@ -222,6 +222,7 @@ struct Loader::Impl {
   int64_t epoch_batches = 0;     // batches kept (not dropped) in the epoch being formed
   bool epoch_from_start = true;  // the epoch being formed started at position 0 (not resumed mid-way)
   bool halt = false;             // an error was committed: no new reads, work already committed finishes
+  bool bad_seen = false;         // a sample failed validation: readers no longer read straight into the slots
   bool stop = false;             // the loader is going away, or a reader failed outright: everyone leaves
   std::exception_ptr fatal;      // a reader's failure outside file validation (CUDA, memory)
   std::set<int64_t> known_bad;
@@ -245,7 +246,13 @@ struct Loader::Impl {
   Outcome read_one(int64_t file, Sample& buf);
   struct Assignment {
     int64_t batch = -1, pos = 0;
+    bool operator==(const Assignment&) const = default;
   };
+  Assignment predict(int64_t s) const;  // under mu
+  SampleTarget target_of(const Assignment& a);
+  Outcome read_into_slot(int64_t file, const Assignment& a, Sample& buf);
+  bool wait_for_slot(const Assignment& a);  // false: the loader is stopping
+  void mark_written(const Assignment& a);
   Assignment commit(std::unique_lock<std::mutex>& lk, int64_t s, int64_t e, int64_t p, int64_t file, Outcome& out,
                     std::vector<BadFile>& report);
   void close_batch(int64_t id, const Cursor& end);
@@ -378,6 +385,77 @@ Loader::Impl::Outcome Loader::Impl::read_one(int64_t file, Sample& buf) {
   return out;
 }
 
+// Where sample s goes if it and every sample committed before it read fine: commit()'s rules for good samples, replayed
+// from the committed state. Exact while no sample fails (then every reader's prediction comes from the same replay, so
+// two in-flight reads never predict one place); after a failure the readers stop predicting (bad_seen).
+Loader::Impl::Assignment Loader::Impl::predict(int64_t s) const {
+  int64_t id = assembling, count = assembling >= 0 ? batches.at(assembling).count : 0, next_id = next_batch_id;
+  for (int64_t q = committed;; ++q) {
+    const int64_t p = (opt.start.position + q) % S;
+    if (id < 0) {
+      id = next_id++;
+      count = 0;
+    }
+    const Assignment a{id, count++};
+    if (q == s) return a;
+    if (count == opt.batch || p == S - 1) id = -1;
+  }
+}
+
+// Sample a.pos of slot a.batch % K, as read_sample_to's target: the batch itself (CPU loader: normalised in the
+// batch's dtype) or the pinned raw fp32 slot (CUDA loader: normalised on the device after the copy).
+SampleTarget Loader::Impl::target_of(const Assignment& a) {
+  Slot& sl = slots[static_cast<size_t>(a.batch % K)];
+  const int64_t HWC = sample.numel(), HW = sample.pixels();
+  SampleTarget t;
+  const DType dt = sl.host_data.dtype();
+  t.data = Tensor::wrap(static_cast<char*>(sl.host_data.data()) + a.pos * HWC * static_cast<int64_t>(dtype_size(dt)),
+                        sample, dt, Device::cpu);
+  t.labels = Tensor::wrap(static_cast<int32_t*>(sl.host_labels.data()) + a.pos * HW, Shape{1, sample.h, sample.w, 1},
+                          DType::i32, Device::cpu);
+  if (!cuda && !opt.stats.empty()) {
+    t.shift = shift.data();
+    t.scale = scale.data();
+  }
+  t.holder = "the loader's batches (set by the first readable file: all files must have one size) hold samples of";
+  return t;
+}
+
+// Reads file straight into its place in a batch slot (one pass: read, check, normalise), the slot being a.batch's.
+Loader::Impl::Outcome Loader::Impl::read_into_slot(int64_t file, const Assignment& a, Sample& buf) {
+  Outcome out;
+  const std::string& path = ds.files[static_cast<size_t>(file)];
+  if (cuda) slots[static_cast<size_t>(a.batch % K)].copied.synchronize();  // the last copy has read the host slot
+  const SampleTarget t = target_of(a);
+  try {
+    if (serialize) {
+      std::lock_guard<std::mutex> g(hdf5_mutex());
+      read_sample_to(path, opt.read, t, buf);
+    } else {
+      read_sample_to(path, opt.read, t, buf);
+    }
+    out.ok = true;
+  } catch (const Error& e) {
+    out.bad = true;
+    out.error = e.what();
+  }
+  return out;
+}
+
+bool Loader::Impl::wait_for_slot(const Assignment& a) {
+  std::unique_lock<std::mutex> lk(mu);
+  cv.wait(lk, [&] { return stop || slots[static_cast<size_t>(a.batch % K)].owner == a.batch; });
+  return !stop;
+}
+
+void Loader::Impl::mark_written(const Assignment& a) {
+  std::unique_lock<std::mutex> lk(mu);
+  auto it = batches.find(a.batch);
+  if (it == batches.end()) return;
+  it->second.written++;
+  maybe_finish(lk, a.batch);
+}
+
 void Loader::Impl::reader_main() {
   // The readers are the parallelism: the kernels they call (normalisation, 2018 transposes) run on one thread each.
   omp_set_num_threads(1);
@@ -387,6 +465,7 @@ void Loader::Impl::reader_main() {
     while (true) {
       int64_t s = 0, e = 0, p = 0, file = 0;
       bool skip_read = false;
+      Assignment direct;  // batch >= 0: read straight into this place of its slot
       {
         std::lock_guard<std::mutex> g(mu);
         if (stop || halt || next_seq >= limit_seq) break;
@@ -396,13 +475,19 @@ void Loader::Impl::reader_main() {
         p = t % S;
         file = order_of(e)[static_cast<size_t>(p)];
         skip_read = known_bad.count(file) > 0;  // bad in an earlier epoch: reported once, not read again
+        // Straight into the batch slot when the place is known and the slot is free now; otherwise into this
+        // reader's buffer, copied (normalised) into the slot after the commit (one more pass over the sample).
+        if (!skip_read && !halt && !bad_seen) {
+          const Assignment a = predict(s);
+          if (slots[static_cast<size_t>(a.batch % K)].owner == a.batch) direct = a;
+        }
       }
       Outcome out;
       if (skip_read) {
         out.bad = true;
       } else {
         const double t0 = now_s();
-        out = read_one(file, buf);
+        out = direct.batch >= 0 ? read_into_slot(file, direct, buf) : read_one(file, buf);
         const double dt = now_s() - t0;
         std::lock_guard<std::mutex> g(mu);
         st.read_seconds += dt;
@@ -421,7 +506,24 @@ void Loader::Impl::reader_main() {
         else
           std::fprintf(stderr, "climseg: skipping bad file %s: %s\n", b.path.c_str(), b.error.c_str());
       }
-      if (a.batch >= 0) write(a, out.sample);
+      if (a.batch < 0) continue;
+      if (direct.batch < 0) {
+        write(a, out.sample);
+        continue;
+      }
+      if (!(a == direct)) {
+        // A sample in flight before this one failed, so this one's place moved: read it again into the right place.
+        // The place it was read into belongs to a later sample (which writes it after this commit) or to none.
+        if (!wait_for_slot(a)) break;
+        const Outcome again = read_into_slot(file, a, buf);
+        if (!again.ok) CS_THROW(again.error, " (the file read without error moments before)");
+      }
+      {
+        std::lock_guard<std::mutex> g(mu);
+        st.direct++;
+        if (!(a == direct)) st.reread++;
+      }
+      mark_written(a);
     }
   } catch (...) {
     std::lock_guard<std::mutex> g(mu);
@@ -435,6 +537,7 @@ void Loader::Impl::reader_main() {
 Loader::Impl::Assignment Loader::Impl::commit(std::unique_lock<std::mutex>& lk, int64_t s, int64_t e, int64_t p,
                                               int64_t file, Outcome& out, std::vector<BadFile>& report) {
   Assignment a;
+  if (!out.ok) bad_seen = true;
   if (!halt) {
     if (out.ok) {
       if (assembling < 0) {
@@ -516,13 +619,8 @@ void Loader::Impl::error_batch(std::exception_ptr e) {
 }
 
 void Loader::Impl::write(const Assignment& a, const Sample& smp) {
-  const int64_t k = a.batch % K;
-  Slot& sl = slots[static_cast<size_t>(k)];
-  {
-    std::unique_lock<std::mutex> lk(mu);
-    cv.wait(lk, [&] { return stop || sl.owner == a.batch; });
-    if (stop) return;
-  }
+  Slot& sl = slots[static_cast<size_t>(a.batch % K)];
+  if (!wait_for_slot(a)) return;
   const int64_t HWC = sample.numel(), HW = sample.pixels(), C = sample.c;
   if (cuda) {
     sl.copied.synchronize();  // the copy of this slot's previous batch has read its host memory
@@ -544,11 +642,7 @@ void Loader::Impl::write(const Assignment& a, const Sample& smp) {
   }
   std::memcpy(static_cast<int32_t*>(sl.host_labels.data()) + a.pos * HW, smp.labels.data(),
               static_cast<size_t>(HW) * sizeof(int32_t));
-  std::unique_lock<std::mutex> lk(mu);
-  auto it = batches.find(a.batch);
-  if (it == batches.end()) return;
-  it->second.written++;
-  maybe_finish(lk, a.batch);
+  mark_written(a);
 }
 
 // Under mu (lk). A closed batch whose samples are all written becomes ready: CPU at once, CUDA after its copy has

@@ -2,9 +2,12 @@
 // rank reads them in (shuffled per epoch from a seed, sharded across ranks) and a Loader that yields normalised
 // batches on the target device while the next ones are read.
 //
-//   reader threads (LoaderOptions::threads)            io::read_sample, validated, one sample each
+//   reader threads (LoaderOptions::threads)            io::read_sample_to, validated, one sample each
 //     -> slot k of a ring of `buffers` batch slots      host buffers: page-locked for a CUDA loader
 //     -> CPU loader: min-max normalised into the slot   (kernels/cpu/normalize.h); the batch is used in place
+//   A reader that knows its sample's place when it starts (no file has failed so far, and the slot is free) reads
+//   straight into it, normalising each ~1 MiB block while it is in cache: one pass over the data. Otherwise it reads
+//   into its own buffer and copies (normalises) into the slot once its place is decided: one pass more.
 //        CUDA loader: raw fp32 into the pinned slot, then on the loader's copy stream: host-to-device copy,
 //        normalisation kernel (kernels/cuda/normalize.h, fp32 in, compute dtype out), an event
 //     -> Loader::next(ctx)                               the compute stream waits on that event (device side)
@@ -137,6 +140,9 @@ struct LoaderStats {
   int64_t samples = 0;      // samples read and placed in a batch (dropped partial batches included)
   int64_t file_bytes = 0;   // sizes of those samples' files
   int64_t batches = 0;      // returned by next()
+  int64_t direct = 0;       // of `samples`: read straight into their batch slot (read, checked and normalised in one
+                            // pass); the others went through a reader's own buffer and were copied (normalised) after
+  int64_t reread = 0;       // of `direct`: read a second time, because a bad file before them moved their place
   double read_seconds = 0;  // summed over readers: time inside read_sample (lock waits included)
   double wait_seconds = 0;  // next() waiting for its batch
 };

@@ -3,10 +3,14 @@
 #include <hdf5.h>
 
 #include <catch2/catch.hpp>
+#include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <string>
 #include <vector>
 
 #include "engine/philox.h"
+#include "kernels/cpu/normalize.h"
 #include "io/hdf5_sample.h"
 #include "tests/util/h5_write.h"
 #include "tests/util/temp_dir.h"
@@ -73,4 +77,124 @@ TEST_CASE("the vectorised scans still find every kind of bad value", "[io][hdf5]
     write_deepcam(t.file("lab.h5"), 12, 20, 5, 0.0f, -1, lp);
     CHECK_THROWS_WITH(io::read_sample(t.file("lab.h5")), Catch::Contains("labels_0 has value " + std::to_string(lp)));
   }
+}
+
+namespace {
+// read_sample, then the min-max kernel (or none), in dtype dt: what read_sample_to must write, byte for byte.
+Tensor expected(const std::string& path, const io::ReadOptions& opt, DType dt, const float* shift, const float* scale) {
+  const io::Sample s = io::read_sample(path, opt);
+  const int64_t C = s.data.shape().c, P = s.data.shape().pixels();
+  std::vector<float> id(static_cast<size_t>(2 * C), 0.0f);
+  std::fill(id.begin() + C, id.end(), 1.0f);
+  if (shift == nullptr) {
+    shift = id.data();
+    scale = id.data() + C;
+  }
+  Tensor out = Tensor::empty(s.data.shape(), dt);
+  const float* x = s.data.data_as<float>();
+  switch (dt) {
+    case DType::f32:
+      cpu::minmax_normalize<float>(P, C, x, C, out.data_as<float>(), C, shift, scale);
+      break;
+    case DType::f64:
+      cpu::minmax_normalize<double>(P, C, x, C, out.data_as<double>(), C, shift, scale);
+      break;
+    case DType::f16:
+      cpu::minmax_normalize<Half>(P, C, x, C, static_cast<Half*>(out.data()), C, shift, scale);
+      break;
+    default:
+      cpu::minmax_normalize<BFloat16>(P, C, x, C, static_cast<BFloat16*>(out.data()), C, shift, scale);
+  }
+  return out;
+}
+}  // namespace
+
+TEST_CASE("read_sample_to writes into the caller's memory what read_sample and the min-max kernel give",
+          "[io][hdf5]") {
+  test::TempDir t;
+  // 40 rows of 1152 x 16 floats: about 14 rows per 1 MiB block, so the direct path reads three blocks.
+  const int64_t H = 40, W = 1152;
+  write_deepcam(t.file("a.h5"), H, W, 7);
+  std::vector<float> shift(16), scale(16);
+  for (int c = 0; c < 16; ++c) {
+    shift[static_cast<size_t>(c)] = -50.0f + static_cast<float>(c);
+    scale[static_cast<size_t>(c)] = 1.0f / (100.0f + static_cast<float>(c));
+  }
+  io::ReadOptions rows;  // a crop of whole rows: still the direct path, from a row offset
+  rows.reduce = io::Reduce::crop;
+  rows.crop_h = 17;
+  rows.crop_w = W;
+  rows.crop_y = 9;
+  io::ReadOptions strided;  // through HDF5 and the scratch buffer
+  strided.reduce = io::Reduce::stride;
+  strided.stride = 3;
+  io::ReadOptions window;  // a column window: through HDF5 as well
+  window.reduce = io::Reduce::crop;
+  window.crop_h = 8;
+  window.crop_w = 100;
+  for (const io::ReadOptions& opt : {io::ReadOptions{}, rows, strided, window}) {
+    for (const DType dt : {DType::f32, DType::f64, DType::f16, DType::bf16}) {
+      for (const bool coeffs : {true, false}) {
+        INFO("reduce " << static_cast<int>(opt.reduce) << ", dtype " << dtype_name(dt) << ", coefficients " << coeffs);
+        const Tensor want = expected(t.file("a.h5"), opt, dt, coeffs ? shift.data() : nullptr,
+                                     coeffs ? scale.data() : nullptr);
+        io::SampleTarget tg;
+        tg.data = Tensor::empty(want.shape(), dt);
+        tg.labels = Tensor::empty(Shape{1, want.shape().h, want.shape().w, 1}, DType::i32);
+        if (coeffs) {
+          tg.shift = shift.data();
+          tg.scale = scale.data();
+        }
+        io::Sample scratch;
+        const io::SampleInfo info = io::read_sample_to(t.file("a.h5"), opt, tg, scratch);
+        CHECK(info.height == H);
+        REQUIRE(std::memcmp(tg.data.data(), want.data(), want.nbytes()) == 0);
+        const io::Sample ref = io::read_sample(t.file("a.h5"), opt);
+        REQUIRE(std::memcmp(tg.labels.data(), ref.labels.data(), ref.labels.nbytes()) == 0);
+      }
+    }
+  }
+}
+
+TEST_CASE("read_sample_to: the same errors as read_sample_into, and a shape mismatch names the holder",
+          "[io][hdf5]") {
+  test::TempDir t;
+  const int64_t H = 40, W = 1152, C = 16;
+  io::SampleTarget tg;
+  tg.data = Tensor::empty(Shape{1, H, W, C}, DType::f32);
+  tg.labels = Tensor::empty(Shape{1, H, W, 1}, DType::i32);
+  std::vector<float> shift(16, 0.0f), scale(16, 0.5f);
+  tg.shift = shift.data();
+  tg.scale = scale.data();
+  io::Sample scratch;
+  // A NaN or inf in the third block of the direct read: the message is read_sample_into's (from the raw values, though
+  // the blocks before it were normalised in place already).
+  for (float v : {NAN, -INFINITY}) {
+    const int64_t at = (33 * W + 5) * C + 11;
+    write_deepcam(t.file("bad.h5"), H, W, 3, v, at);
+    io::Sample s;
+    std::string want;
+    try {
+      io::read_sample_into(t.file("bad.h5"), {}, s);
+    } catch (const Error& e) {
+      want = e.what();
+    }
+    REQUIRE_THAT(want, Catch::Contains("row 33, column 5") && Catch::Contains("channel 11"));
+    REQUIRE_THROWS_WITH(io::read_sample_to(t.file("bad.h5"), {}, tg, scratch), want);
+  }
+  write_deepcam(t.file("lab.h5"), H, W, 5, 0.0f, -1, 9);
+  REQUIRE_THROWS_WITH(io::read_sample_to(t.file("lab.h5"), {}, tg, scratch), Catch::Contains("labels_0 has value 9"));
+  // Another size than the target's.
+  write_deepcam(t.file("small.h5"), 12, 20, 1);
+  tg.holder = "the test's target holds";
+  REQUIRE_THROWS_WITH(io::read_sample_to(t.file("small.h5"), {}, tg, scratch),
+                      Catch::Contains("small.h5") && Catch::Contains("reads as (1,12,20,16)") &&
+                          Catch::Contains("the test's target holds (1,40,1152,16)"));
+  // Targets it cannot write.
+  io::SampleTarget bad = tg;
+  bad.data = Tensor::empty(Shape{1, H, W, C}, DType::i32);
+  REQUIRE_THROWS_WITH(io::read_sample_to(t.file("small.h5"), {}, bad, scratch), Catch::Contains("data target"));
+  bad = tg;
+  bad.scale = nullptr;
+  REQUIRE_THROWS_WITH(io::read_sample_to(t.file("small.h5"), {}, bad, scratch), Catch::Contains("both shift and scale"));
 }
