@@ -4,6 +4,9 @@
 // shifted-GEMM forward against im2col.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
 #include <exception>
 #include <vector>
 
@@ -371,4 +374,73 @@ TEST_CASE("conv2d shifted GEMM forward equals the im2col forward", "[conv]") {
   REQUIRE_THROWS_WITH(cpu::conv2d_fwd<double>(g, x.data(), 64, w.data(), y.data(), 8, false, ws.data(),
                                               ws.size() * sizeof(double), cpu::ConvFwdPath::shifted),
                       Catch::Contains("stride 1"));
+}
+
+TEST_CASE("conv2d Winograd F(2x2,3x3) forward equals the im2col forward", "[conv]") {
+  // Row "cpu fp64 winograd". Covered: odd and even output sizes (partial tiles on the last row and column), pads
+  // 0, 1 and 2 (asymmetric extra bottom/right padding), C and K of 1 and not multiples of anything, pixel-strided
+  // views, accumulate, several images, and workspaces from one block for everything down to one tile per block.
+  struct Case {
+    int64_t n, h, w, c, k, pad_t, pad_l, extra_b, extra_r;
+  };
+  double worst = 0;
+  for (const Case& c : {Case{2, 9, 11, 5, 3, 1, 1, 0, 0}, Case{1, 8, 8, 16, 16, 1, 1, 0, 0},
+                        Case{2, 7, 6, 3, 4, 0, 0, 0, 0}, Case{1, 6, 9, 1, 2, 2, 2, 0, 1},
+                        Case{3, 5, 4, 7, 1, 1, 0, 1, 1}, Case{1, 3, 3, 2, 3, 1, 1, 0, 0},
+                        Case{1, 12, 17, 19, 23, 1, 1, 0, 0}}) {
+    cpu::ConvGeom g;
+    g.n = c.n, g.in_h = c.h, g.in_w = c.w, g.in_c = c.c, g.out_c = c.k;
+    g.kernel_h = g.kernel_w = 3;
+    g.pad_top = c.pad_t, g.pad_left = c.pad_l;
+    g.out_h = c.h + 2 * c.pad_t + c.extra_b - 2;
+    g.out_w = c.w + 2 * c.pad_l + c.extra_r - 2;
+    INFO("input " << c.n << "x" << c.h << "x" << c.w << "x" << c.c << " -> " << c.k << " pads " << c.pad_t << ","
+                  << c.pad_l << " extra " << c.extra_b << "," << c.extra_r);
+    const int64_t xs = c.c + 2, ys = c.k + 3;
+    // Full 53-bit mantissas (two fp32-precision draws), so that the two paths round differently at all.
+    auto random53 = [](Shape sh, uint64_t stream) {
+      Tensor t = random(sh, stream), lo = random(sh, stream + 100);
+      for (int64_t i = 0; i < t.numel(); ++i) t.set_flat(i, t.get_flat(i) + 0x1p-24 * lo.get_flat(i));
+      return t;
+    };
+    const Tensor x = random53({g.n, g.in_h, g.in_w, xs}, 21);
+    const Tensor w = random53({g.out_c, 3, 3, g.in_c}, 22);
+    const Tensor y0 = random53({g.n, g.out_h, g.out_w, ys}, 23);
+    for (bool acc : {false, true}) {
+      INFO("accumulate " << acc);
+      auto run = [&](cpu::ConvFwdPath path, size_t ws_elems) {
+        Tensor y = y0.clone();
+        std::vector<double> ws(ws_elems + 1);
+        cpu::conv2d_fwd<double>(g, x.data_as<double>(), xs, w.data_as<double>(), y.data_as<double>(), ys, acc,
+                                ws.data(), ws_elems * sizeof(double), path);
+        return y;
+      };
+      const Tensor ref = run(cpu::ConvFwdPath::im2col, cpu::conv2d_workspace_bytes(g, sizeof(double)));
+      // The whole problem in one block, then smaller workspaces: fewer tiles per block, down to one.
+      const size_t one_tile = static_cast<size_t>(16 * g.out_c * g.in_c + 16 * (g.in_c + g.out_c) + g.in_c);
+      int blocks_checked = 0;
+      for (size_t elems = one_tile + size_t(16 * (g.in_c + g.out_c)) * 64; elems >= one_tile;
+           elems = elems == one_tile ? 0 : std::max(one_tile, elems / 2)) {
+        INFO("workspace of " << elems << " elements");
+        const Tensor y = run(cpu::ConvFwdPath::winograd, elems);
+        CS_REQUIRE_CLOSE(y, ref, tol::cpu_winograd_f64.atol, tol::cpu_winograd_f64.rtol);
+        for (int64_t i = 0; i < y.numel(); ++i)
+          worst = std::max(worst, std::abs(y.data_as<double>()[i] - ref.data_as<double>()[i]));
+        ++blocks_checked;
+        if (elems == one_tile) break;
+      }
+      REQUIRE(blocks_checked >= 2);
+      // One element short of a tile: an error naming the workspace.
+      REQUIRE_THROWS_WITH(run(cpu::ConvFwdPath::winograd, one_tile - 1), Catch::Contains("workspace"));
+    }
+  }
+  std::printf("conv2d Winograd vs im2col, fp64: largest difference %.3g\n", worst);
+  // Not for 5x5, stride 2 or dilation 2: forcing it is an error.
+  cpu::ConvGeom g;
+  g.n = 1, g.in_h = 8, g.in_w = 8, g.in_c = 4, g.out_c = 4, g.kernel_h = g.kernel_w = 3;
+  g.stride_h = g.stride_w = 2, g.pad_top = g.pad_left = 1, g.out_h = 4, g.out_w = 4;
+  std::vector<double> x(8 * 8 * 4, 0.5), w(4 * 9 * 4, 0.25), y(8 * 8 * 4), ws(1 << 16);
+  REQUIRE_THROWS_WITH(cpu::conv2d_fwd<double>(g, x.data(), 4, w.data(), y.data(), 4, false, ws.data(),
+                                              ws.size() * sizeof(double), cpu::ConvFwdPath::winograd),
+                      Catch::Contains("Winograd"));
 }
