@@ -292,17 +292,19 @@ int64_t wino_block_tiles(const ConvGeom& g, int64_t ws_elems) {
 }
 int64_t wino_elems(const ConvGeom& g, int64_t tb) { return 16 * g.out_c * g.in_c + tb * 16 * (g.in_c + g.out_c) + g.in_c; }
 
+// w (K,3,3,C) -> U [16][K][C]. flipped: g is the data-gradient geometry of a conv whose weights w are (C,3,3,K)
+// (winograd_data_geom below), and the kernel used is w rotated by 180 degrees with its channel roles swapped.
 template <class T>
-void wino_weights(const ConvGeom& g, const T* w, T* U) {  // w (K,3,3,C) -> U [16][K][C]
+void wino_weights(const ConvGeom& g, const T* w, T* U, bool flipped) {
   const int64_t K = g.out_c, C = g.in_c, KC = K * C;
 #pragma omp parallel for schedule(static) if (16 * KC >= kParallelMin)
   for (int64_t k = 0; k < K; ++k) {
-    const T* wk = w + k * 9 * C;
     T* u = U + k * C;
     for (int64_t c = 0; c < C; ++c) {
       T gg[3][3], t[4][3];
       for (int r = 0; r < 3; ++r)
-        for (int q = 0; q < 3; ++q) gg[r][q] = wk[(r * 3 + q) * C + c];
+        for (int q = 0; q < 3; ++q)
+          gg[r][q] = flipped ? w[(c * 9 + (2 - r) * 3 + (2 - q)) * K + k] : w[(k * 9 + r * 3 + q) * C + c];
       for (int q = 0; q < 3; ++q) {  // t = G g
         t[0][q] = gg[0][q];
         t[1][q] = T(0.5) * (gg[0][q] + gg[1][q] + gg[2][q]);
@@ -321,7 +323,7 @@ void wino_weights(const ConvGeom& g, const T* w, T* U) {  // w (K,3,3,C) -> U [1
 
 template <class T>
 void conv2d_fwd_winograd(const ConvGeom& g, const T* x, int64_t xs, const T* w, T* y, int64_t ys, bool accumulate,
-                         T* ws, int64_t tb) {
+                         T* ws, int64_t tb, bool flipped = false) {
   const int64_t C = g.in_c, K = g.out_c;
   const Wino wn = wino_of(g);
   const int64_t per_img = wn.th * wn.tw;
@@ -330,7 +332,7 @@ void conv2d_fwd_winograd(const ConvGeom& g, const T* x, int64_t xs, const T* w, 
   T* M = V + 16 * tb * C;      // [16][tb][K]
   T* zeros = M + 16 * tb * K;  // C zeros: the padding
   std::fill(zeros, zeros + C, T(0));
-  wino_weights(g, w, U);
+  wino_weights(g, w, U, flipped);
   for (int64_t t0 = 0; t0 < wn.tiles; t0 += tb) {
     const int64_t nt = std::min(tb, wn.tiles - t0);
     // V_xi[tile] = (B^T d B)_xi, over channels.
@@ -496,6 +498,24 @@ bool use_winograd(const ConvGeom& g, const Taps& tp) {
   return g.out_h * g.out_w >= kWinoMinPixels || g.in_c >= kWinoMinCSmallMap;
 }
 
+// The data gradient of a 3x3, stride-1, dilation-1 conv is itself such a conv: dx = corr(dy, w rotated by 180
+// degrees, channels swapped) with padding 2 - pad, dy zero outside its map:
+//   dx[ih, iw, c] = sum_{r', s', k} dy[ih - (2 - pt) + r', iw - (2 - pl) + s', k] * w[k, 2 - r', 2 - s', c].
+// Returns whether the backward data pass takes Winograd on that geometry (*gd), by the forward pass's rule.
+bool winograd_data_geom(const ConvGeom& g, ConvGeom* gd) {
+  if (conv2d_algo(g) != ConvAlgo::general || g.groups != 1 || g.kernel_h != 3 || g.kernel_w != 3 ||
+      g.stride_h != 1 || g.stride_w != 1 || g.dilation_h != 1 || g.dilation_w != 1 || g.pad_top > 2 ||
+      g.pad_left > 2)
+    return false;
+  ConvGeom d = g;
+  d.in_h = g.out_h, d.in_w = g.out_w, d.in_c = g.out_c;
+  d.out_h = g.in_h, d.out_w = g.in_w, d.out_c = g.in_c;
+  d.pad_top = 2 - g.pad_top, d.pad_left = 2 - g.pad_left;
+  if (!use_winograd(d, taps_of(d))) return false;
+  *gd = d;
+  return true;
+}
+
 }  // namespace
 
 size_t conv2d_workspace_bytes(const ConvGeom& g, size_t elem_size, size_t budget) {
@@ -506,6 +526,11 @@ size_t conv2d_workspace_bytes(const ConvGeom& g, size_t elem_size, size_t budget
   const size_t pixels = static_cast<size_t>(g.n * g.out_h * g.out_w);
   const size_t rows = std::clamp<size_t>(budget / row_bytes, 1, pixels);
   size_t bytes = rows * row_bytes;  // im2col tiles: the backward passes (and the forward pass otherwise)
+  ConvGeom gd;
+  if (winograd_data_geom(g, &gd)) {  // room for the data gradient's Winograd blocks (at least one tile)
+    const int64_t tb = std::max<int64_t>(1, wino_block_tiles(gd, static_cast<int64_t>(budget / elem_size)));
+    bytes = std::max(bytes, static_cast<size_t>(wino_elems(gd, tb)) * elem_size);
+  }
   if (use_winograd(g, tp)) {  // plus room for the forward pass's Winograd blocks (at least one tile)
     const int64_t tb = std::max<int64_t>(1, wino_block_tiles(g, static_cast<int64_t>(budget / elem_size)));
     bytes = std::max(bytes, static_cast<size_t>(wino_elems(g, tb)) * elem_size);
@@ -607,6 +632,14 @@ template <class T>
 void conv2d_bwd_data(const ConvGeom& g, const T* dy, int64_t dys, const T* w, T* dx, int64_t dxs, bool accumulate,
                      void* ws, size_t ws_bytes) {
   check_geom(g);
+  ConvGeom gd;
+  if (winograd_data_geom(g, &gd)) {
+    const int64_t tb = wino_block_tiles(gd, static_cast<int64_t>(ws_bytes / sizeof(T)));
+    if (tb > 0) {
+      conv2d_fwd_winograd(gd, dy, dys, w, dx, dxs, accumulate, static_cast<T*>(ws), tb, /*flipped=*/true);
+      return;
+    }  // a workspace sized for im2col tiles only: the col2im gather below
+  }
   const int64_t P = g.n * g.out_h * g.out_w, Cg = cg_of(g), Kg = kg_of(g), row = row_of(g);
   switch (conv2d_algo(g)) {
     case ConvAlgo::pointwise: {

@@ -30,7 +30,9 @@
 //   K >= 64, and maps of >= 2048 output pixels unless C >= 256): each 2x2 output tile from a 4x4 input patch, the
 //   sum over channels as 16 GEMMs over tiles (16 instead of 36 multiply-adds per tile, channel pair), with input,
 //   weight and output transforms of +, - and exact halvings around them; tiles in blocks that fit the workspace.
-//   Measured 0.58-0.83x the time of the other paths on DeepLabv3+'s wide 3x3 convs (kernels/cpu/conv.cpp).
+//   Measured 0.58-0.83x the time of the other paths on DeepLabv3+'s wide 3x3 convs (kernels/cpu/conv.cpp). The
+//   data gradient of such a conv is a 3x3 conv of dy with the rotated, channel-swapped kernel and padding 2 - pad,
+//   and takes the same path when that geometry qualifies.
 // - 1x1, stride 1, no padding: NHWC makes x a (pixels x C) matrix already, so the GEMMs run on the pixel-strided
 //   tensors directly (no workspace).
 // - depthwise (groups == C == K): direct loops over pixels, vectorised over channels; per-group GEMMs would be

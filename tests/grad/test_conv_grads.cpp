@@ -227,6 +227,14 @@ Tensor random(Shape s, uint64_t stream) {
   return t;
 }
 
+// Full 53-bit mantissas (two fp32-precision draws): products of `random` values are exact in double, so paths that
+// regroup the same sums would agree to the bit and a test could not tell them apart.
+Tensor random53(Shape sh, uint64_t stream) {
+  Tensor t = random(sh, stream), lo = random(sh, stream + 100);
+  for (int64_t i = 0; i < t.numel(); ++i) t.set_flat(i, t.get_flat(i) + 0x1p-24 * lo.get_flat(i));
+  return t;
+}
+
 // The three passes with a workspace of `ws_bytes`, on contiguous tensors.
 struct Passes {
   Tensor y, dx, dw;
@@ -397,12 +405,6 @@ TEST_CASE("conv2d Winograd F(2x2,3x3) forward equals the im2col forward", "[conv
     INFO("input " << c.n << "x" << c.h << "x" << c.w << "x" << c.c << " -> " << c.k << " pads " << c.pad_t << ","
                   << c.pad_l << " extra " << c.extra_b << "," << c.extra_r);
     const int64_t xs = c.c + 2, ys = c.k + 3;
-    // Full 53-bit mantissas (two fp32-precision draws), so that the two paths round differently at all.
-    auto random53 = [](Shape sh, uint64_t stream) {
-      Tensor t = random(sh, stream), lo = random(sh, stream + 100);
-      for (int64_t i = 0; i < t.numel(); ++i) t.set_flat(i, t.get_flat(i) + 0x1p-24 * lo.get_flat(i));
-      return t;
-    };
     const Tensor x = random53({g.n, g.in_h, g.in_w, xs}, 21);
     const Tensor w = random53({g.out_c, 3, 3, g.in_c}, 22);
     const Tensor y0 = random53({g.n, g.out_h, g.out_w, ys}, 23);
@@ -443,4 +445,47 @@ TEST_CASE("conv2d Winograd F(2x2,3x3) forward equals the im2col forward", "[conv
   REQUIRE_THROWS_WITH(cpu::conv2d_fwd<double>(g, x.data(), 4, w.data(), y.data(), 4, false, ws.data(),
                                               ws.size() * sizeof(double), cpu::ConvFwdPath::winograd),
                       Catch::Contains("Winograd"));
+}
+
+TEST_CASE("conv2d data gradient through Winograd equals the col2im gather", "[conv]") {
+  // A 3x3 stride-1 conv's data gradient is a 3x3 conv of dy with the rotated, channel-swapped kernel and padding
+  // 2 - pad; wide enough, the backward pass runs it through Winograd. Reference: the same pass with a workspace too
+  // small for a Winograd block (which then takes im2col's col2im gather). Row "cpu fp64 winograd". Pads 0, 1, 2,
+  // odd sizes, pixel-strided views, accumulate.
+  struct Case {
+    int64_t n, h, w, c, k, pad;
+  };
+  for (const Case& c : {Case{1, 45, 47, 64, 64, 1}, Case{2, 40, 52, 64, 72, 0}, Case{1, 41, 50, 80, 64, 2}}) {
+    cpu::ConvGeom g;
+    g.n = c.n, g.in_h = c.h, g.in_w = c.w, g.in_c = c.c, g.out_c = c.k;
+    g.kernel_h = g.kernel_w = 3;
+    g.pad_top = g.pad_left = c.pad;
+    g.out_h = c.h + 2 * c.pad - 2;
+    g.out_w = c.w + 2 * c.pad - 2;
+    INFO("input " << c.n << "x" << c.h << "x" << c.w << "x" << c.c << " -> " << c.k << " pad " << c.pad);
+    const int64_t dys = c.k + 1, dxs = c.c + 2;
+    const Tensor dy = random53({g.n, g.out_h, g.out_w, dys}, 31);
+    const Tensor w = random53({g.out_c, 3, 3, g.in_c}, 32);
+    const Tensor dx0 = random53({g.n, g.in_h, g.in_w, dxs}, 33);
+    const size_t full = cpu::conv2d_workspace_bytes(g, sizeof(double)) / sizeof(double);
+    const size_t small = static_cast<size_t>(9 * g.in_c * 64);  // 64 im2col rows: less than one Winograd tile
+    REQUIRE(small < static_cast<size_t>(16 * g.in_c * g.out_c));
+    REQUIRE(full > static_cast<size_t>(16 * g.in_c * g.out_c));  // the automatic workspace has room for Winograd
+    for (bool acc : {false, true}) {
+      INFO("accumulate " << acc);
+      auto run = [&](size_t elems) {
+        Tensor dx = dx0.clone();
+        std::vector<double> ws(elems);
+        cpu::conv2d_bwd_data<double>(g, dy.data_as<double>(), dys, w.data_as<double>(), dx.data_as<double>(), dxs,
+                                     acc, ws.data(), elems * sizeof(double));
+        return dx;
+      };
+      const Tensor ref = run(small), got = run(full);
+      CS_REQUIRE_CLOSE(got, ref, tol::cpu_winograd_f64.atol, tol::cpu_winograd_f64.rtol);
+      double diff = 0;
+      for (int64_t i = 0; i < got.numel(); ++i)
+        diff = std::max(diff, std::abs(got.data_as<double>()[i] - ref.data_as<double>()[i]));
+      REQUIRE(diff > 0);  // the two really are different computations (fp64 rounding differs somewhere)
+    }
+  }
 }

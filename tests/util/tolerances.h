@@ -34,7 +34,7 @@ inline constexpr Tolerance cpu_same_ops_f64{
 
 inline constexpr Tolerance cpu_winograd_f64{
     "cpu fp64 winograd", 1e-12, 1e-11,
-    "the Winograd F(2x2,3x3) forward against the im2col forward, both in double, O(1) random data: the same products "
+    "the Winograd F(2x2,3x3) forward (and data gradient) against the im2col forward (and col2im gather), both in double, O(1) random data: the same products "
     "regrouped (input and output transforms of +, - and exact halvings, 16 GEMMs over channels instead of one dot "
     "product over 9 taps), so the transforms add a few roundings per output on sums up to 4x the direct one's "
     "magnitude; measured below 2e-14. A wrong transform coefficient or tile offset gives O(1) errors"};
