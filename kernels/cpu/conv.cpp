@@ -1,9 +1,10 @@
 // CPU convolution kernels (the algorithms and their choice are described in conv.h). Algorithm choice for the
-// forward pass of a groups == 1 conv: the shifted GEMM (implicit GEMM by kernel taps on a zero-padded copy of the
-// input rows) when the map is large enough that the saved im2col traffic outweighs its padded columns and shorter
-// GEMMs (use_shifted below, thresholds measured on 2 cores); im2col + one GEMM otherwise, and for strided convs,
-// grouped convs and all backward passes (which are on par with PyTorch already). Both paths give the same sums up
-// to rounding (per-tap partial sums instead of one dot product over R*S*C).
+// forward pass of a groups == 1 conv: Winograd F(2x2,3x3) for wide 3x3 stride-1 convs (use_winograd below); else the
+// shifted GEMM (implicit GEMM by kernel taps on a zero-padded copy of the input rows) when the map is large enough
+// that the saved im2col traffic outweighs its padded columns and shorter GEMMs (use_shifted, thresholds measured on
+// 2 cores); im2col + one GEMM otherwise, and for strided and grouped convs. Backward passes: im2col (filter) and the
+// col2im gather (data), except the data gradient of a wide 3x3 stride-1 conv, which is Winograd again
+// (winograd_data_geom). All paths give the same sums up to rounding.
 #include "kernels/cpu/conv.h"
 
 #include <algorithm>
