@@ -363,8 +363,9 @@ int run_bench(const BenchOptions& o) {
   }
   std::printf("\npipeline samples read straight into their batch slot (one pass; the rest via a reader's buffer):");
   for (size_t ti = 0; ti < nt; ++ti)
-    std::printf(" %d thread%s %.0f%%", o.threads[ti], o.threads[ti] == 1 ? "" : "s",
-                100.0 * static_cast<double>(pipe_direct[ti]) / static_cast<double>(std::max<int64_t>(1, pipe_samples[ti])));
+    std::printf(
+        " %d thread%s %.0f%%", o.threads[ti], o.threads[ti] == 1 ? "" : "s",
+        100.0 * static_cast<double>(pipe_direct[ti]) / static_cast<double>(std::max<int64_t>(1, pipe_samples[ti])));
   std::printf("\n");
   return 0;
 }

@@ -474,8 +474,7 @@ bool store_pixels_checked(const SampleTarget& t, int64_t C, const float* x, int6
     case DType::f16:
       return cpu::minmax_normalize_finite<Half>(P, C, x, static_cast<Half*>(t.data.data()) + off, shift, scale);
     case DType::bf16:
-      return cpu::minmax_normalize_finite<BFloat16>(P, C, x, static_cast<BFloat16*>(t.data.data()) + off, shift,
-                                                    scale);
+      return cpu::minmax_normalize_finite<BFloat16>(P, C, x, static_cast<BFloat16*>(t.data.data()) + off, shift, scale);
     default:
       CS_THROW("read_sample_to: no target of dtype ", dtype_name(t.data.dtype()), " (fp32, fp64, fp16, bf16)");
   }

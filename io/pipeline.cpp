@@ -150,6 +150,10 @@ Shape sample_shape(const SampleInfo& info, const ReadOptions& r) {
   return {};
 }
 
+// The shape-mismatch message's subject (io::SampleTarget::holder).
+constexpr const char* kHolder =
+    "the loader's batches (set by the first readable file: all files must have one size) hold samples of";
+
 // A view of the first n samples of a contiguous (B,...) tensor.
 Tensor first_samples(const Tensor& t, int64_t n) {
   Shape s = t.shape();
@@ -243,14 +247,15 @@ struct Loader::Impl {
     Sample sample;
     std::string error;
   };
-  Outcome read_one(int64_t file, Sample& buf);
+  Outcome read_to(int64_t file, const SampleTarget& t, Sample& scratch);
+  Outcome read_one(int64_t file, Sample& own, Sample& scratch);
   struct Assignment {
     int64_t batch = -1, pos = 0;
     bool operator==(const Assignment&) const = default;
   };
   Assignment predict(int64_t s) const;  // under mu
   SampleTarget target_of(const Assignment& a);
-  Outcome read_into_slot(int64_t file, const Assignment& a, Sample& buf);
+  Outcome read_into_slot(int64_t file, const Assignment& a, Sample& scratch);
   bool wait_for_slot(const Assignment& a);  // false: the loader is stopping
   void mark_written(const Assignment& a);
   Assignment commit(std::unique_lock<std::mutex>& lk, int64_t s, int64_t e, int64_t p, int64_t file, Outcome& out,
@@ -359,29 +364,39 @@ const std::vector<int64_t>& Loader::Impl::order_of(int64_t epoch) {
   return orders.emplace(epoch, shard_indices(ds.size(), opt.shard, epoch)).first->second;
 }
 
-// `buf` is the calling reader's own sample buffer, reused from file to file (no allocation per read); the outcome
-// shares it, and write() has consumed it before the same reader reads again.
-Loader::Impl::Outcome Loader::Impl::read_one(int64_t file, Sample& buf) {
+// Reads `file` into t (a place in a batch slot, or the reader's own buffers) with read_sample_to, which also checks
+// the file's size against the batches'; `scratch` holds what a file off the one-pass path is read into first.
+Loader::Impl::Outcome Loader::Impl::read_to(int64_t file, const SampleTarget& t, Sample& scratch) {
   Outcome out;
   const std::string& path = ds.files[static_cast<size_t>(file)];
   try {
     if (serialize) {
       std::lock_guard<std::mutex> g(hdf5_mutex());
-      read_sample_into(path, opt.read, buf);
+      read_sample_to(path, opt.read, t, scratch);
     } else {
-      read_sample_into(path, opt.read, buf);
+      read_sample_to(path, opt.read, t, scratch);
     }
-    out.sample = buf;
-    const Shape ls{1, sample.h, sample.w, 1};
-    if (!(out.sample.data.shape() == sample) || !(out.sample.labels.shape() == ls))
-      CS_THROW(path, ": the sample reads as ", out.sample.data.shape().str(), " but the loader's batches hold ",
-               sample.str(), " samples (set by the first readable file): all files must have one size");
     out.ok = true;
   } catch (const Error& e) {  // validation: a bad file (anything else is a failure of the loader itself)
     out.bad = true;
     out.error = e.what();
-    out.sample = Sample{};
   }
+  return out;
+}
+
+// Into the reader's own buffers (raw fp32, `own`, reused from file to file); write() normalises them into the slot
+// once the commit has decided the place, and has consumed them before the same reader reads again.
+Loader::Impl::Outcome Loader::Impl::read_one(int64_t file, Sample& own, Sample& scratch) {
+  if (!own.data.defined()) {
+    own.data = Tensor::empty(sample, DType::f32);
+    own.labels = Tensor::empty(Shape{1, sample.h, sample.w, 1}, DType::i32);
+  }
+  SampleTarget t;
+  t.data = own.data;
+  t.labels = own.labels;
+  t.holder = kHolder;
+  Outcome out = read_to(file, t, scratch);
+  if (out.ok) out.sample = own;
   return out;
 }
 
@@ -417,29 +432,14 @@ SampleTarget Loader::Impl::target_of(const Assignment& a) {
     t.shift = shift.data();
     t.scale = scale.data();
   }
-  t.holder = "the loader's batches (set by the first readable file: all files must have one size) hold samples of";
+  t.holder = kHolder;
   return t;
 }
 
-// Reads file straight into its place in a batch slot (one pass: read, check, normalise), the slot being a.batch's.
-Loader::Impl::Outcome Loader::Impl::read_into_slot(int64_t file, const Assignment& a, Sample& buf) {
-  Outcome out;
-  const std::string& path = ds.files[static_cast<size_t>(file)];
+// Straight into its place in a batch slot (one pass: read, check, normalise), the slot being a.batch's.
+Loader::Impl::Outcome Loader::Impl::read_into_slot(int64_t file, const Assignment& a, Sample& scratch) {
   if (cuda) slots[static_cast<size_t>(a.batch % K)].copied.synchronize();  // the last copy has read the host slot
-  const SampleTarget t = target_of(a);
-  try {
-    if (serialize) {
-      std::lock_guard<std::mutex> g(hdf5_mutex());
-      read_sample_to(path, opt.read, t, buf);
-    } else {
-      read_sample_to(path, opt.read, t, buf);
-    }
-    out.ok = true;
-  } catch (const Error& e) {
-    out.bad = true;
-    out.error = e.what();
-  }
-  return out;
+  return read_to(file, target_of(a), scratch);
 }
 
 bool Loader::Impl::wait_for_slot(const Assignment& a) {
@@ -461,7 +461,7 @@ void Loader::Impl::reader_main() {
   omp_set_num_threads(1);
   try {
     if (cuda) copy_ctx->activate();
-    Sample buf;  // this reader's buffers, reused for every file it reads
+    Sample own, scratch;  // this reader's buffers, reused for every file it reads
     while (true) {
       int64_t s = 0, e = 0, p = 0, file = 0;
       bool skip_read = false;
@@ -487,7 +487,7 @@ void Loader::Impl::reader_main() {
         out.bad = true;
       } else {
         const double t0 = now_s();
-        out = direct.batch >= 0 ? read_into_slot(file, direct, buf) : read_one(file, buf);
+        out = direct.batch >= 0 ? read_into_slot(file, direct, scratch) : read_one(file, own, scratch);
         const double dt = now_s() - t0;
         std::lock_guard<std::mutex> g(mu);
         st.read_seconds += dt;
@@ -514,8 +514,16 @@ void Loader::Impl::reader_main() {
       if (!(a == direct)) {
         // A sample in flight before this one failed, so this one's place moved: read it again into the right place.
         // The place it was read into belongs to a later sample (which writes it after this commit) or to none.
+        // If this second read fails (the file changed or the disk failed in between), the loader stops: the place
+        // is already counted in its batch, so the file cannot be skipped any more.
         if (!wait_for_slot(a)) break;
-        const Outcome again = read_into_slot(file, a, buf);
+        const double t0 = now_s();
+        const Outcome again = read_into_slot(file, a, scratch);
+        const double dt = now_s() - t0;
+        {
+          std::lock_guard<std::mutex> g(mu);
+          st.read_seconds += dt;
+        }
         if (!again.ok) CS_THROW(again.error, " (the file read without error moments before)");
       }
       {
@@ -587,7 +595,8 @@ Loader::Impl::Assignment Loader::Impl::commit(std::unique_lock<std::mutex>& lk, 
   committed = s + 1;
   cv.notify_all();
   // A batch closed here with all its samples already written (closed by a bad file at the epoch's end) finishes
-  // now; one closed by its last sample (not yet written) finishes in write(). At most one batch closes per commit.
+  // now; one closed by its last sample (not yet written) finishes in mark_written(). At most one batch closes per
+  // commit.
   if (just_closed >= 0) {
     const int64_t id = std::exchange(just_closed, -1);
     maybe_finish(lk, id);

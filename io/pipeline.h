@@ -142,8 +142,9 @@ struct LoaderStats {
   int64_t batches = 0;      // returned by next()
   int64_t direct = 0;       // of `samples`: read straight into their batch slot (read, checked and normalised in one
                             // pass); the others went through a reader's own buffer and were copied (normalised) after
-  int64_t reread = 0;       // of `direct`: read a second time, because a bad file before them moved their place
-  double read_seconds = 0;  // summed over readers: time inside read_sample (lock waits included)
+  int64_t reread = 0;       // of `direct`: read a second time (two passes), because a bad file before them moved
+                            // their place
+  double read_seconds = 0;  // summed over readers: time reading files (re-reads and lock waits included)
   double wait_seconds = 0;  // next() waiting for its batch
 };
 

@@ -69,8 +69,7 @@ std::vector<Piece> pieces_of(const ConvGeom& g, const Taps& t) {
   const int64_t Cg = cg_of(g);
   if (t.ns == g.kernel_w) return {{0, t.r0 * g.kernel_w * Cg, t.row(g)}};
   std::vector<Piece> p;
-  for (int64_t i = 0; i < t.nr; ++i)
-    p.push_back({i * t.ns * Cg, ((t.r0 + i) * g.kernel_w + t.s0) * Cg, t.ns * Cg});
+  for (int64_t i = 0; i < t.nr; ++i) p.push_back({i * t.ns * Cg, ((t.r0 + i) * g.kernel_w + t.s0) * Cg, t.ns * Cg});
   return p;
 }
 
@@ -93,8 +92,7 @@ void zero_pixels(int64_t P, int64_t C, T* a, int64_t as) {
 // col (T, nr*ns*Cg), row i = patch of output pixel p0 + i for group grp over the kept taps, [r][s][c], zeros where
 // the tap is padding.
 template <class T>
-void im2col(const ConvGeom& g, const Taps& tp, const T* x, int64_t xs, int64_t p0, int64_t tile, int64_t grp,
-            T* col) {
+void im2col(const ConvGeom& g, const Taps& tp, const T* x, int64_t xs, int64_t p0, int64_t tile, int64_t grp, T* col) {
   const int64_t Cg = cg_of(g), row = tp.row(g), OHW = g.out_h * g.out_w;
 #pragma omp parallel for schedule(static) if (tile * row >= kParallelMin)
   for (int64_t i = 0; i < tile; ++i) {
@@ -169,8 +167,8 @@ int64_t tile_pixels(const ConvGeom& g, const Taps& tp, size_t elem_size, size_t 
 
 // Shifted GEMM (stride 1, groups 1): no im2col. A band of output rows [oh0, oh0 + bh) (of every image) reads the
 // padded input rows [oh0, oh0 + bh + (nr-1)*dh) (coordinates relative to the first kept tap), copied once per
-// image into a zero-padded buffer xb whose rows are wp = OW + (ns-1)*dw pixels wide. In that layout every kept tap (i, j) is a
-// constant shift of the flat pixel index: extended output pixel q = (oh - oh0)*wp + ow reads xb[q + i*dh*wp +
+// image into a zero-padded buffer xb whose rows are wp = OW + (ns-1)*dw pixels wide. In that layout every kept tap (i,
+// j) is a constant shift of the flat pixel index: extended output pixel q = (oh - oh0)*wp + ow reads xb[q + i*dh*wp +
 // j*dw], so the band is one GEMM per tap, yb (m x K) += xb_shifted (m x C) * W_tap^T, with m = (bh-1)*wp + OW;
 // the columns ow >= OW of yb are computed and discarded (the price: (wp - OW) / OW extra flops).
 struct Shifted {
@@ -212,7 +210,7 @@ void conv2d_fwd_shifted(const ConvGeom& g, const Taps& tp, const T* x, int64_t x
     const int64_t xb_img = in_rows * wp * C, yb_img = bh * wp * K;
     T* xb = ws;                 // N images of (in_rows x wp) pixels
     T* yb = ws + g.n * xb_img;  // N images of (bh x wp) pixels
-    // xb[n][ph][pw] = x[n][oh0 + ph - top][pw - left], zero outside the image.
+                                // xb[n][ph][pw] = x[n][oh0 + ph - top][pw - left], zero outside the image.
 #pragma omp parallel for schedule(static) if (g.n * xb_img >= kParallelMin)
     for (int64_t row = 0; row < g.n * in_rows; ++row) {
       const int64_t n = row / in_rows, ih = oh0 + row % in_rows - sh.top;
@@ -233,8 +231,8 @@ void conv2d_fwd_shifted(const ConvGeom& g, const Taps& tp, const T* x, int64_t x
     // Extended output pixels q = (oh - oh0) * wp + ow of one image; the last row stops at OW so that the largest
     // shift still reads inside xb.
     const int64_t m = (bh - 1) * wp + g.out_w;
-    const int64_t per_img = std::max((m + kShiftedBlock - 1) / kShiftedBlock,
-                                     std::min((kShiftedMinBlocks + g.n - 1) / g.n, (m + 31) / 32));
+    const int64_t per_img =
+        std::max((m + kShiftedBlock - 1) / kShiftedBlock, std::min((kShiftedMinBlocks + g.n - 1) / g.n, (m + 31) / 32));
     const int64_t blk = (m + per_img - 1) / per_img;
 #pragma omp parallel for schedule(static) if (g.n * m * K * C * tp.nr * tp.ns >= kParallelMin)
     for (int64_t b = 0; b < g.n * per_img; ++b) {
@@ -291,7 +289,9 @@ int64_t wino_block_tiles(const ConvGeom& g, int64_t ws_elems) {
   if (ws_elems < fixed + per_tile + g.in_c) return 0;
   return std::min({wino_of(g).tiles, kWinoMaxBlock, (ws_elems - fixed - g.in_c) / per_tile});
 }
-int64_t wino_elems(const ConvGeom& g, int64_t tb) { return 16 * g.out_c * g.in_c + tb * 16 * (g.in_c + g.out_c) + g.in_c; }
+int64_t wino_elems(const ConvGeom& g, int64_t tb) {
+  return 16 * g.out_c * g.in_c + tb * 16 * (g.in_c + g.out_c) + g.in_c;
+}
 
 // w (K,3,3,C) -> U [16][K][C]. flipped: g is the data-gradient geometry of a conv whose weights w are (C,3,3,K)
 // (winograd_data_geom below), and the kernel used is w rotated by 180 degrees with its channel roles swapped.
@@ -345,8 +345,8 @@ void conv2d_fwd_winograd(const ConvGeom& g, const T* x, int64_t xs, const T* w, 
       for (int i = 0; i < 4; ++i)
         for (int j = 0; j < 4; ++j) {
           const int64_t ih = ih0 + i, iw = iw0 + j;
-          d[i][j] = ih >= 0 && ih < g.in_h && iw >= 0 && iw < g.in_w ? x + ((n * g.in_h + ih) * g.in_w + iw) * xs
-                                                                     : zeros;
+          d[i][j] =
+              ih >= 0 && ih < g.in_h && iw >= 0 && iw < g.in_w ? x + ((n * g.in_h + ih) * g.in_w + iw) * xs : zeros;
         }
       T* v = V + tt * C;
       const int64_t vs = tb * C;  // between xi
@@ -382,7 +382,7 @@ void conv2d_fwd_winograd(const ConvGeom& g, const T* x, int64_t xs, const T* w, 
 #pragma omp parallel for schedule(static) if (nt * K * C * 16 >= kParallelMin)
     for (int64_t xi = 0; xi < 16; ++xi)
       gemm<T>(false, true, nt, K, C, T(1), V + xi * tb * C, C, U + xi * K * C, C, T(0), M + xi * tb * K, K);
-    // Y = A^T M A, the 2x2 outputs of each tile that lie inside the image.
+      // Y = A^T M A, the 2x2 outputs of each tile that lie inside the image.
 #pragma omp parallel for schedule(static) if (nt * 16 * K >= kParallelMin)
     for (int64_t tt = 0; tt < nt; ++tt) {
       const int64_t t = t0 + tt, n = t / per_img, th = (t % per_img) / wn.tw, tw = t % wn.tw;
@@ -456,8 +456,8 @@ std::vector<T> depthwise_weights_rsc(const ConvGeom& g, const T* w) {
 ConvAlgo conv2d_algo(const ConvGeom& g) {
   // Depthwise first: a depthwise 1x1 conv as per-group GEMMs would be C products of (P x 1) by (1 x 1).
   if (g.groups == g.in_c && g.groups == g.out_c) return ConvAlgo::depthwise;
-  if (g.kernel_h == 1 && g.kernel_w == 1 && g.stride_h == 1 && g.stride_w == 1 && g.pad_top == 0 &&
-      g.pad_left == 0 && g.in_h == g.out_h && g.in_w == g.out_w)
+  if (g.kernel_h == 1 && g.kernel_w == 1 && g.stride_h == 1 && g.stride_w == 1 && g.pad_top == 0 && g.pad_left == 0 &&
+      g.in_h == g.out_h && g.in_w == g.out_w)
     return ConvAlgo::pointwise;
   return ConvAlgo::general;
 }
@@ -491,11 +491,15 @@ bool winograd_allowed(const ConvGeom& g, const Taps& tp) {
 // (fp32, against the shifted GEMM or im2col they took before): 0.58x the time for 384->256 at 96x144, 0.70x for
 // 64->128 at 96x144, 0.76-0.83x for 256..304->256 at 24x36; but 1.13-1.2x for 64->64 at 24x36 and 128->128 at
 // 12x18 (short GEMMs, transforms not amortised) and for 16->64 at 96x144 (C too small for the GEMMs to dominate).
-constexpr int64_t kWinoMinC = 64;            // input and output channels
-constexpr int64_t kWinoMinPixels = 2048;     // output pixels per image, below which ...
-constexpr int64_t kWinoMinCSmallMap = 256;   // ... only convs this wide take it
+constexpr int64_t kWinoMinC = 64;           // input and output channels
+constexpr int64_t kWinoMinPixels = 2048;    // output pixels per image, below which ...
+constexpr int64_t kWinoMinCSmallMap = 256;  // ... only convs this wide take it
+// The transformed weights (16 * C * K elements, in the workspace) stay within half the workspace budget even in
+// double: up to C * K = 512 * 512 here.
+constexpr int64_t kWinoMaxWeights = static_cast<int64_t>(kConvWorkspaceBudget / 2 / sizeof(double) / 16);
 bool use_winograd(const ConvGeom& g, const Taps& tp) {
   if (!winograd_allowed(g, tp) || g.in_c < kWinoMinC || g.out_c < kWinoMinC) return false;
+  if (g.in_c * g.out_c > kWinoMaxWeights) return false;
   return g.out_h * g.out_w >= kWinoMinPixels || g.in_c >= kWinoMinCSmallMap;
 }
 
@@ -504,9 +508,8 @@ bool use_winograd(const ConvGeom& g, const Taps& tp) {
 //   dx[ih, iw, c] = sum_{r', s', k} dy[ih - (2 - pt) + r', iw - (2 - pl) + s', k] * w[k, 2 - r', 2 - s', c].
 // Returns whether the backward data pass takes Winograd on that geometry (*gd), by the forward pass's rule.
 bool winograd_data_geom(const ConvGeom& g, ConvGeom* gd) {
-  if (conv2d_algo(g) != ConvAlgo::general || g.groups != 1 || g.kernel_h != 3 || g.kernel_w != 3 ||
-      g.stride_h != 1 || g.stride_w != 1 || g.dilation_h != 1 || g.dilation_w != 1 || g.pad_top > 2 ||
-      g.pad_left > 2)
+  if (conv2d_algo(g) != ConvAlgo::general || g.groups != 1 || g.kernel_h != 3 || g.kernel_w != 3 || g.stride_h != 1 ||
+      g.stride_w != 1 || g.dilation_h != 1 || g.dilation_w != 1 || g.pad_top > 2 || g.pad_left > 2)
     return false;
   ConvGeom d = g;
   d.in_h = g.out_h, d.in_w = g.out_w, d.in_c = g.out_c;
@@ -535,10 +538,9 @@ size_t conv2d_workspace_bytes(const ConvGeom& g, size_t elem_size, size_t budget
   if (use_winograd(g, tp)) {  // plus room for the forward pass's Winograd blocks (at least one tile)
     const int64_t tb = std::max<int64_t>(1, wino_block_tiles(g, static_cast<int64_t>(budget / elem_size)));
     bytes = std::max(bytes, static_cast<size_t>(wino_elems(g, tb)) * elem_size);
-  } else if (use_shifted(g, tp)) {         // plus room for the forward pass's bands (at least one output row)
+  } else if (use_shifted(g, tp)) {  // plus room for the forward pass's bands (at least one output row)
     const Shifted sh = shifted_of(g, tp);
-    const int64_t bh =
-        std::max<int64_t>(1, shifted_band_rows(g, sh, static_cast<int64_t>(budget / elem_size)));
+    const int64_t bh = std::max<int64_t>(1, shifted_band_rows(g, sh, static_cast<int64_t>(budget / elem_size)));
     bytes = std::max(bytes, static_cast<size_t>(shifted_band_elems(g, sh, bh)) * elem_size);
   }
   return bytes;
@@ -563,8 +565,9 @@ void conv2d_fwd(const ConvGeom& g, const T* x, int64_t xs, const T* w, T* y, int
   if (path != ConvFwdPath::im2col && path != ConvFwdPath::winograd) {
     const Taps tp = taps_of(g);
     if (path == ConvFwdPath::shifted)
-      CS_CHECK(shifted_allowed(g, tp), "conv2d forward: the shifted GEMM needs stride 1, one group, the general "
-                                       "path and a tap that reaches the image");
+      CS_CHECK(shifted_allowed(g, tp),
+               "conv2d forward: the shifted GEMM needs stride 1, one group, the general "
+               "path and a tap that reaches the image");
     if (path == ConvFwdPath::shifted || use_shifted(g, tp)) {
       const int64_t bh = shifted_band_rows(g, shifted_of(g, tp), static_cast<int64_t>(ws_bytes / sizeof(T)));
       if (bh > 0) {
@@ -646,8 +649,7 @@ void conv2d_bwd_data(const ConvGeom& g, const T* dy, int64_t dys, const T* w, T*
     case ConvAlgo::pointwise: {
       const T beta = accumulate ? T(1) : T(0);
       for (int64_t grp = 0; grp < g.groups; ++grp)  // dx_g (P x Cg) = dy_g (P x Kg) * W_g
-        gemm<T>(false, false, P, Cg, Kg, T(1), dy + grp * Kg, dys, w + grp * Kg * Cg, Cg, beta, dx + grp * Cg,
-                dxs);
+        gemm<T>(false, false, P, Cg, Kg, T(1), dy + grp * Kg, dys, w + grp * Kg * Cg, Cg, beta, dx + grp * Cg, dxs);
       return;
     }
     case ConvAlgo::depthwise: {
@@ -684,8 +686,8 @@ void conv2d_bwd_data(const ConvGeom& g, const T* dy, int64_t dys, const T* w, T*
         for (int64_t grp = 0; grp < g.groups; ++grp) {
           // dcol (t x crow) = dy_tile_g (t x Kg) * W_g (Kg x crow), piece by piece
           for (const Piece& pc : pieces)
-            gemm<T>(false, false, t, pc.len, Kg, T(1), dy + p0 * dys + grp * Kg, dys, w + grp * Kg * row + pc.w,
-                    row, T(0), col + pc.col, crow);
+            gemm<T>(false, false, t, pc.len, Kg, T(1), dy + p0 * dys + grp * Kg, dys, w + grp * Kg * row + pc.w, row,
+                    T(0), col + pc.col, crow);
           col2im_gather(g, tp, col, p0, t, grp, dx, dxs);
         }
       }
@@ -766,13 +768,11 @@ void conv2d_bwd_filter(const ConvGeom& g, const T* x, int64_t xs, const T* dy, i
   }
 }
 
-#define CS_INSTANTIATE(T)                                                                                      \
-  template void conv2d_fwd<T>(const ConvGeom&, const T*, int64_t, const T*, T*, int64_t, bool, void*, size_t,  \
-                              ConvFwdPath);                                                                    \
-  template void conv2d_bwd_data<T>(const ConvGeom&, const T*, int64_t, const T*, T*, int64_t, bool, void*,     \
-                                   size_t);                                                                    \
-  template void conv2d_bwd_filter<T>(const ConvGeom&, const T*, int64_t, const T*, int64_t, T*, bool, void*,   \
-                                     size_t);
+#define CS_INSTANTIATE(T)                                                                                           \
+  template void conv2d_fwd<T>(const ConvGeom&, const T*, int64_t, const T*, T*, int64_t, bool, void*, size_t,       \
+                              ConvFwdPath);                                                                         \
+  template void conv2d_bwd_data<T>(const ConvGeom&, const T*, int64_t, const T*, T*, int64_t, bool, void*, size_t); \
+  template void conv2d_bwd_filter<T>(const ConvGeom&, const T*, int64_t, const T*, int64_t, T*, bool, void*, size_t);
 CS_INSTANTIATE(float)
 CS_INSTANTIATE(double)
 #undef CS_INSTANTIATE

@@ -9,7 +9,8 @@
 // read backwards: its forward is conv2d_bwd_data, its data gradient conv2d_fwd, its filter gradient
 // conv2d_bwd_filter with x and dy swapped (layers/conv2d.cpp), so the maths exists once.
 //
-// Algorithms (choice made from the shape, the same for every tile size and thread count):
+// Algorithms (choice made from the shape and, for the shifted GEMM and Winograd, from whether the workspace holds one
+// band or block; the same for every tile size beyond that and for every thread count):
 // - general: im2col of a tile of output pixels into the workspace, col (T, R*S*Cg) laid out [r][s][c], then one
 //   cpu::gemm per group: y_tile = col * W_g^T (forward), dcol = dy_tile * W_g then a col2im *gather* over input
 //   pixels (data gradient: each input pixel sums its taps itself, so the loop is parallel with no atomics and a
@@ -26,8 +27,8 @@
 //   thread count); the padded columns are computed and dropped when the block is copied out to y. It saves the
 //   R*S-fold im2col copy at the price of (S-1)*dw/OW extra flops, which pays on large maps only (measured: 10-30%
 //   faster from 48x72 up, slower on 12x18). A workspace too small for one band row falls back to im2col.
-// - Winograd F(2x2, 3x3) (forward only; 3x3, stride 1, dilation 1, one group, every tap reaching the image, C and
-//   K >= 64, and maps of >= 2048 output pixels unless C >= 256): each 2x2 output tile from a 4x4 input patch, the
+// - Winograd F(2x2, 3x3) (forward and data gradient; 3x3, stride 1, dilation 1, one group, every tap reaching the
+//   image, C and K >= 64, C * K <= 512 * 512, and maps of >= 2048 output pixels unless C >= 256): each 2x2 output tile from a 4x4 input patch, the
 //   sum over channels as 16 GEMMs over tiles (16 instead of 36 multiply-adds per tile, channel pair), with input,
 //   weight and output transforms of +, - and exact halvings around them; tiles in blocks that fit the workspace.
 //   Measured 0.58-0.83x the time of the other paths on DeepLabv3+'s wide 3x3 convs (kernels/cpu/conv.cpp). The
@@ -69,7 +70,8 @@ ConvAlgo conv2d_algo(const ConvGeom& g);
 // Workspace for any of the three passes below: 0 for the pointwise and depthwise paths (and when no tap reaches
 // the image), otherwise min(all output pixels, budget / row) rows of (kept taps) * Cg elements, at least one row;
 // when the forward pass takes the shifted GEMM, at least its bands (as many output rows as the budget allows, at
-// least one); when it takes Winograd, its transformed weights and at least one block of tiles (up to 1024).
+// least one); when the forward or the data-gradient pass takes Winograd, its transformed weights and at least one
+// block of tiles (up to 1024). At most the budget, except that one im2col row or band row is always granted.
 size_t conv2d_workspace_bytes(const ConvGeom& g, size_t elem_size, size_t budget = kConvWorkspaceBudget);
 
 // y (=|+=) conv(x, w)                    x: (N,IH,IW,C) pixel stride xs; w: (K,R,S,Cg); y: (N,OH,OW,K) stride ys

@@ -118,8 +118,7 @@ bool minmax_normalize_finite(int64_t P, int64_t C, const float* x, T* y, const f
 template bool minmax_normalize_finite<float>(int64_t, int64_t, const float*, float*, const float*, const float*);
 template bool minmax_normalize_finite<double>(int64_t, int64_t, const float*, double*, const float*, const float*);
 template bool minmax_normalize_finite<Half>(int64_t, int64_t, const float*, Half*, const float*, const float*);
-template bool minmax_normalize_finite<BFloat16>(int64_t, int64_t, const float*, BFloat16*, const float*,
-                                                const float*);
+template bool minmax_normalize_finite<BFloat16>(int64_t, int64_t, const float*, BFloat16*, const float*, const float*);
 
 template void minmax_normalize<float>(int64_t, int64_t, const float*, int64_t, float*, int64_t, const float*,
                                       const float*);

@@ -2,11 +2,13 @@
 // strides 1/2, dilations 1/2/3, explicit pads 0..3 and TF 'SAME' on odd and even sizes, groups 1/2/C (depthwise),
 // bias on/off, single-pixel inputs; plus the tiling invariance of the im2col path, the padding rules and the
 // shifted-GEMM forward against im2col.
-#include <catch2/catch.hpp>
+#include <omp.h>
 
 #include <algorithm>
+#include <catch2/catch.hpp>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <exception>
 #include <vector>
 
@@ -44,8 +46,8 @@ Conv2dConfig conv(int64_t k_out, int64_t k, int64_t stride, int64_t dil, int64_t
 }
 
 ConvTranspose2dConfig deconv(int64_t k_out, int64_t k, int64_t stride, int64_t pad, int64_t out_pad,
-                             PaddingMode mode = PaddingMode::explicit_symmetric, int64_t groups = 1,
-                             bool bias = true, int64_t dil = 1) {
+                             PaddingMode mode = PaddingMode::explicit_symmetric, int64_t groups = 1, bool bias = true,
+                             int64_t dil = 1) {
   ConvTranspose2dConfig c;
   c.out_channels = k_out;
   c.kernel_h = c.kernel_w = k;
@@ -245,12 +247,12 @@ Passes run_passes(const cpu::ConvGeom& g, const Tensor& x, const Tensor& w, cons
   r.dx = Tensor::zeros(x.shape(), DType::f64, Device::cpu);
   r.dw = Tensor::zeros(w.shape(), DType::f64, Device::cpu);
   std::vector<double> ws(ws_bytes / sizeof(double) + 1);
-  cpu::conv2d_fwd<double>(g, x.data_as<double>(), g.in_c, w.data_as<double>(), r.y.data_as<double>(), g.out_c,
-                          false, ws.data(), ws_bytes);
-  cpu::conv2d_bwd_data<double>(g, dy.data_as<double>(), g.out_c, w.data_as<double>(), r.dx.data_as<double>(),
-                               g.in_c, false, ws.data(), ws_bytes);
-  cpu::conv2d_bwd_filter<double>(g, x.data_as<double>(), g.in_c, dy.data_as<double>(), g.out_c,
-                                 r.dw.data_as<double>(), false, ws.data(), ws_bytes);
+  cpu::conv2d_fwd<double>(g, x.data_as<double>(), g.in_c, w.data_as<double>(), r.y.data_as<double>(), g.out_c, false,
+                          ws.data(), ws_bytes);
+  cpu::conv2d_bwd_data<double>(g, dy.data_as<double>(), g.out_c, w.data_as<double>(), r.dx.data_as<double>(), g.in_c,
+                               false, ws.data(), ws_bytes);
+  cpu::conv2d_bwd_filter<double>(g, x.data_as<double>(), g.in_c, dy.data_as<double>(), g.out_c, r.dw.data_as<double>(),
+                                 false, ws.data(), ws_bytes);
   return r;
 }
 
@@ -337,8 +339,8 @@ TEST_CASE("conv2d shifted GEMM forward equals the im2col forward", "[conv]") {
     g.pad_top = c.pad_t, g.pad_left = c.pad_l;
     g.out_h = c.h + 2 * c.pad_t + c.extra_b - c.dil * (c.kh - 1);
     g.out_w = c.w + 2 * c.pad_l + c.extra_r - c.dil * (c.kw - 1);
-    INFO("input " << c.n << "x" << c.h << "x" << c.w << "x" << c.c << " -> " << c.k << " kernel " << c.kh << "x"
-                  << c.kw << " dilation " << c.dil << " pads " << c.pad_t << "," << c.pad_l);
+    INFO("input " << c.n << "x" << c.h << "x" << c.w << "x" << c.c << " -> " << c.k << " kernel " << c.kh << "x" << c.kw
+                  << " dilation " << c.dil << " pads " << c.pad_t << "," << c.pad_l);
     REQUIRE(cpu::conv2d_algo(g) == cpu::ConvAlgo::general);
     // Pixel-strided views: x and y live in wider buffers (as channel slices of concats do).
     const int64_t xs = c.c + 2, ys = c.k + 3;
@@ -392,10 +394,10 @@ TEST_CASE("conv2d Winograd F(2x2,3x3) forward equals the im2col forward", "[conv
     int64_t n, h, w, c, k, pad_t, pad_l, extra_b, extra_r;
   };
   double worst = 0;
-  for (const Case& c : {Case{2, 9, 11, 5, 3, 1, 1, 0, 0}, Case{1, 8, 8, 16, 16, 1, 1, 0, 0},
-                        Case{2, 7, 6, 3, 4, 0, 0, 0, 0}, Case{1, 6, 9, 1, 2, 2, 2, 0, 1},
-                        Case{3, 5, 4, 7, 1, 1, 0, 1, 1}, Case{1, 3, 3, 2, 3, 1, 1, 0, 0},
-                        Case{1, 12, 17, 19, 23, 1, 1, 0, 0}}) {
+  for (const Case& c :
+       {Case{2, 9, 11, 5, 3, 1, 1, 0, 0}, Case{1, 8, 8, 16, 16, 1, 1, 0, 0}, Case{2, 7, 6, 3, 4, 0, 0, 0, 0},
+        Case{1, 6, 9, 1, 2, 2, 2, 0, 1}, Case{3, 5, 4, 7, 1, 1, 0, 1, 1}, Case{1, 3, 3, 2, 3, 1, 1, 0, 0},
+        Case{1, 12, 17, 19, 23, 1, 1, 0, 0}}) {
     cpu::ConvGeom g;
     g.n = c.n, g.in_h = c.h, g.in_w = c.w, g.in_c = c.c, g.out_c = c.k;
     g.kernel_h = g.kernel_w = 3;
@@ -451,18 +453,22 @@ TEST_CASE("conv2d data gradient through Winograd equals the col2im gather", "[co
   // A 3x3 stride-1 conv's data gradient is a 3x3 conv of dy with the rotated, channel-swapped kernel and padding
   // 2 - pad; wide enough, the backward pass runs it through Winograd. Reference: the same pass with a workspace too
   // small for a Winograd block (which then takes im2col's col2im gather). Row "cpu fp64 winograd". Pads 0, 1, 2,
-  // odd sizes, pixel-strided views, accumulate.
+  // top and left padding that differ, bottom and right padding other than the top and left (extra_b, extra_r: rows
+  // and columns more or fewer), odd sizes, pixel-strided views, accumulate.
   struct Case {
-    int64_t n, h, w, c, k, pad;
+    int64_t n, h, w, c, k, pad_t, pad_l, extra_b, extra_r;
   };
-  for (const Case& c : {Case{1, 45, 47, 64, 64, 1}, Case{2, 40, 52, 64, 72, 0}, Case{1, 41, 50, 80, 64, 2}}) {
+  for (const Case& c :
+       {Case{1, 45, 47, 64, 64, 1, 1, 0, 0}, Case{2, 40, 52, 64, 72, 0, 0, 0, 0}, Case{1, 41, 50, 80, 64, 2, 2, 0, 0},
+        Case{1, 44, 49, 64, 64, 2, 0, -1, 1}, Case{1, 47, 46, 64, 64, 0, 1, 2, -1}}) {
     cpu::ConvGeom g;
     g.n = c.n, g.in_h = c.h, g.in_w = c.w, g.in_c = c.c, g.out_c = c.k;
     g.kernel_h = g.kernel_w = 3;
-    g.pad_top = g.pad_left = c.pad;
-    g.out_h = c.h + 2 * c.pad - 2;
-    g.out_w = c.w + 2 * c.pad - 2;
-    INFO("input " << c.n << "x" << c.h << "x" << c.w << "x" << c.c << " -> " << c.k << " pad " << c.pad);
+    g.pad_top = c.pad_t, g.pad_left = c.pad_l;
+    g.out_h = c.h + 2 * c.pad_t + c.extra_b - 2;
+    g.out_w = c.w + 2 * c.pad_l + c.extra_r - 2;
+    INFO("input " << c.n << "x" << c.h << "x" << c.w << "x" << c.c << " -> " << c.k << " pads " << c.pad_t << ","
+                  << c.pad_l << " extra " << c.extra_b << "," << c.extra_r);
     const int64_t dys = c.k + 1, dxs = c.c + 2;
     const Tensor dy = random53({g.n, g.out_h, g.out_w, dys}, 31);
     const Tensor w = random53({g.out_c, 3, 3, g.in_c}, 32);
@@ -476,8 +482,8 @@ TEST_CASE("conv2d data gradient through Winograd equals the col2im gather", "[co
       auto run = [&](size_t elems) {
         Tensor dx = dx0.clone();
         std::vector<double> ws(elems);
-        cpu::conv2d_bwd_data<double>(g, dy.data_as<double>(), dys, w.data_as<double>(), dx.data_as<double>(), dxs,
-                                     acc, ws.data(), elems * sizeof(double));
+        cpu::conv2d_bwd_data<double>(g, dy.data_as<double>(), dys, w.data_as<double>(), dx.data_as<double>(), dxs, acc,
+                                     ws.data(), elems * sizeof(double));
         return dx;
       };
       const Tensor ref = run(small), got = run(full);
@@ -488,4 +494,44 @@ TEST_CASE("conv2d data gradient through Winograd equals the col2im gather", "[co
       REQUIRE(diff > 0);  // the two really are different computations (fp64 rounding differs somewhere)
     }
   }
+}
+
+TEST_CASE("conv2d Winograd in fp32: the same bits on 1 and 2 threads, and close to fp64", "[conv]") {
+  // Each output element comes from one serial GEMM call per transform position and fixed transforms, so the thread
+  // count must not change a bit (forward and data gradient). The fp32 result against the fp64 one: row "cpu fp32 vs
+  // fp64".
+  cpu::ConvGeom g;
+  g.n = 2, g.in_h = 33, g.in_w = 70, g.in_c = 64, g.out_c = 80, g.kernel_h = g.kernel_w = 3;
+  g.pad_top = g.pad_left = 1, g.out_h = 33, g.out_w = 70;
+  const Tensor x = random({g.n, g.in_h, g.in_w, g.in_c}, 41), w = random({g.out_c, 3, 3, g.in_c}, 42);
+  const Tensor dy = random({g.n, g.out_h, g.out_w, g.out_c}, 43);
+  const Tensor xf = x.cast(DType::f32), wf = w.cast(DType::f32), dyf = dy.cast(DType::f32);
+  const size_t ws_bytes = cpu::conv2d_workspace_bytes(g, sizeof(float));
+  std::vector<float> ws(ws_bytes / sizeof(float));
+  auto fwd = [&](int threads) {
+    Tensor y = Tensor::empty({g.n, g.out_h, g.out_w, g.out_c}, DType::f32, Device::cpu);
+    const int before = omp_get_max_threads();
+    omp_set_num_threads(threads);
+    cpu::conv2d_fwd<float>(g, xf.data_as<float>(), g.in_c, wf.data_as<float>(), y.data_as<float>(), g.out_c, false,
+                           ws.data(), ws_bytes, cpu::ConvFwdPath::winograd);
+    omp_set_num_threads(before);
+    return y;
+  };
+  auto bwd = [&](int threads) {
+    Tensor dx = Tensor::empty({g.n, g.in_h, g.in_w, g.in_c}, DType::f32, Device::cpu);
+    const int before = omp_get_max_threads();
+    omp_set_num_threads(threads);
+    cpu::conv2d_bwd_data<float>(g, dyf.data_as<float>(), g.out_c, wf.data_as<float>(), dx.data_as<float>(), g.in_c,
+                                false, ws.data(), ws_bytes);
+    omp_set_num_threads(before);
+    return dx;
+  };
+  const Tensor y1 = fwd(1), y2 = fwd(2), dx1 = bwd(1), dx2 = bwd(2);
+  REQUIRE(std::memcmp(y1.data(), y2.data(), y1.nbytes()) == 0);
+  REQUIRE(std::memcmp(dx1.data(), dx2.data(), dx1.nbytes()) == 0);
+  std::vector<double> wsd(cpu::conv2d_workspace_bytes(g, sizeof(double)) / sizeof(double));
+  Tensor yd = Tensor::empty({g.n, g.out_h, g.out_w, g.out_c}, DType::f64, Device::cpu);
+  cpu::conv2d_fwd<double>(g, x.data_as<double>(), g.in_c, w.data_as<double>(), yd.data_as<double>(), g.out_c, false,
+                          wsd.data(), wsd.size() * sizeof(double), cpu::ConvFwdPath::im2col);
+  CS_REQUIRE_CLOSE(y1.cast(DType::f64), yd, tol::cpu_f32_vs_f64.atol, tol::cpu_f32_vs_f64.rtol);
 }

@@ -277,8 +277,8 @@ TEST_CASE("cpu::minmax_normalize_finite equals minmax_normalize and finds every 
     const int64_t P = 257;
     std::vector<float> x(static_cast<size_t>(P * C)), shift(static_cast<size_t>(C)), scale(static_cast<size_t>(C));
     for (float& v : x) v = u(rng);
-    x[5] = 1e-42f;          // a denormal: finite
-    x[6] = 3.4028235e38f;   // the largest float: finite
+    x[5] = 1e-42f;         // a denormal: finite
+    x[6] = 3.4028235e38f;  // the largest float: finite
     for (int64_t c = 0; c < C; ++c) {
       shift[static_cast<size_t>(c)] = -1e5f + 3.0f * static_cast<float>(c);
       scale[static_cast<size_t>(c)] = 1.0f / (2e5f + static_cast<float>(c));

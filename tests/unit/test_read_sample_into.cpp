@@ -2,16 +2,16 @@
 // again, and still catches non-finite values and out-of-range labels (the vectorised scans' slow path).
 #include <hdf5.h>
 
-#include <catch2/catch.hpp>
 #include <algorithm>
+#include <catch2/catch.hpp>
 #include <cmath>
 #include <cstring>
 #include <string>
 #include <vector>
 
 #include "engine/philox.h"
-#include "kernels/cpu/normalize.h"
 #include "io/hdf5_sample.h"
+#include "kernels/cpu/normalize.h"
 #include "tests/util/h5_write.h"
 #include "tests/util/temp_dir.h"
 
@@ -109,8 +109,7 @@ Tensor expected(const std::string& path, const io::ReadOptions& opt, DType dt, c
 }
 }  // namespace
 
-TEST_CASE("read_sample_to writes into the caller's memory what read_sample and the min-max kernel give",
-          "[io][hdf5]") {
+TEST_CASE("read_sample_to writes into the caller's memory what read_sample and the min-max kernel give", "[io][hdf5]") {
   test::TempDir t;
   // 40 rows of 1152 x 16 floats: about 14 rows per 1 MiB block, so the direct path reads three blocks.
   const int64_t H = 40, W = 1152;
@@ -136,8 +135,8 @@ TEST_CASE("read_sample_to writes into the caller's memory what read_sample and t
     for (const DType dt : {DType::f32, DType::f64, DType::f16, DType::bf16}) {
       for (const bool coeffs : {true, false}) {
         INFO("reduce " << static_cast<int>(opt.reduce) << ", dtype " << dtype_name(dt) << ", coefficients " << coeffs);
-        const Tensor want = expected(t.file("a.h5"), opt, dt, coeffs ? shift.data() : nullptr,
-                                     coeffs ? scale.data() : nullptr);
+        const Tensor want =
+            expected(t.file("a.h5"), opt, dt, coeffs ? shift.data() : nullptr, coeffs ? scale.data() : nullptr);
         io::SampleTarget tg;
         tg.data = Tensor::empty(want.shape(), dt);
         tg.labels = Tensor::empty(Shape{1, want.shape().h, want.shape().w, 1}, DType::i32);
@@ -156,8 +155,7 @@ TEST_CASE("read_sample_to writes into the caller's memory what read_sample and t
   }
 }
 
-TEST_CASE("read_sample_to: the same errors as read_sample_into, and a shape mismatch names the holder",
-          "[io][hdf5]") {
+TEST_CASE("read_sample_to: the same errors as read_sample_into, and a shape mismatch names the holder", "[io][hdf5]") {
   test::TempDir t;
   const int64_t H = 40, W = 1152, C = 16;
   io::SampleTarget tg;
@@ -196,5 +194,6 @@ TEST_CASE("read_sample_to: the same errors as read_sample_into, and a shape mism
   REQUIRE_THROWS_WITH(io::read_sample_to(t.file("small.h5"), {}, bad, scratch), Catch::Contains("data target"));
   bad = tg;
   bad.scale = nullptr;
-  REQUIRE_THROWS_WITH(io::read_sample_to(t.file("small.h5"), {}, bad, scratch), Catch::Contains("both shift and scale"));
+  REQUIRE_THROWS_WITH(io::read_sample_to(t.file("small.h5"), {}, bad, scratch),
+                      Catch::Contains("both shift and scale"));
 }

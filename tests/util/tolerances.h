@@ -34,7 +34,8 @@ inline constexpr Tolerance cpu_same_ops_f64{
 
 inline constexpr Tolerance cpu_winograd_f64{
     "cpu fp64 winograd", 1e-12, 1e-11,
-    "the Winograd F(2x2,3x3) forward (and data gradient) against the im2col forward (and col2im gather), both in double, O(1) random data: the same products "
+    "the Winograd F(2x2,3x3) forward (and data gradient) against the im2col forward (and col2im gather), both in "
+    "double, O(1) random data: the same products "
     "regrouped (input and output transforms of +, - and exact halvings, 16 GEMMs over channels instead of one dot "
     "product over 9 taps), so the transforms add a few roundings per output on sums up to 4x the direct one's "
     "magnitude; measured below 2e-14. A wrong transform coefficient or tile offset gives O(1) errors"};
@@ -166,15 +167,12 @@ inline constexpr Tolerance allreduce_bf16{
 }  // namespace tol
 
 // The whole table, for reports and for reconciling with docs/tolerances.md.
-inline constexpr Tolerance kTolerances[] = {tol::gradcheck_f64,    tol::cpu_same_ops_f64, tol::cpu_winograd_f64, tol::optimizer_f64_reference,
-                                            tol::torch_f64,
-                                            tol::torch_f64_network, tol::torch_f32_net, tol::cpu_f32_vs_f64,
-                                            tol::cuda_f32_exact,
-                                            tol::cuda_f16_eltwise, tol::cuda_bf16_eltwise, tol::cuda_f32_gemm,
-                                            tol::cuda_f16_gemm,    tol::cuda_bf16_gemm,   tol::cuda_f32_conv,
-                                            tol::cuda_f16_conv,    tol::cuda_bf16_conv,   tol::cuda_f32_net,
-                                            tol::cuda_f32_loss_track, tol::scaling_formula_f64,
-                                            tol::scaling_fit_f64,  tol::allreduce_f32,    tol::allreduce_f16,
-                                            tol::allreduce_bf16};
+inline constexpr Tolerance kTolerances[] = {
+    tol::gradcheck_f64,   tol::cpu_same_ops_f64,  tol::cpu_winograd_f64,    tol::optimizer_f64_reference,
+    tol::torch_f64,       tol::torch_f64_network, tol::torch_f32_net,       tol::cpu_f32_vs_f64,
+    tol::cuda_f32_exact,  tol::cuda_f16_eltwise,  tol::cuda_bf16_eltwise,   tol::cuda_f32_gemm,
+    tol::cuda_f16_gemm,   tol::cuda_bf16_gemm,    tol::cuda_f32_conv,       tol::cuda_f16_conv,
+    tol::cuda_bf16_conv,  tol::cuda_f32_net,      tol::cuda_f32_loss_track, tol::scaling_formula_f64,
+    tol::scaling_fit_f64, tol::allreduce_f32,     tol::allreduce_f16,       tol::allreduce_bf16};
 
 }  // namespace climseg::test
