@@ -19,21 +19,26 @@
 //   pixel), so the scratch stays bounded whatever the image size.
 //   Kernel taps that reach the image for no output pixel (dilated convs on small maps: a 3x3 rate-12 conv on a
 //   12x18 map keeps its centre tap only) are left out of im2col and of the GEMMs (their filter gradient is 0).
-// - shifted GEMM (forward only; stride 1, one group, maps of >= 2048 output pixels, C >= 16, padded rows at most
-//   25% wider than the output): no im2col. A band of output rows of all images copies its input rows once into a
+// - shifted GEMM (stride 1, one group, maps of >= 2048 output pixels, C >= 16, padded rows at most 25% wider than
+//   the output): no im2col. A band of output rows of all images copies its input rows once into a
 //   zero-padded buffer (rows OW + (S-1)*dw pixels wide); there every kernel tap is a constant shift of the flat
 //   pixel index, so the band is one GEMM per tap, y_ext += x_pad_shifted * W_tap^T (beta = 1 after the first
 //   tap), computed in blocks of ~512 extended pixels (fixed by the shape, so the result does not depend on the
 //   thread count); the padded columns are computed and dropped when the block is copied out to y. It saves the
 //   R*S-fold im2col copy at the price of (S-1)*dw/OW extra flops, which pays on large maps only (measured: 10-30%
 //   faster from 48x72 up, slower on 12x18). A workspace too small for one band row falls back to im2col.
+//   The same layout serves the backward passes where the im2col GEMMs are thin (few output channels K, such as
+//   Tiramisu's K = 32): the data gradient of a stride-1 conv is the forward conv of dy with the flipped kernel
+//   (wf[c,r,s,k] = w[k,R-1-r,S-1-s,c], padding dil*(k-1) - pad), run as a shifted GEMM when that geometry qualifies
+//   and C >= 32; the filter gradient, for K <= 48 and C >= 64, is one GEMM per tap and image,
+//   dW_tap += dy_band^T * x_band_shifted, the taps spread over the threads (measured 0.5-0.75x im2col's time there).
 // - Winograd F(2x2, 3x3) (forward and data gradient; 3x3, stride 1, dilation 1, one group, every tap reaching the
-//   image, C and K >= 64, C * K <= 512 * 512, and maps of >= 2048 output pixels unless C >= 256): each 2x2 output tile from a 4x4 input patch, the
-//   sum over channels as 16 GEMMs over tiles (16 instead of 36 multiply-adds per tile, channel pair), with input,
-//   weight and output transforms of +, - and exact halvings around them; tiles in blocks that fit the workspace.
-//   Measured 0.58-0.83x the time of the other paths on DeepLabv3+'s wide 3x3 convs (kernels/cpu/conv.cpp). The
-//   data gradient of such a conv is a 3x3 conv of dy with the rotated, channel-swapped kernel and padding 2 - pad,
-//   and takes the same path when that geometry qualifies.
+//   image, C and K >= 64, C * K <= 512 * 512, and maps of >= 2048 output pixels unless C >= 256): each 2x2 output
+//   tile from a 4x4 input patch, the sum over channels as 16 GEMMs over tiles (16 instead of 36 multiply-adds per tile,
+//   channel pair), with input, weight and output transforms of +, - and exact halvings around them; tiles in blocks
+//   that fit the workspace. Measured 0.58-0.83x the time of the other paths on DeepLabv3+'s wide 3x3 convs
+//   (kernels/cpu/conv.cpp). The data gradient of such a conv is a 3x3 conv of dy with the rotated, channel-swapped
+//   kernel and padding 2 - pad, and takes the same path when that geometry qualifies.
 // - 1x1, stride 1, no padding: NHWC makes x a (pixels x C) matrix already, so the GEMMs run on the pixel-strided
 //   tensors directly (no workspace).
 // - depthwise (groups == C == K): direct loops over pixels, vectorised over channels; per-group GEMMs would be

@@ -535,3 +535,92 @@ TEST_CASE("conv2d Winograd in fp32: the same bits on 1 and 2 threads, and close 
                           wsd.data(), wsd.size() * sizeof(double), cpu::ConvFwdPath::im2col);
   CS_REQUIRE_CLOSE(y1.cast(DType::f64), yd, tol::cpu_f32_vs_f64.atol, tol::cpu_f32_vs_f64.rtol);
 }
+
+TEST_CASE("conv2d data gradient through the shifted GEMM equals the col2im gather", "[conv]") {
+  // A stride-1 conv's data gradient is the forward conv of dy with the flipped kernel and padding dil*(k-1) - pad;
+  // on large enough maps (and K >= 16) the backward pass runs it as a shifted GEMM. Reference: the same pass with a
+  // workspace too small for that (the col2im gather). The same products grouped by tap: row "cpu fp64 same
+  // operations". Covered: 5x5 with K = 32 (Tiramisu's shape, scaled), non-square kernels, dilation, padding from 0 to
+  // the kernel's reach, extra bottom/right padding, odd sizes, kernel rows that only ever see padding (the 3x800
+  // map with a dilated 3x1 kernel keeps its centre row), pixel-strided views, accumulate.
+  struct Case {
+    int64_t n, h, w, c, k, kh, kw, dil, pad_t, pad_l, extra_b, extra_r;
+  };
+  for (const Case& c : {Case{1, 48, 50, 40, 32, 5, 5, 1, 2, 2, 0, 0}, Case{2, 45, 47, 32, 16, 3, 3, 1, 1, 1, 0, 0},
+                        Case{1, 50, 44, 33, 17, 3, 5, 1, 0, 1, 1, 0}, Case{1, 46, 49, 36, 20, 3, 3, 2, 2, 1, 0, 1},
+                        Case{1, 44, 52, 32, 24, 5, 3, 1, 4, 2, -1, 0}, Case{1, 3, 800, 32, 16, 3, 1, 3, 3, 0, 0, 0}}) {
+    cpu::ConvGeom g;
+    g.n = c.n, g.in_h = c.h, g.in_w = c.w, g.in_c = c.c, g.out_c = c.k;
+    g.kernel_h = c.kh, g.kernel_w = c.kw;
+    g.dilation_h = g.dilation_w = c.dil;
+    g.pad_top = c.pad_t, g.pad_left = c.pad_l;
+    g.out_h = c.h + 2 * c.pad_t + c.extra_b - c.dil * (c.kh - 1);
+    g.out_w = c.w + 2 * c.pad_l + c.extra_r - c.dil * (c.kw - 1);
+    INFO("input " << c.n << "x" << c.h << "x" << c.w << "x" << c.c << " -> " << c.k << " kernel " << c.kh << "x" << c.kw
+                  << " dilation " << c.dil << " pads " << c.pad_t << "," << c.pad_l << " extra " << c.extra_b << ","
+                  << c.extra_r);
+    const int64_t dys = c.k + 1, dxs = c.c + 2;
+    const Tensor dy = random53({g.n, g.out_h, g.out_w, dys}, 51);
+    const Tensor w = random53({g.out_c, g.kernel_h, g.kernel_w, g.in_c}, 52);
+    const Tensor dx0 = random53({g.n, g.in_h, g.in_w, dxs}, 53);
+    const size_t full = cpu::conv2d_workspace_bytes(g, sizeof(double)) / sizeof(double);
+    const size_t small = static_cast<size_t>(c.kh * c.kw * c.c);  // one im2col row: less than weights plus a band
+    REQUIRE(small < static_cast<size_t>(c.kh * c.kw * c.c * c.k));
+    // The automatic workspace holds the flipped weights and bands (the two paths often agree to the bit: the same
+    // per-tap GEMMs summed in the same tap order, so equality alone cannot tell them apart).
+    REQUIRE(full > static_cast<size_t>(c.kh * c.kw * c.c * c.k + c.k * c.c));
+    for (bool acc : {false, true}) {
+      INFO("accumulate " << acc);
+      auto run = [&](size_t elems) {
+        Tensor dx = dx0.clone();
+        std::vector<double> ws(elems);
+        cpu::conv2d_bwd_data<double>(g, dy.data_as<double>(), dys, w.data_as<double>(), dx.data_as<double>(), dxs, acc,
+                                     ws.data(), elems * sizeof(double));
+        return dx;
+      };
+      const Tensor ref = run(small), got = run(full);
+      CS_REQUIRE_CLOSE(got, ref, tol::cpu_same_ops_f64.atol, tol::cpu_same_ops_f64.rtol);
+    }
+  }
+}
+
+TEST_CASE("conv2d filter gradient through the shifted GEMM equals the im2col one", "[conv]") {
+  // Few output channels (K <= 48) and C >= 64 on maps of >= 2048 pixels take conv2d_bwd_filter_shifted: per tap
+  // dW_tap += dy_band^T * x_band_shifted. Reference: the same pass with a workspace of one im2col row (too small for
+  // a band). The same products summed in another order: row "cpu fp64 same operations". Covered as the data
+  // gradient's test, plus dropped taps (their gradient is 0, or kept in accumulate mode).
+  struct Case {
+    int64_t n, h, w, c, k, kh, kw, dil, pad_t, pad_l, extra_b, extra_r;
+  };
+  for (const Case& c : {Case{1, 48, 50, 64, 32, 5, 5, 1, 2, 2, 0, 0}, Case{2, 45, 47, 64, 16, 3, 3, 1, 1, 1, 0, 0},
+                        Case{1, 50, 44, 70, 17, 3, 5, 1, 0, 1, 1, 0}, Case{1, 46, 49, 64, 20, 3, 3, 2, 2, 1, 0, 1},
+                        Case{1, 3, 800, 64, 32, 3, 1, 3, 3, 0, 0, 0}}) {
+    cpu::ConvGeom g;
+    g.n = c.n, g.in_h = c.h, g.in_w = c.w, g.in_c = c.c, g.out_c = c.k;
+    g.kernel_h = c.kh, g.kernel_w = c.kw;
+    g.dilation_h = g.dilation_w = c.dil;
+    g.pad_top = c.pad_t, g.pad_left = c.pad_l;
+    g.out_h = c.h + 2 * c.pad_t + c.extra_b - c.dil * (c.kh - 1);
+    g.out_w = c.w + 2 * c.pad_l + c.extra_r - c.dil * (c.kw - 1);
+    INFO("input " << c.n << "x" << c.h << "x" << c.w << "x" << c.c << " -> " << c.k << " kernel " << c.kh << "x" << c.kw
+                  << " dilation " << c.dil << " pads " << c.pad_t << "," << c.pad_l);
+    const int64_t xs = c.c + 2, dys = c.k + 1;
+    const Tensor x = random53({g.n, g.in_h, g.in_w, xs}, 61);
+    const Tensor dy = random53({g.n, g.out_h, g.out_w, dys}, 62);
+    const Tensor dw0 = random53({g.out_c, g.kernel_h, g.kernel_w, g.in_c}, 63);
+    const size_t full = cpu::conv2d_workspace_bytes(g, sizeof(double)) / sizeof(double);
+    const size_t small = static_cast<size_t>(c.kh * c.kw * c.c);    // one im2col row
+    REQUIRE(full >= static_cast<size_t>(c.n * c.w * (c.c + c.k)));  // at least one band row: not the im2col path
+    for (bool acc : {false, true}) {
+      INFO("accumulate " << acc);
+      auto run = [&](size_t elems) {
+        Tensor dw = dw0.clone();
+        std::vector<double> ws(elems);
+        cpu::conv2d_bwd_filter<double>(g, x.data_as<double>(), xs, dy.data_as<double>(), dys, dw.data_as<double>(), acc,
+                                       ws.data(), elems * sizeof(double));
+        return dw;
+      };
+      CS_REQUIRE_CLOSE(run(full), run(small), tol::cpu_same_ops_f64.atol, tol::cpu_same_ops_f64.rtol);
+    }
+  }
+}
