@@ -452,8 +452,10 @@ void conv2d_fwd_winograd(const ConvGeom& g, const T* x, int64_t xs, const T* w, 
 // Filter gradient by kernel taps in the same band layout (stride 1, one group): dyb holds dy of the band's output
 // rows on the wp-wide extended grid with zeros in the columns ow >= OW, so for each kept tap (i, j)
 //   dW_tap (K x C) (+)= dyb^T (K x m) * xb_shifted (m x C),  m = (bh - 1) * wp + OW per image,
-// one GEMM per tap and image (no im2col copy). The taps are spread over the threads (each tap's slice of dW has one
-// writer), and each slice sums bands, then images, in a fixed order: the result does not depend on the thread count.
+// one GEMM per tap, channel block and image (no im2col copy). The (tap, channel block) items are spread over the
+// threads (each dW element has one writer), and each element sums bands, then images, in a fixed order: the result
+// does not depend on the thread count. The zero columns of yb make the extended pixels contribute exactly 0 for
+// finite x; a NaN/inf in x may then also reach taps that never see that pixel (the gradient is not finite anyway).
 template <class T>
 void conv2d_bwd_filter_shifted(const ConvGeom& g, const Taps& tp, const T* x, int64_t xs, const T* dy, int64_t dys,
                                T* dw, bool accumulate, T* ws, int64_t band_rows) {
@@ -462,6 +464,10 @@ void conv2d_bwd_filter_shifted(const ConvGeom& g, const Taps& tp, const T* x, in
   // Dropped taps have a zero gradient: in overwrite mode zero the whole filter first, then accumulate.
   if (!accumulate && !tp.full(g)) std::fill(dw, dw + K * RSC, T(0));
   const bool acc = accumulate || !tp.full(g);
+  // Channel blocks per tap (from the shape only): each dW element is still one GEMM's, summed in the same order.
+  constexpr int64_t kFilterItems = 16, kMinBlock = 16;
+  const int64_t want = std::min((kFilterItems + ntaps - 1) / ntaps, std::max<int64_t>(1, C / kMinBlock));
+  const int64_t cb = (C + want - 1) / want, cblocks = (C + cb - 1) / cb;
   for (int64_t oh0 = 0; oh0 < g.out_h; oh0 += band_rows) {
     const int64_t bh = std::min(band_rows, g.out_h - oh0), in_rows = bh + sh.extra_rows;
     const int64_t xb_img = in_rows * wp * C, yb_img = bh * wp * K;
@@ -478,14 +484,17 @@ void conv2d_bwd_filter_shifted(const ConvGeom& g, const Taps& tp, const T* x, in
     }
     const int64_t m = (bh - 1) * wp + g.out_w;
     const T beta0 = (oh0 == 0 && !acc) ? T(0) : T(1);
+    // Work items: (tap, block of channels), at least kFilterItems of them when C allows (blocks of >= 16 channels),
+    // so that few kept taps (a 3x3, or one row of a dilated kernel) still spread over the threads.
 #pragma omp parallel for schedule(static) if (g.n * m * K * C * ntaps >= kParallelMin)
-    for (int64_t t = 0; t < ntaps; ++t) {
+    for (int64_t it = 0; it < ntaps * cblocks; ++it) {
+      const int64_t t = it / cblocks, c0 = (it % cblocks) * cb, cn = std::min(cb, C - c0);
       const int64_t i = t / tp.ns, j = t % tp.ns;
       const int64_t shift = i * g.dilation_h * wp + j * g.dilation_w;
-      T* dwt = dw + ((tp.r0 + i) * g.kernel_w + tp.s0 + j) * C;
+      T* dwt = dw + ((tp.r0 + i) * g.kernel_w + tp.s0 + j) * C + c0;
       for (int64_t n = 0; n < g.n; ++n)  // serial here (cpu::gemm checks omp_in_parallel)
-        gemm<T>(true, false, K, C, m, T(1), yb + n * yb_img, K, xb + n * xb_img + shift * C, C, n == 0 ? beta0 : T(1),
-                dwt, RSC);
+        gemm<T>(true, false, K, cn, m, T(1), yb + n * yb_img, K, xb + n * xb_img + shift * C + c0, C,
+                n == 0 ? beta0 : T(1), dwt, RSC);
     }
   }
 }
@@ -599,7 +608,91 @@ bool shifted_data_geom(const ConvGeom& g, ConvGeom* gd) {
 }
 int64_t flipped_weight_elems(const ConvGeom& g) { return g.out_c * g.kernel_h * g.kernel_w * g.in_c; }
 
+// The algorithm each pass takes, by shape and workspace (the rules above; a workspace too small for a band or block
+// falls back to im2col / the gather), and its band rows or tile block. The passes and conv2d_path use these only.
+enum class Algo : uint8_t { winograd, shifted, im2col, gather, pointwise, depthwise, none };
+struct Choice {
+  Algo algo;
+  int64_t blocks = 0;  // Winograd: tiles per block; shifted: band rows
+};
+
+Algo plain_algo(const ConvGeom& g, bool data) {
+  switch (conv2d_algo(g)) {
+    case ConvAlgo::pointwise:
+      return Algo::pointwise;
+    case ConvAlgo::depthwise:
+      return Algo::depthwise;
+    case ConvAlgo::general:
+      break;
+  }
+  if (taps_of(g).nr == 0) return Algo::none;
+  return data ? Algo::gather : Algo::im2col;
+}
+
+Choice choose_fwd(const ConvGeom& g, int64_t elems) {
+  const Taps tp = taps_of(g);
+  if (use_winograd(g, tp)) {
+    const int64_t tb = wino_block_tiles(g, elems);
+    if (tb > 0) return {Algo::winograd, tb};
+  }
+  if (use_shifted(g, tp)) {
+    const int64_t bh = shifted_band_rows(g, shifted_of(g, tp), elems);
+    if (bh > 0) return {Algo::shifted, bh};
+  }
+  return {plain_algo(g, false)};
+}
+
+// *gd: the flipped geometry when the choice is Winograd or shifted.
+Choice choose_data(const ConvGeom& g, int64_t elems, ConvGeom* gd) {
+  if (winograd_data_geom(g, gd)) {
+    const int64_t tb = wino_block_tiles(*gd, elems);
+    if (tb > 0) return {Algo::winograd, tb};
+  }
+  if (shifted_data_geom(g, gd)) {
+    const int64_t wf = flipped_weight_elems(g);
+    const int64_t bh = elems > wf ? shifted_band_rows(*gd, shifted_of(*gd, taps_of(*gd)), elems - wf) : 0;
+    if (bh > 0) return {Algo::shifted, bh};
+  }
+  return {plain_algo(g, true)};
+}
+
+Choice choose_filter(const ConvGeom& g, int64_t elems) {
+  const Taps tp = taps_of(g);
+  if (use_shifted_filter(g, tp)) {
+    const int64_t bh = shifted_band_rows(g, shifted_of(g, tp), elems);
+    if (bh > 0) return {Algo::shifted, bh};
+  }
+  return {plain_algo(g, false)};
+}
+
 }  // namespace
+
+const char* conv2d_path(const ConvGeom& g, ConvPass pass, size_t elem_size, size_t ws_bytes) {
+  check_geom(g);
+  CS_CHECK(elem_size > 0, "conv2d_path: elem_size 0");
+  const auto elems = static_cast<int64_t>(ws_bytes / elem_size);
+  ConvGeom gd;
+  const Choice c = pass == ConvPass::forward ? choose_fwd(g, elems)
+                   : pass == ConvPass::data  ? choose_data(g, elems, &gd)
+                                             : choose_filter(g, elems);
+  switch (c.algo) {
+    case Algo::winograd:
+      return "winograd";
+    case Algo::shifted:
+      return "shifted";
+    case Algo::im2col:
+      return "im2col";
+    case Algo::gather:
+      return "gather";
+    case Algo::pointwise:
+      return "pointwise";
+    case Algo::depthwise:
+      return "depthwise";
+    case Algo::none:
+      return "none";
+  }
+  return "?";
+}
 
 size_t conv2d_workspace_bytes(const ConvGeom& g, size_t elem_size, size_t budget) {
   if (conv2d_algo(g) != ConvAlgo::general) return 0;
@@ -637,35 +730,36 @@ template <class T>
 void conv2d_fwd(const ConvGeom& g, const T* x, int64_t xs, const T* w, T* y, int64_t ys, bool accumulate, void* ws,
                 size_t ws_bytes, ConvFwdPath path) {
   check_geom(g);
-  if (path == ConvFwdPath::winograd || (path == ConvFwdPath::automatic && use_winograd(g, taps_of(g)))) {
-    CS_CHECK(winograd_allowed(g, taps_of(g)), "conv2d forward: Winograd F(2x2,3x3) needs a 3x3 kernel, stride 1, ",
-             "dilation 1, one group and every tap reaching the image");
-    const int64_t tb = wino_block_tiles(g, static_cast<int64_t>(ws_bytes / sizeof(T)));
-    if (tb > 0) {
-      conv2d_fwd_winograd(g, x, xs, w, y, ys, accumulate, static_cast<T*>(ws), tb);
+  const auto elems = static_cast<int64_t>(ws_bytes / sizeof(T));
+  if (path == ConvFwdPath::automatic) {
+    const Choice c = choose_fwd(g, elems);
+    if (c.algo == Algo::winograd) {
+      conv2d_fwd_winograd(g, x, xs, w, y, ys, accumulate, static_cast<T*>(ws), c.blocks);
       return;
     }
-    CS_CHECK(path != ConvFwdPath::winograd, "conv2d forward: the workspace (", ws_bytes,
-             " bytes) is smaller than one Winograd block; use conv2d_workspace_bytes");
-    // A workspace sized for im2col tiles only: fall through.
-  }
-  if (path != ConvFwdPath::im2col && path != ConvFwdPath::winograd) {
-    const Taps tp = taps_of(g);
-    if (path == ConvFwdPath::shifted)
-      CS_CHECK(shifted_allowed(g, tp),
-               "conv2d forward: the shifted GEMM needs stride 1, one group, the general "
-               "path and a tap that reaches the image");
-    if (path == ConvFwdPath::shifted || use_shifted(g, tp)) {
-      const int64_t bh = shifted_band_rows(g, shifted_of(g, tp), static_cast<int64_t>(ws_bytes / sizeof(T)));
-      if (bh > 0) {
-        conv2d_fwd_shifted(g, tp, x, xs, w, y, ys, accumulate, static_cast<T*>(ws), bh);
-        return;
-      }
-      CS_CHECK(path != ConvFwdPath::shifted, "conv2d forward: the workspace (", ws_bytes,
-               " bytes) is smaller than one band of the shifted GEMM; use conv2d_workspace_bytes");
-      // A workspace sized for im2col tiles only: fall through to im2col.
+    if (c.algo == Algo::shifted) {
+      conv2d_fwd_shifted(g, taps_of(g), x, xs, w, y, ys, accumulate, static_cast<T*>(ws), c.blocks);
+      return;
     }
+  } else if (path == ConvFwdPath::winograd) {
+    CS_CHECK(winograd_allowed(g, taps_of(g)), "conv2d forward: Winograd F(2x2,3x3) needs a 3x3 kernel, stride 1, ",
+             "dilation 1, one group and every tap reaching the image");
+    const int64_t tb = wino_block_tiles(g, elems);
+    CS_CHECK(tb > 0, "conv2d forward: the workspace (", ws_bytes,
+             " bytes) is smaller than one Winograd block; use conv2d_workspace_bytes");
+    conv2d_fwd_winograd(g, x, xs, w, y, ys, accumulate, static_cast<T*>(ws), tb);
+    return;
+  } else if (path == ConvFwdPath::shifted) {
+    const Taps tp = taps_of(g);
+    CS_CHECK(shifted_allowed(g, tp), "conv2d forward: the shifted GEMM needs stride 1, one group, the general path ",
+             "and a tap that reaches the image");
+    const int64_t bh = shifted_band_rows(g, shifted_of(g, tp), elems);
+    CS_CHECK(bh > 0, "conv2d forward: the workspace (", ws_bytes,
+             " bytes) is smaller than one band of the shifted GEMM; use conv2d_workspace_bytes");
+    conv2d_fwd_shifted(g, tp, x, xs, w, y, ys, accumulate, static_cast<T*>(ws), bh);
+    return;
   }
+  // im2col (forced, or the automatic choice), 1x1 and depthwise.
   const int64_t P = g.n * g.out_h * g.out_w, Cg = cg_of(g), Kg = kg_of(g), row = row_of(g);
   const T beta = accumulate ? T(1) : T(0);
   switch (conv2d_algo(g)) {
@@ -724,29 +818,22 @@ void conv2d_bwd_data(const ConvGeom& g, const T* dy, int64_t dys, const T* w, T*
                      void* ws, size_t ws_bytes) {
   check_geom(g);
   ConvGeom gd;
-  if (winograd_data_geom(g, &gd)) {
-    const int64_t tb = wino_block_tiles(gd, static_cast<int64_t>(ws_bytes / sizeof(T)));
-    if (tb > 0) {
-      conv2d_fwd_winograd(gd, dy, dys, w, dx, dxs, accumulate, static_cast<T*>(ws), tb, /*flipped=*/true);
-      return;
-    }  // a workspace sized for im2col tiles only: the col2im gather below
+  const Choice c = choose_data(g, static_cast<int64_t>(ws_bytes / sizeof(T)), &gd);
+  if (c.algo == Algo::winograd) {
+    conv2d_fwd_winograd(gd, dy, dys, w, dx, dxs, accumulate, static_cast<T*>(ws), c.blocks, /*flipped=*/true);
+    return;
   }
-  if (shifted_data_geom(g, &gd)) {
-    const int64_t wf = flipped_weight_elems(g), elems = static_cast<int64_t>(ws_bytes / sizeof(T));
-    const Taps tpd = taps_of(gd);
-    const int64_t bh = elems > wf ? shifted_band_rows(gd, shifted_of(gd, tpd), elems - wf) : 0;
-    if (bh > 0) {
-      T* wflip = static_cast<T*>(ws);
-      const int64_t R = g.kernel_h, S = g.kernel_w, C = g.in_c, K = g.out_c;
+  if (c.algo == Algo::shifted) {
+    T* wflip = static_cast<T*>(ws);
+    const int64_t R = g.kernel_h, S = g.kernel_w, C = g.in_c, K = g.out_c, wf = flipped_weight_elems(g);
 #pragma omp parallel for schedule(static) if (wf >= kParallelMin)
-      for (int64_t c = 0; c < C; ++c)
-        for (int64_t r = 0; r < R; ++r)
-          for (int64_t q = 0; q < S; ++q)
-            for (int64_t k = 0; k < K; ++k)
-              wflip[((c * R + r) * S + q) * K + k] = w[((k * R + (R - 1 - r)) * S + (S - 1 - q)) * C + c];
-      conv2d_fwd_shifted(gd, tpd, dy, dys, wflip, dx, dxs, accumulate, wflip + wf, bh);
-      return;
-    }  // a workspace sized for im2col tiles only: the col2im gather below
+    for (int64_t c = 0; c < C; ++c)
+      for (int64_t r = 0; r < R; ++r)
+        for (int64_t q = 0; q < S; ++q)
+          for (int64_t k = 0; k < K; ++k)
+            wflip[((c * R + r) * S + q) * K + k] = w[((k * R + (R - 1 - r)) * S + (S - 1 - q)) * C + c];
+    conv2d_fwd_shifted(gd, taps_of(gd), dy, dys, wflip, dx, dxs, accumulate, wflip + wf, c.blocks);
+    return;
   }
   const int64_t P = g.n * g.out_h * g.out_w, Cg = cg_of(g), Kg = kg_of(g), row = row_of(g);
   switch (conv2d_algo(g)) {
@@ -849,12 +936,10 @@ void conv2d_bwd_filter(const ConvGeom& g, const T* x, int64_t xs, const T* dy, i
     }
     case ConvAlgo::general: {
       const Taps tp = taps_of(g);
-      if (use_shifted_filter(g, tp)) {
-        const int64_t bh = shifted_band_rows(g, shifted_of(g, tp), static_cast<int64_t>(ws_bytes / sizeof(T)));
-        if (bh > 0) {
-          conv2d_bwd_filter_shifted(g, tp, x, xs, dy, dys, dw, accumulate, static_cast<T*>(ws), bh);
-          return;
-        }  // a workspace sized for im2col tiles only: im2col below
+      const Choice c = choose_filter(g, static_cast<int64_t>(ws_bytes / sizeof(T)));
+      if (c.algo == Algo::shifted) {
+        conv2d_bwd_filter_shifted(g, tp, x, xs, dy, dys, dw, accumulate, static_cast<T*>(ws), c.blocks);
+        return;
       }
       // Dropped taps have a zero gradient: in overwrite mode zero the whole filter first, then accumulate.
       if (!accumulate && !tp.full(g)) std::fill(dw, dw + g.out_c * row, T(0));

@@ -79,6 +79,12 @@ ConvAlgo conv2d_algo(const ConvGeom& g);
 // block of tiles (up to 1024). At most the budget, except that one im2col row or band row is always granted.
 size_t conv2d_workspace_bytes(const ConvGeom& g, size_t elem_size, size_t budget = kConvWorkspaceBudget);
 
+// The algorithm a pass takes for this shape and workspace, by the rules above (what the functions below run):
+// "winograd", "shifted", "im2col", "gather" (the data gradient's col2im), "pointwise", "depthwise", or "none" (no
+// tap reaches the image). For tests, benchmarks and profiles.
+enum class ConvPass : uint8_t { forward, data, filter };
+const char* conv2d_path(const ConvGeom& g, ConvPass pass, size_t elem_size, size_t ws_bytes);
+
 // y (=|+=) conv(x, w)                    x: (N,IH,IW,C) pixel stride xs; w: (K,R,S,Cg); y: (N,OH,OW,K) stride ys
 // ws: workspace of ws_bytes (>= one row of R*S*Cg elements on the general path; more rows = fewer, larger tiles)
 // path: automatic (by shape, see above), or force im2col, the shifted GEMM or Winograd (tests and benchmarks).

@@ -10,6 +10,8 @@
 #include <cstdio>
 #include <cstring>
 #include <exception>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "engine/philox.h"
@@ -475,8 +477,8 @@ TEST_CASE("conv2d data gradient through Winograd equals the col2im gather", "[co
     const Tensor dx0 = random53({g.n, g.in_h, g.in_w, dxs}, 33);
     const size_t full = cpu::conv2d_workspace_bytes(g, sizeof(double)) / sizeof(double);
     const size_t small = static_cast<size_t>(9 * g.in_c * 64);  // 64 im2col rows: less than one Winograd tile
-    REQUIRE(small < static_cast<size_t>(16 * g.in_c * g.out_c));
-    REQUIRE(full > static_cast<size_t>(16 * g.in_c * g.out_c));  // the automatic workspace has room for Winograd
+    REQUIRE(cpu::conv2d_path(g, cpu::ConvPass::data, sizeof(double), full * sizeof(double)) == std::string("winograd"));
+    REQUIRE(cpu::conv2d_path(g, cpu::ConvPass::data, sizeof(double), small * sizeof(double)) == std::string("gather"));
     for (bool acc : {false, true}) {
       INFO("accumulate " << acc);
       auto run = [&](size_t elems) {
@@ -565,10 +567,9 @@ TEST_CASE("conv2d data gradient through the shifted GEMM equals the col2im gathe
     const Tensor dx0 = random53({g.n, g.in_h, g.in_w, dxs}, 53);
     const size_t full = cpu::conv2d_workspace_bytes(g, sizeof(double)) / sizeof(double);
     const size_t small = static_cast<size_t>(c.kh * c.kw * c.c);  // one im2col row: less than weights plus a band
-    REQUIRE(small < static_cast<size_t>(c.kh * c.kw * c.c * c.k));
-    // The automatic workspace holds the flipped weights and bands (the two paths often agree to the bit: the same
-    // per-tap GEMMs summed in the same tap order, so equality alone cannot tell them apart).
-    REQUIRE(full > static_cast<size_t>(c.kh * c.kw * c.c * c.k + c.k * c.c));
+    auto path = [&](size_t elems) { return std::string(cpu::conv2d_path(g, cpu::ConvPass::data, 8, elems * 8)); };
+    REQUIRE(path(full) == "shifted");
+    REQUIRE(path(small) == "gather");
     for (bool acc : {false, true}) {
       INFO("accumulate " << acc);
       auto run = [&](size_t elems) {
@@ -578,8 +579,15 @@ TEST_CASE("conv2d data gradient through the shifted GEMM equals the col2im gathe
                                      ws.data(), elems * sizeof(double));
         return dx;
       };
-      const Tensor ref = run(small), got = run(full);
-      CS_REQUIRE_CLOSE(got, ref, tol::cpu_same_ops_f64.atol, tol::cpu_same_ops_f64.rtol);
+      const Tensor ref = run(small);
+      // The whole map in one band, then smaller workspaces: fewer rows per band, down to one.
+      int runs = 0;
+      for (size_t elems = full; path(elems) == "shifted"; elems = elems * 2 / 3) {
+        INFO("workspace of " << elems << " elements");
+        CS_REQUIRE_CLOSE(run(elems), ref, tol::cpu_same_ops_f64.atol, tol::cpu_same_ops_f64.rtol);
+        ++runs;
+      }
+      REQUIRE(runs >= 3);
     }
   }
 }
@@ -594,7 +602,7 @@ TEST_CASE("conv2d filter gradient through the shifted GEMM equals the im2col one
   };
   for (const Case& c : {Case{1, 48, 50, 64, 32, 5, 5, 1, 2, 2, 0, 0}, Case{2, 45, 47, 64, 16, 3, 3, 1, 1, 1, 0, 0},
                         Case{1, 50, 44, 70, 17, 3, 5, 1, 0, 1, 1, 0}, Case{1, 46, 49, 64, 20, 3, 3, 2, 2, 1, 0, 1},
-                        Case{1, 3, 800, 64, 32, 3, 1, 3, 3, 0, 0, 0}}) {
+                        Case{1, 3, 800, 64, 32, 3, 1, 3, 3, 0, 0, 0}, Case{1, 800, 3, 64, 32, 1, 3, 3, 0, 3, 0, 0}}) {
     cpu::ConvGeom g;
     g.n = c.n, g.in_h = c.h, g.in_w = c.w, g.in_c = c.c, g.out_c = c.k;
     g.kernel_h = c.kh, g.kernel_w = c.kw;
@@ -609,8 +617,10 @@ TEST_CASE("conv2d filter gradient through the shifted GEMM equals the im2col one
     const Tensor dy = random53({g.n, g.out_h, g.out_w, dys}, 62);
     const Tensor dw0 = random53({g.out_c, g.kernel_h, g.kernel_w, g.in_c}, 63);
     const size_t full = cpu::conv2d_workspace_bytes(g, sizeof(double)) / sizeof(double);
-    const size_t small = static_cast<size_t>(c.kh * c.kw * c.c);    // one im2col row
-    REQUIRE(full >= static_cast<size_t>(c.n * c.w * (c.c + c.k)));  // at least one band row: not the im2col path
+    const size_t small = static_cast<size_t>(c.kh * c.kw * c.c);  // one im2col row
+    auto path = [&](size_t elems) { return std::string(cpu::conv2d_path(g, cpu::ConvPass::filter, 8, elems * 8)); };
+    REQUIRE(path(full) == "shifted");
+    REQUIRE(path(small) == "im2col");
     for (bool acc : {false, true}) {
       INFO("accumulate " << acc);
       auto run = [&](size_t elems) {
@@ -620,7 +630,44 @@ TEST_CASE("conv2d filter gradient through the shifted GEMM equals the im2col one
                                        ws.data(), elems * sizeof(double));
         return dw;
       };
-      CS_REQUIRE_CLOSE(run(full), run(small), tol::cpu_same_ops_f64.atol, tol::cpu_same_ops_f64.rtol);
+      const Tensor ref = run(small);
+      int runs = 0;  // one band for the whole map, then fewer rows per band, down to one
+      for (size_t elems = full; path(elems) == "shifted"; elems = elems * 2 / 3) {
+        INFO("workspace of " << elems << " elements");
+        CS_REQUIRE_CLOSE(run(elems), ref, tol::cpu_same_ops_f64.atol, tol::cpu_same_ops_f64.rtol);
+        ++runs;
+      }
+      REQUIRE(runs >= 2);
     }
   }
+}
+
+TEST_CASE("conv2d shifted backward passes in fp32: the same bits on 1 and 2 threads", "[conv]") {
+  // The data gradient (shifted GEMM blocks fixed by the shape) and the filter gradient ((tap, channel block) items,
+  // each dW element summed by one GEMM in a fixed band and image order) must not depend on the thread count.
+  cpu::ConvGeom g;
+  g.n = 2, g.in_h = 40, g.in_w = 60, g.in_c = 64, g.out_c = 32, g.kernel_h = g.kernel_w = 5;
+  g.pad_top = g.pad_left = 2, g.out_h = 40, g.out_w = 60;
+  const Tensor x = random({g.n, g.in_h, g.in_w, g.in_c}, 71).cast(DType::f32);
+  const Tensor w = random({g.out_c, 5, 5, g.in_c}, 72).cast(DType::f32);
+  const Tensor dy = random({g.n, g.out_h, g.out_w, g.out_c}, 73).cast(DType::f32);
+  const size_t ws_bytes = cpu::conv2d_workspace_bytes(g, sizeof(float));
+  REQUIRE(cpu::conv2d_path(g, cpu::ConvPass::data, sizeof(float), ws_bytes) == std::string("shifted"));
+  REQUIRE(cpu::conv2d_path(g, cpu::ConvPass::filter, sizeof(float), ws_bytes) == std::string("shifted"));
+  std::vector<float> ws(ws_bytes / sizeof(float));
+  auto passes = [&](int threads) {
+    Tensor dx = Tensor::empty({g.n, g.in_h, g.in_w, g.in_c}, DType::f32, Device::cpu);
+    Tensor dw = Tensor::empty({g.out_c, 5, 5, g.in_c}, DType::f32, Device::cpu);
+    const int before = omp_get_max_threads();
+    omp_set_num_threads(threads);
+    cpu::conv2d_bwd_data<float>(g, dy.data_as<float>(), g.out_c, w.data_as<float>(), dx.data_as<float>(), g.in_c, false,
+                                ws.data(), ws_bytes);
+    cpu::conv2d_bwd_filter<float>(g, x.data_as<float>(), g.in_c, dy.data_as<float>(), g.out_c, dw.data_as<float>(),
+                                  false, ws.data(), ws_bytes);
+    omp_set_num_threads(before);
+    return std::make_pair(dx, dw);
+  };
+  const auto one = passes(1), two = passes(2);
+  REQUIRE(std::memcmp(one.first.data(), two.first.data(), one.first.nbytes()) == 0);
+  REQUIRE(std::memcmp(one.second.data(), two.second.data(), one.second.nbytes()) == 0);
 }
