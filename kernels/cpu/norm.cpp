@@ -145,16 +145,18 @@ void bn_bwd_data(int64_t P, int64_t C, const T* x, int64_t xs, const T* y, int64
     const T* yp = relu ? y + p * ys : nullptr;
     for (int64_t c = 0; c < C; ++c) {
       T dz = relu && !(yp[c] > T(0)) ? T(0) : dyp[c];
-      if (dres) {
-        T* d = dres + p * drs + c;
-        *d = dres_accumulate ? *d + dz : dz;
-      }
+      // dx before dres: when the residual is x itself, the Net gives dx the overwrite and dres the accumulate on one
+      // buffer (slot order, as layers/add.h).
       if (dx) {
         T g = dz;
         if (training) g -= (sum_dz[c] + (xp[c] - mean[c]) * inv_std[c] * sum_dz_xhat[c]) * inv_m;
         g *= gamma[c] * inv_std[c];
         T* d = dx + p * dxs + c;
         *d = dx_accumulate ? *d + g : g;
+      }
+      if (dres) {
+        T* d = dres + p * drs + c;
+        *d = dres_accumulate ? *d + dz : dz;
       }
     }
   }

@@ -202,16 +202,17 @@ __global__ void bn_bwd_data_nhwc_kernel(int64_t n, int64_t C, const T* x, int64_
     const int64_t p = i / C, c = i - p * C;
     float dz = to_f(dy[p * dys + c]);
     if (relu && !(to_f(y[p * ys + c]) > 0.0f)) dz = 0.0f;
-    if (dres) {
-      T* d = dres + p * drs + c;
-      *d = from_f<T>(dres_acc ? to_f(*d) + dz : dz);
-    }
+    // dx before dres: when the residual is x itself, dx overwrites and dres accumulates one buffer (slot order).
     if (dx) {
       float g = dz;
       if (training) g -= (sums[C + c] + (to_f(x[p * xs + c]) - mean[c]) * inv_std[c] * sums[c]) * inv_m;
       g *= to_f(gamma[c]) * inv_std[c];
       T* d = dx + p * dxs + c;
       *d = from_f<T>(dx_acc ? to_f(*d) + g : g);
+    }
+    if (dres) {
+      T* d = dres + p * drs + c;
+      *d = from_f<T>(dres_acc ? to_f(*d) + dz : dz);
     }
   }
 }

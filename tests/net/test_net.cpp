@@ -10,6 +10,7 @@
 #include "engine/philox.h"
 #include "engine/sgd.h"
 #include "layers/add.h"
+#include "layers/batchnorm.h"
 #include "layers/concat.h"
 #include "layers/pointwise_conv.h"
 #include "layers/relu.h"
@@ -286,6 +287,47 @@ TEST_CASE("Net: a tensor used twice by one layer (x + x) and fanned out to sever
               test::tol::gradcheck_f64.rtol * std::max({1.0, std::fabs(g.get_flat(i)), std::fabs(numeric)}));
     }
   }
+  }
+}
+
+TEST_CASE("Net: batch norm whose residual is its own input (both slots one tensor)", "[net]") {
+  // y = bn(a) + a: the Net gives slot 0 (x) the overwrite and slot 1 (residual) the accumulate on a's gradient buffer,
+  // so the layer must write dx before adding dres (as Add does).
+  Net net;
+  auto x = net.input("x", Shape{2, 3, 2, 4});
+  auto a = net.add("a", std::make_unique<PointwiseConv>(4), {x});
+  BatchNormConfig cfg;
+  cfg.residual = true;
+  auto b = net.add("bn", std::make_unique<BatchNorm2d>(cfg), {a, a});
+  net.add("out", std::make_unique<PointwiseConv>(2), {b});
+  net.compile(NetOptions{.dtype = DType::f64});
+  net.init_params(5);
+  ExecContext ctx;
+  fill(net.input_tensor(x), 11);
+  Tensor rr = Tensor::empty(Shape{2, 3, 2, 2}, DType::f64, Device::cpu);
+  fill(rr, 12);
+  net.forward(ctx);
+  net.output_grad().copy_from(rr);
+  net.backward(ctx);
+  Tensor g = net.grad_buffer().clone();
+  const double h = 1e-6;
+  for (const Net::Param& p : net.params()) {
+    if (p.name.rfind("a", 0) != 0) continue;  // the conv before the batch norm: its gradient goes through both slots
+    for (int64_t j = 0; j < p.spec.shape.numel(); ++j) {
+      int64_t i = p.offset + j;
+      double v = net.param_buffer().get_flat(i);
+      net.param_buffer().set_flat(i, v + h);
+      net.forward(ctx);
+      double lp = loss(net, rr);
+      net.param_buffer().set_flat(i, v - h);
+      net.forward(ctx);
+      double lm = loss(net, rr);
+      net.param_buffer().set_flat(i, v);
+      double numeric = (lp - lm) / (2 * h);
+      INFO(p.name << "[" << j << "]");
+      REQUIRE(std::fabs(g.get_flat(i) - numeric) <=
+              test::tol::gradcheck_f64.rtol * std::max({1.0, std::fabs(g.get_flat(i)), std::fabs(numeric)}));
+    }
   }
 }
 
