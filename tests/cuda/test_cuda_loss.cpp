@@ -9,7 +9,6 @@
 //
 // Needs a CUDA device: tests/util/cuda_main.cpp exits 77 (skipped) without one.
 #include <catch2/catch.hpp>
-
 #include <cmath>
 #include <string>
 #include <vector>
@@ -28,17 +27,20 @@ namespace {
 
 const Tolerance& tolerance(DType dt) {
   switch (dt) {
-    case DType::f32: return tol::cuda_f32_gemm;
-    case DType::f16: return tol::cuda_f16_gemm;
-    case DType::bf16: return tol::cuda_bf16_gemm;
-    default: CS_THROW("no CUDA tolerance for ", dtype_name(dt));
+    case DType::f32:
+      return tol::cuda_f32_gemm;
+    case DType::f16:
+      return tol::cuda_f16_gemm;
+    case DType::bf16:
+      return tol::cuda_bf16_gemm;
+    default:
+      CS_THROW("no CUDA tolerance for ", dtype_name(dt));
   }
 }
 
 Tensor random_logits(Shape s, uint64_t seed) {
   Tensor t = Tensor::empty(s, DType::f32, Device::cpu);
-  for (int64_t i = 0; i < t.numel(); ++i)
-    t.set_flat(i, 6.0 * philox_uniform(seed, 0, static_cast<uint64_t>(i)) - 3.0);
+  for (int64_t i = 0; i < t.numel(); ++i) t.set_flat(i, 6.0 * philox_uniform(seed, 0, static_cast<uint64_t>(i)) - 3.0);
   return t;
 }
 Tensor random_labels(Shape s, int64_t K, int64_t ignore, DType dt, uint64_t seed) {
@@ -108,15 +110,18 @@ Result run(ExecContext& ctx, SoftmaxXent& l, const Tensor& x, const Tensor& lab,
   return r;
 }
 
-void check_parity(const SoftmaxXentConfig& c, Shape s, DType dt, DType ldt, bool strided, GradMode mode) {
+// multiplier: the loss-scale gradient multiplier (SoftmaxXent::set_grad_multiplier), the same on both devices.
+void check_parity(const SoftmaxXentConfig& c, Shape s, DType dt, DType ldt, bool strided, GradMode mode,
+                  double multiplier = 1.0) {
   INFO(xent_reduction_name(c.reduction) << " " << dtype_name(dt) << " labels " << dtype_name(ldt)
                                         << (strided ? " strided" : " contiguous")
                                         << (mode == GradMode::accumulate ? " accumulate" : " overwrite") << " "
-                                        << s.str());
+                                        << s.str() << " multiplier " << multiplier);
   const Tolerance& t = tolerance(dt);
   INFO("tolerance row: " << t.name);
   ExecContext cpu, gpu(Device::cuda, 0);
   SoftmaxXent l(c);
+  l.set_grad_multiplier(multiplier);
   Tensor x = rounded(random_logits(s, 17), dt);
   Tensor lab = random_labels(s, s.c, c.ignore_index, ldt, 18);
   Tensor dx0 = rounded(random_logits(s, 19), dt);
@@ -165,7 +170,9 @@ std::vector<SoftmaxXentConfig> configs() {
 }  // namespace
 
 TEST_CASE("softmax_xent: CUDA matches the CPU path", "[cuda][parity][loss]") {
-  const Shape s = GENERATE(Shape{2, 24, 36, 3}, Shape{1, 1, 1, 3}, Shape{3, 37, 29, 3}, Shape{2, 5, 7, 17});
+  // K = 32 is the CUDA kernel's largest class count (kXentCudaMaxClasses: its shared TP/FP/FN counters).
+  const Shape s =
+      GENERATE(Shape{2, 24, 36, 3}, Shape{1, 1, 1, 3}, Shape{3, 37, 29, 3}, Shape{2, 5, 7, 17}, Shape{1, 6, 5, 32});
   for (const SoftmaxXentConfig& c0 : configs()) {
     SoftmaxXentConfig c = c0;
     if (s.c != 3) {
@@ -177,8 +184,18 @@ TEST_CASE("softmax_xent: CUDA matches the CPU path", "[cuda][parity][loss]") {
         for (GradMode mode : {GradMode::overwrite, GradMode::accumulate})
           check_parity(c, s, dt, strided ? DType::u8 : DType::i32, strided, mode);
   }
-  check_parity(SoftmaxXentConfig::deepcam(), Shape{2, 24, 36, 3}, DType::f32, DType::i64, false,
-               GradMode::overwrite);
+  check_parity(SoftmaxXentConfig::deepcam(), Shape{2, 24, 36, 3}, DType::f32, DType::i64, false, GradMode::overwrite);
+}
+
+TEST_CASE("softmax_xent: the loss-scale gradient multiplier on CUDA matches the CPU", "[cuda][parity][loss]") {
+  // Dynamic loss scaling passes its scale as a host-side multiplier of the logits' gradient (dlogits are O(1) here,
+  // so 2^10 keeps them inside fp16's range; 2^16 is checked in fp32 and bf16).
+  for (const SoftmaxXentConfig& c : configs()) {
+    for (DType dt : {DType::f32, DType::f16, DType::bf16})
+      check_parity(c, Shape{2, 24, 36, 3}, dt, DType::u8, false, GradMode::overwrite, 1024.0);
+    for (DType dt : {DType::f32, DType::bf16})
+      check_parity(c, Shape{2, 24, 36, 3}, dt, DType::u8, true, GradMode::accumulate, 65536.0);
+  }
 }
 
 TEST_CASE("softmax_xent: a full 768x1152 sample, bit-reproducible", "[cuda][parity][loss]") {
@@ -202,8 +219,7 @@ TEST_CASE("softmax_xent: a full 768x1152 sample, bit-reproducible", "[cuda][pari
   REQUIRE(ma.tp == mb.tp);
 }
 
-TEST_CASE("softmax_xent: bad labels on CUDA are reported by read_metrics and validate_labels",
-          "[cuda][parity][loss]") {
+TEST_CASE("softmax_xent: bad labels on CUDA are reported by read_metrics and validate_labels", "[cuda][parity][loss]") {
   const Shape s{2, 9, 11, 3};
   ExecContext gpu(Device::cuda, 0);
   Tensor x = random_logits(s, 3);

@@ -88,11 +88,16 @@ OptimizerConfig config(OptimizerKind k) {
 TEST_CASE("sgd, adam, adamw on CUDA match the CPU bit for bit (fp32, fp16, bf16 models)", "[cuda][optimizer]") {
   for (DType dt : {DType::f32, DType::f16, DType::bf16}) {
     for (OptimizerKind k : {OptimizerKind::sgd, OptimizerKind::adam, OptimizerKind::adamw}) {
-      for (bool nesterov : {false, true}) {
-        if (nesterov && k != OptimizerKind::sgd) continue;
+      // variant 0: the defaults; 1: Nesterov (SGD); 2: plain SGD without momentum (no momentum buffer at all)
+      for (int variant : {0, 1, 2}) {
+        if (variant > 0 && k != OptimizerKind::sgd) continue;
         OptimizerConfig c = config(k);
-        c.nesterov = nesterov;
-        INFO(optimizer_kind_name(k) << (nesterov ? " nesterov " : " ") << dtype_name(dt));
+        c.nesterov = variant == 1;
+        if (variant == 2) c.momentum = 0.0;
+        INFO(optimizer_kind_name(k) << (variant == 1   ? " nesterov "
+                                        : variant == 2 ? " no momentum "
+                                                       : " ")
+                                    << dtype_name(dt));
         const Result cpu = run(Device::cpu, dt, c, 4), gpu = run(Device::cuda, dt, c, 4);
         REQUIRE(same_bits(gpu.model, cpu.model));
         REQUIRE(gpu.state.size() == cpu.state.size());
