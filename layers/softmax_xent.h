@@ -2,7 +2,10 @@
 // counts (the IoU metrics of both reference systems) in the same pass over the logits.
 //
 //   inputs:  logits (N, H, W, K) in the compute dtype; labels (N, H, W, 1) class indices (i32, i64 or u8)
-//   output:  the scalar loss (1, 1, 1, 1) in the compute dtype, accumulated in fp32 or wider whatever the dtype
+//   output:  the scalar loss (1, 1, 1, 1) in the compute dtype, accumulated in fp32 or wider whatever the dtype.
+//            In fp16 a large loss does not fit (the 2018 DeepLabv3+ 'sum' reduction gives ~1e5 for one 768x1152
+//            sample, above fp16's 65504): the output is then inf. The saved header's fp64 loss (read_metrics) is
+//            always exact; the trainers report that one.
 //   loss:    scale * sum_p w[l_p] * (logsumexp(x_p) - x_p[l_p]) / denom, denom from the reduction (kernels/cpu/loss.h)
 //   saved:   XentHeader (loss, the backward scale, the first bad label), per-sample counts (N, 3, K) int64 and the
 //            argmax mask (N, H, W) u8; read with read_metrics() / argmax_mask().

@@ -6,9 +6,8 @@
 // Shapes are the real networks' (DeepLabv3+ ASPP/decoder, Tiramisu dense blocks), scaled down to N=2, 24x36.
 //
 // Needs a CUDA device: tests/util/cuda_main.cpp exits 77 (skipped) without one. Uses engine APIs only.
-#include <catch2/catch.hpp>
-
 #include <algorithm>
+#include <catch2/catch.hpp>
 #include <cmath>
 #include <functional>
 #include <memory>
@@ -23,17 +22,18 @@
 #include "layers/concat.h"
 #include "layers/pointwise_conv.h"
 #include "layers/relu.h"
+#include "layers/slice.h"
 #include "tests/util/compare.h"
 #include "tests/util/device_operand.h"
 #include "tests/util/tolerances.h"
 
 using namespace climseg;
+using climseg::test::Tolerance;
 using test::DevOperand;
+using test::random_host;
 using test::require_outside_untouched;
 using test::rounded;
-using test::random_host;
 using test::to_device;
-using climseg::test::Tolerance;
 namespace tol = climseg::test::tol;
 
 namespace {
@@ -42,10 +42,14 @@ enum class Kind { eltwise, gemm };
 
 const Tolerance& tolerance(DType dt, Kind k) {
   switch (dt) {
-    case DType::f32: return k == Kind::eltwise ? tol::cuda_f32_exact : tol::cuda_f32_gemm;
-    case DType::f16: return k == Kind::eltwise ? tol::cuda_f16_eltwise : tol::cuda_f16_gemm;
-    case DType::bf16: return k == Kind::eltwise ? tol::cuda_bf16_eltwise : tol::cuda_bf16_gemm;
-    default: CS_THROW("no CUDA tolerance for ", dtype_name(dt));
+    case DType::f32:
+      return k == Kind::eltwise ? tol::cuda_f32_exact : tol::cuda_f32_gemm;
+    case DType::f16:
+      return k == Kind::eltwise ? tol::cuda_f16_eltwise : tol::cuda_f16_gemm;
+    case DType::bf16:
+      return k == Kind::eltwise ? tol::cuda_bf16_eltwise : tol::cuda_bf16_gemm;
+    default:
+      CS_THROW("no CUDA tolerance for ", dtype_name(dt));
   }
 }
 
@@ -206,6 +210,20 @@ TEST_CASE("concat: CUDA matches the CPU path", "[cuda][parity][concat]") {
   for (const Variant& v : variants()) check_parity(cpu, gpu, layer, in, Kind::eltwise, v);
 }
 
+TEST_CASE("slice: CUDA matches the CPU path", "[cuda][parity][slice]") {
+  // Standalone (no Net), so forward copies the channel range and backward writes dy into it, zeroing the channels
+  // outside it in overwrite mode and leaving them in accumulate mode.
+  struct SliceCase {
+    int64_t c, offset, channels;
+  };
+  const SliceCase sc =
+      GENERATE(SliceCase{5, 1, 3}, SliceCase{64, 0, 32}, SliceCase{304, 48, 256}, SliceCase{96, 64, 32});
+  const Shape s = sc.c == 5 ? Shape{N, 7, 5, 5} : Shape{N, H, W, sc.c};
+  ExecContext cpu, gpu(Device::cuda, 0);
+  ChannelSlice layer(sc.offset, sc.channels);
+  for (const Variant& v : variants()) check_parity(cpu, gpu, layer, {s}, Kind::eltwise, v);
+}
+
 TEST_CASE("conv1x1: CUDA matches the CPU path", "[cuda][parity][conv1x1]") {
   struct ConvCase {
     int64_t c, k;
@@ -213,9 +231,9 @@ TEST_CASE("conv1x1: CUDA matches the CPU path", "[cuda][parity][conv1x1]") {
   };
   // DeepLabv3+: ASPP 1x1 (256 -> 256), decoder low-level projection (256 -> 48), head (304 -> 256 with the 48
   // concatenated channels; 256 -> classes=3). Tiramisu: transition/bottleneck 1x1 (48 -> 48, 64 -> 256, 16 -> 48).
-  const ConvCase cc = GENERATE(ConvCase{3, 3, true}, ConvCase{16, 48, true}, ConvCase{48, 48, false},
-                               ConvCase{64, 256, false}, ConvCase{256, 3, true}, ConvCase{256, 48, true},
-                               ConvCase{304, 256, true}, ConvCase{304, 256, false});
+  const ConvCase cc =
+      GENERATE(ConvCase{3, 3, true}, ConvCase{16, 48, true}, ConvCase{48, 48, false}, ConvCase{64, 256, false},
+               ConvCase{256, 3, true}, ConvCase{256, 48, true}, ConvCase{304, 256, true}, ConvCase{304, 256, false});
   const Shape s = cc.c == 3 ? Shape{N, 7, 5, 3} : Shape{N, H, W, cc.c};
   INFO("C=" << cc.c << " K=" << cc.k << (cc.bias ? " bias" : " no bias"));
   ExecContext cpu, gpu(Device::cuda, 0);
@@ -253,7 +271,8 @@ TEST_CASE("relu runs in place on CUDA (y = x, dx = dy)", "[cuda][parity][relu]")
   CS_REQUIRE_CLOSE(gbuf, dref, 0.0, 0.0);
 }
 
-TEST_CASE("add backward on CUDA with dx0 sharing dy's memory (in place) leaves dy intact for dx1", "[cuda][parity][add]") {
+TEST_CASE("add backward on CUDA with dx0 sharing dy's memory (in place) leaves dy intact for dx1",
+          "[cuda][parity][add]") {
   ExecContext gpu(Device::cuda, 0);
   const Shape s{N, H, W, 64};
   Tensor dy = random_host(s, 3, 1.0);
