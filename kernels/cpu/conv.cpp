@@ -9,7 +9,13 @@
 #include "kernels/cpu/conv.h"
 
 #include <algorithm>
+#include <type_traits>
 #include <vector>
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define CLIMSEG_CONV_AVX512 1
+#endif
 
 #include "engine/check.h"
 #include "kernels/cpu/gemm.h"
@@ -201,6 +207,86 @@ int64_t shifted_band_rows(const ConvGeom& g, const Shifted& sh, int64_t ws_elems
 // same BLAS calls, taps in the same order, for any number of threads.
 constexpr int64_t kShiftedBlock = 512, kShiftedMinBlocks = 8;
 
+// ---- direct convolution for few output channels (fp32, AVX-512) ----
+// On the shifted layout (below), a block of extended output pixels for K = 16, 32 or 48 channels: the K outputs of
+// 8 pixels stay in 8 * K / 16 vector registers while every kept tap and input channel is added with one broadcast of
+// the input value and K / 16 fused multiply-adds. No packing of the input: BLAS's GEMMs pack the (pixels x C) operand
+// for every tap, which for so few output channels costs as much as the multiply-adds (Tiramisu's 5x5 convs with
+// K = 32). Each output element is one sequential sum (taps, then channels), the same for any thread count. Compiled
+// for AVX-512 with a target attribute and used only when the CPU has it (the build's baseline is x86-64).
+#ifdef CLIMSEG_CONV_AVX512
+bool have_avx512() {
+  static const bool yes = __builtin_cpu_supports("avx512f");
+  return yes;
+}
+
+template <int NK>
+__attribute__((target("avx512f"))) void direct_block_avx512(const float* xn, int64_t C, const float* wt,
+                                                            const int64_t* shifts, int64_t ntaps, float* yn, int64_t q0,
+                                                            int64_t len) {
+  constexpr int64_t K = 16 * NK;
+  constexpr int PX = NK == 3 ? 8 : 12;
+  int64_t q = q0;
+  // Each tap's sum over the channels is kept apart and then added to the pixel's total in yn (as the per-tap GEMMs
+  // do): one running sum over all taps and channels (up to thousands of terms) lost accuracy measurably.
+  for (; q + PX <= q0 + len; q += PX) {
+    for (int64_t t = 0; t < ntaps; ++t) {
+      __m512 acc[PX][NK];
+      for (int i = 0; i < PX; ++i)
+        for (int j = 0; j < NK; ++j) acc[i][j] = _mm512_setzero_ps();
+      const float* xa = xn + (q + shifts[t]) * C;
+      const float* wp = wt + t * C * K;
+      for (int64_t c = 0; c < C; ++c) {
+        __m512 wv[NK];
+        for (int j = 0; j < NK; ++j) wv[j] = _mm512_loadu_ps(wp + c * K + 16 * j);
+        for (int i = 0; i < PX; ++i) {
+          const __m512 b = _mm512_set1_ps(xa[i * C + c]);
+          for (int j = 0; j < NK; ++j) acc[i][j] = _mm512_fmadd_ps(b, wv[j], acc[i][j]);
+        }
+      }
+      for (int i = 0; i < PX; ++i)
+        for (int j = 0; j < NK; ++j) {
+          float* d = yn + (q + i) * K + 16 * j;
+          _mm512_storeu_ps(d, t == 0 ? acc[i][j] : _mm512_add_ps(_mm512_loadu_ps(d), acc[i][j]));
+        }
+    }
+  }
+  for (; q < q0 + len; ++q) {  // the last pixels of the block, one at a time
+    for (int64_t t = 0; t < ntaps; ++t) {
+      __m512 acc[NK];
+      for (int j = 0; j < NK; ++j) acc[j] = _mm512_setzero_ps();
+      const float* xa = xn + (q + shifts[t]) * C;
+      const float* wp = wt + t * C * K;
+      for (int64_t c = 0; c < C; ++c) {
+        const __m512 b = _mm512_set1_ps(xa[c]);
+        for (int j = 0; j < NK; ++j) acc[j] = _mm512_fmadd_ps(b, _mm512_loadu_ps(wp + c * K + 16 * j), acc[j]);
+      }
+      for (int j = 0; j < NK; ++j) {
+        float* d = yn + q * K + 16 * j;
+        _mm512_storeu_ps(d, t == 0 ? acc[j] : _mm512_add_ps(_mm512_loadu_ps(d), acc[j]));
+      }
+    }
+  }
+}
+
+void direct_block(const float* xn, int64_t C, int64_t K, const float* wt, const int64_t* shifts, int64_t ntaps,
+                  float* yn, int64_t q0, int64_t len) {
+  switch (K) {
+    case 16:
+      return direct_block_avx512<1>(xn, C, wt, shifts, ntaps, yn, q0, len);
+    case 32:
+      return direct_block_avx512<2>(xn, C, wt, shifts, ntaps, yn, q0, len);
+    default:
+      return direct_block_avx512<3>(xn, C, wt, shifts, ntaps, yn, q0, len);
+  }
+}
+#else
+bool have_avx512() { return false; }
+void direct_block(const float*, int64_t, int64_t, const float*, const int64_t*, int64_t, float*, int64_t, int64_t) {
+  CS_THROW("conv2d: the direct kernel needs an x86-64 build with AVX-512 support");
+}
+#endif
+
 // xb[n][ph][pw] = x[n][oh0 + ph - top][pw - left] for the in_rows padded rows of a band, zero outside the image.
 template <class T>
 void fill_band_input(const ConvGeom& g, const Shifted& sh, const T* x, int64_t xs, int64_t oh0, int64_t in_rows,
@@ -225,11 +311,15 @@ void fill_band_input(const ConvGeom& g, const Shifted& sh, const T* x, int64_t x
   }
 }
 
+// direct_w: fp32 only, the kept taps' weights as [tap][C][K] for the direct kernel instead of the per-tap GEMMs.
 template <class T>
 void conv2d_fwd_shifted(const ConvGeom& g, const Taps& tp, const T* x, int64_t xs, const T* w, T* y, int64_t ys,
-                        bool accumulate, T* ws, int64_t band_rows) {
+                        bool accumulate, T* ws, int64_t band_rows, const T* direct_w = nullptr) {
   const Shifted sh = shifted_of(g, tp);
   const int64_t C = g.in_c, K = g.out_c, RSC = row_of(g), wp = sh.wp;
+  std::vector<int64_t> shifts;  // of the kept taps, in the order of direct_w
+  for (int64_t i = 0; i < tp.nr; ++i)
+    for (int64_t j = 0; j < tp.ns; ++j) shifts.push_back(i * g.dilation_h * wp + j * g.dilation_w);
   for (int64_t oh0 = 0; oh0 < g.out_h; oh0 += band_rows) {
     const int64_t bh = std::min(band_rows, g.out_h - oh0), in_rows = bh + sh.extra_rows;
     const int64_t xb_img = in_rows * wp * C, yb_img = bh * wp * K;
@@ -248,7 +338,11 @@ void conv2d_fwd_shifted(const ConvGeom& g, const Taps& tp, const T* x, int64_t x
       if (len <= 0) continue;
       const T* xn = xb + n * xb_img;
       T* yn = yb + n * yb_img;
-      for (int64_t i = 0; i < tp.nr; ++i)
+      if constexpr (std::is_same_v<T, float>) {
+        if (direct_w != nullptr)
+          direct_block(xn, C, K, direct_w, shifts.data(), static_cast<int64_t>(shifts.size()), yn, q0, len);
+      }
+      for (int64_t i = 0; i < tp.nr && direct_w == nullptr; ++i)
         for (int64_t j = 0; j < tp.ns; ++j) {
           const int64_t shift = i * g.dilation_h * wp + j * g.dilation_w;
           const T* wt = w + ((tp.r0 + i) * g.kernel_w + tp.s0 + j) * C;
@@ -544,6 +638,13 @@ bool use_shifted_filter(const ConvGeom& g, const Taps& tp) {
   return use_shifted(g, tp) && g.out_c <= kShiftedFilterMaxK && g.in_c >= kShiftedFilterMinC;
 }
 
+// Whether the fp32 forward pass takes the direct kernel (on the shifted layout): the forward shifted rule, K of 16,
+// 32 or 48, and a CPU with AVX-512. Measured at 96x144 on 2 cores against the shifted GEMM: see conv.h.
+bool use_direct(const ConvGeom& g, const Taps& tp) {
+  return have_avx512() && use_shifted(g, tp) && g.out_c % 16 == 0 && g.out_c <= 48;
+}
+int64_t direct_weight_elems(const ConvGeom& g, const Taps& tp) { return tp.nr * tp.ns * g.in_c * g.out_c; }
+
 bool shifted_allowed(const ConvGeom& g, const Taps& tp) {
   return conv2d_algo(g) == ConvAlgo::general && g.groups == 1 && g.stride_h == 1 && g.stride_w == 1 && tp.nr > 0;
 }
@@ -610,7 +711,7 @@ int64_t flipped_weight_elems(const ConvGeom& g) { return g.out_c * g.kernel_h * 
 
 // The algorithm each pass takes, by shape and workspace (the rules above; a workspace too small for a band or block
 // falls back to im2col / the gather), and its band rows or tile block. The passes and conv2d_path use these only.
-enum class Algo : uint8_t { winograd, shifted, im2col, gather, pointwise, depthwise, none };
+enum class Algo : uint8_t { winograd, direct, shifted, im2col, gather, pointwise, depthwise, none };
 struct Choice {
   Algo algo;
   int64_t blocks = 0;  // Winograd: tiles per block; shifted: band rows
@@ -629,11 +730,16 @@ Algo plain_algo(const ConvGeom& g, bool data) {
   return data ? Algo::gather : Algo::im2col;
 }
 
-Choice choose_fwd(const ConvGeom& g, int64_t elems) {
+Choice choose_fwd(const ConvGeom& g, int64_t elems, size_t elem_size) {
   const Taps tp = taps_of(g);
   if (use_winograd(g, tp)) {
     const int64_t tb = wino_block_tiles(g, elems);
     if (tb > 0) return {Algo::winograd, tb};
+  }
+  if (elem_size == sizeof(float) && use_direct(g, tp)) {
+    const int64_t wt = direct_weight_elems(g, tp);
+    const int64_t bh = elems > wt ? shifted_band_rows(g, shifted_of(g, tp), elems - wt) : 0;
+    if (bh > 0) return {Algo::direct, bh};
   }
   if (use_shifted(g, tp)) {
     const int64_t bh = shifted_band_rows(g, shifted_of(g, tp), elems);
@@ -672,12 +778,14 @@ const char* conv2d_path(const ConvGeom& g, ConvPass pass, size_t elem_size, size
   CS_CHECK(elem_size > 0, "conv2d_path: elem_size 0");
   const auto elems = static_cast<int64_t>(ws_bytes / elem_size);
   ConvGeom gd;
-  const Choice c = pass == ConvPass::forward ? choose_fwd(g, elems)
+  const Choice c = pass == ConvPass::forward ? choose_fwd(g, elems, elem_size)
                    : pass == ConvPass::data  ? choose_data(g, elems, &gd)
                                              : choose_filter(g, elems);
   switch (c.algo) {
     case Algo::winograd:
       return "winograd";
+    case Algo::direct:
+      return "direct";
     case Algo::shifted:
       return "shifted";
     case Algo::im2col:
@@ -717,6 +825,12 @@ size_t conv2d_workspace_bytes(const ConvGeom& g, size_t elem_size, size_t budget
     const int64_t tb = std::max<int64_t>(1, wino_block_tiles(g, static_cast<int64_t>(budget / elem_size)));
     bytes = std::max(bytes, static_cast<size_t>(wino_elems(g, tb)) * elem_size);
   }
+  if (elem_size == sizeof(float) && use_direct(g, tp)) {  // the direct kernel's bands and weights
+    const int64_t wt = direct_weight_elems(g, tp), elems = static_cast<int64_t>(budget / elem_size);
+    const Shifted sh = shifted_of(g, tp);
+    const int64_t bh = std::max<int64_t>(1, shifted_band_rows(g, sh, elems - wt));
+    bytes = std::max(bytes, static_cast<size_t>(wt + shifted_band_elems(g, sh, bh)) * elem_size);
+  }
   if ((use_shifted(g, tp) && !use_winograd(g, tp)) || use_shifted_filter(g, tp)) {
     // The shifted GEMM's bands (at least one output row): the forward pass, the filter gradient.
     const Shifted sh = shifted_of(g, tp);
@@ -732,7 +846,24 @@ void conv2d_fwd(const ConvGeom& g, const T* x, int64_t xs, const T* w, T* y, int
   check_geom(g);
   const auto elems = static_cast<int64_t>(ws_bytes / sizeof(T));
   if (path == ConvFwdPath::automatic) {
-    const Choice c = choose_fwd(g, elems);
+    const Choice c = choose_fwd(g, elems, sizeof(T));
+    if constexpr (std::is_same_v<T, float>) {
+      if (c.algo == Algo::direct) {
+        const Taps tp = taps_of(g);
+        // The kept taps' weights as [tap][C][K] after the bands: wt[t][c][k] = w[k][r][s][c].
+        T* wt = static_cast<T*>(ws) + (elems - direct_weight_elems(g, tp));
+        const int64_t C = g.in_c, K = g.out_c, RSC = row_of(g);
+        int64_t t = 0;
+        for (int64_t i = 0; i < tp.nr; ++i)
+          for (int64_t j = 0; j < tp.ns; ++j, ++t) {
+            const int64_t off = ((tp.r0 + i) * g.kernel_w + tp.s0 + j) * C;
+            for (int64_t c = 0; c < C; ++c)
+              for (int64_t k = 0; k < K; ++k) wt[(t * C + c) * K + k] = w[k * RSC + off + c];
+          }
+        conv2d_fwd_shifted(g, tp, x, xs, w, y, ys, accumulate, static_cast<T*>(ws), c.blocks, wt);
+        return;
+      }
+    }
     if (c.algo == Algo::winograd) {
       conv2d_fwd_winograd(g, x, xs, w, y, ys, accumulate, static_cast<T*>(ws), c.blocks);
       return;

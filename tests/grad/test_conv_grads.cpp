@@ -671,3 +671,61 @@ TEST_CASE("conv2d shifted backward passes in fp32: the same bits on 1 and 2 thre
   REQUIRE(std::memcmp(one.first.data(), two.first.data(), one.first.nbytes()) == 0);
   REQUIRE(std::memcmp(one.second.data(), two.second.data(), one.second.nbytes()) == 0);
 }
+
+TEST_CASE("conv2d direct kernel for few output channels (fp32, AVX-512) equals the fp64 im2col forward", "[conv]") {
+  // K = 16, 32 or 48 on maps the shifted layout takes: the forward pass runs the direct kernel when the CPU has
+  // AVX-512 (elsewhere the shifted GEMM: then this test checks that instead). Against the fp64 im2col result: row
+  // "cpu fp32 vs fp64". Covered: 5x5 and 3x3, dilation, padding beyond the kernel's reach, odd C, dropped kernel
+  // rows, pixel-strided views, accumulate, workspaces from one band down to a few rows, 1 vs 2 threads bit for bit.
+  struct Case {
+    int64_t n, h, w, c, k, kh, kw, dil, pad_t, pad_l, extra_b, extra_r;
+  };
+  for (const Case& c : {Case{1, 48, 50, 40, 32, 5, 5, 1, 2, 2, 0, 0}, Case{2, 45, 47, 17, 16, 3, 3, 1, 1, 1, 0, 0},
+                        Case{1, 50, 44, 33, 48, 3, 5, 1, 0, 1, 1, 0}, Case{1, 46, 49, 36, 32, 3, 3, 2, 3, 1, 0, 1},
+                        Case{1, 3, 800, 16, 16, 3, 1, 3, 3, 0, 0, 0}}) {
+    cpu::ConvGeom g;
+    g.n = c.n, g.in_h = c.h, g.in_w = c.w, g.in_c = c.c, g.out_c = c.k;
+    g.kernel_h = c.kh, g.kernel_w = c.kw;
+    g.dilation_h = g.dilation_w = c.dil;
+    g.pad_top = c.pad_t, g.pad_left = c.pad_l;
+    g.out_h = c.h + 2 * c.pad_t + c.extra_b - c.dil * (c.kh - 1);
+    g.out_w = c.w + 2 * c.pad_l + c.extra_r - c.dil * (c.kw - 1);
+    INFO("input " << c.n << "x" << c.h << "x" << c.w << "x" << c.c << " -> " << c.k << " kernel " << c.kh << "x" << c.kw
+                  << " dilation " << c.dil << " pads " << c.pad_t << "," << c.pad_l);
+    const int64_t xs = c.c + 2, ys = c.k + 3;
+    const Tensor x = random({g.n, g.in_h, g.in_w, xs}, 81), w = random({g.out_c, g.kernel_h, g.kernel_w, g.in_c}, 82);
+    const Tensor y0 = random({g.n, g.out_h, g.out_w, ys}, 83);
+    const Tensor xf = x.cast(DType::f32), wf = w.cast(DType::f32), y0f = y0.cast(DType::f32);
+    const size_t full = cpu::conv2d_workspace_bytes(g, sizeof(float)) / sizeof(float);
+    auto path = [&](size_t elems) { return std::string(cpu::conv2d_path(g, cpu::ConvPass::forward, 4, elems * 4)); };
+    const std::string want = path(full);
+    REQUIRE((want == "direct" || want == "shifted"));
+    if (want == "shifted") WARN("this CPU has no AVX-512: the direct kernel is not used, the shifted GEMM is checked");
+    for (bool acc : {false, true}) {
+      INFO("accumulate " << acc);
+      std::vector<double> wsd(cpu::conv2d_workspace_bytes(g, sizeof(double)) / sizeof(double));
+      Tensor ref = y0.clone();
+      cpu::conv2d_fwd<double>(g, x.data_as<double>(), xs, w.data_as<double>(), ref.data_as<double>(), ys, acc,
+                              wsd.data(), wsd.size() * sizeof(double), cpu::ConvFwdPath::im2col);
+      auto run = [&](size_t elems, int threads) {
+        Tensor y = y0f.clone();
+        std::vector<float> ws(elems);
+        const int before = omp_get_max_threads();
+        omp_set_num_threads(threads);
+        cpu::conv2d_fwd<float>(g, xf.data_as<float>(), xs, wf.data_as<float>(), y.data_as<float>(), ys, acc, ws.data(),
+                               elems * sizeof(float));
+        omp_set_num_threads(before);
+        return y;
+      };
+      int runs = 0;
+      for (size_t elems = full; path(elems) == want; elems = elems * 2 / 3) {
+        INFO("workspace of " << elems << " elements");
+        const Tensor y1 = run(elems, 1), y2 = run(elems, 2);
+        REQUIRE(std::memcmp(y1.data(), y2.data(), y1.nbytes()) == 0);
+        CS_REQUIRE_CLOSE(y1.cast(DType::f64), ref, tol::cpu_f32_vs_f64.atol, tol::cpu_f32_vs_f64.rtol);
+        ++runs;
+      }
+      REQUIRE(runs >= 2);
+    }
+  }
+}
