@@ -225,7 +225,7 @@ __attribute__((target("avx512f"))) void direct_block_avx512(const float* xn, int
                                                             const int64_t* shifts, int64_t ntaps, float* yn, int64_t q0,
                                                             int64_t len) {
   constexpr int64_t K = 16 * NK;
-  constexpr int PX = NK == 3 ? 8 : 12;
+  constexpr int PX = NK == 4 ? 6 : NK == 3 ? 8 : 12;  // 24 accumulators of the 32 vector registers
   int64_t q = q0;
   // Each tap's sum over the channels is kept apart and then added to the pixel's total in yn (as the per-tap GEMMs
   // do): one running sum over all taps and channels (up to thousands of terms) lost accuracy measurably.
@@ -276,8 +276,10 @@ void direct_block(const float* xn, int64_t C, int64_t K, const float* wt, const 
       return direct_block_avx512<1>(xn, C, wt, shifts, ntaps, yn, q0, len);
     case 32:
       return direct_block_avx512<2>(xn, C, wt, shifts, ntaps, yn, q0, len);
-    default:
+    case 48:
       return direct_block_avx512<3>(xn, C, wt, shifts, ntaps, yn, q0, len);
+    default:
+      return direct_block_avx512<4>(xn, C, wt, shifts, ntaps, yn, q0, len);
   }
 }
 #else
@@ -638,10 +640,16 @@ bool use_shifted_filter(const ConvGeom& g, const Taps& tp) {
   return use_shifted(g, tp) && g.out_c <= kShiftedFilterMaxK && g.in_c >= kShiftedFilterMinC;
 }
 
-// Whether the fp32 forward pass takes the direct kernel (on the shifted layout): the forward shifted rule, K of 16,
-// 32 or 48, and a CPU with AVX-512. Measured at 96x144 on 2 cores against the shifted GEMM: see conv.h.
+// Whether the fp32 forward pass takes the direct kernel (on the shifted layout): stride 1, one group, K of 16, 32, 48
+// or 64, C >= 16, at most 50% wasted columns, any map size, and a CPU with AVX-512. Measured at 96x144 on 2 cores
+// against the shifted GEMM or im2col taken before: 0.62-0.8x the time for Tiramisu's 5x5 convs to K = 32 (full and
+// 1/8 resolution) and 16 -> 64, 0.6-0.8x for 3x3 convs to K = 32..64 with C of 16..64; about equal for 64 -> 64 at
+// 96x144, slightly slower (1.1x) for 16 -> 32 3x3.
 bool use_direct(const ConvGeom& g, const Taps& tp) {
-  return have_avx512() && use_shifted(g, tp) && g.out_c % 16 == 0 && g.out_c <= 48;
+  if (!have_avx512() || conv2d_algo(g) != ConvAlgo::general || g.groups != 1 || g.stride_h != 1 || g.stride_w != 1 ||
+      tp.nr == 0 || g.out_c % 16 != 0 || g.out_c > 64 || g.in_c < kShiftedMinC)
+    return false;
+  return 2 * shifted_of(g, tp).wp <= 3 * g.out_w;  // at most 50% wasted columns (small maps included)
 }
 int64_t direct_weight_elems(const ConvGeom& g, const Taps& tp) { return tp.nr * tp.ns * g.in_c * g.out_c; }
 

@@ -32,6 +32,11 @@
 //   (wf[c,r,s,k] = w[k,R-1-r,S-1-s,c], padding dil*(k-1) - pad), run as a shifted GEMM when that geometry qualifies
 //   and C >= 32; the filter gradient, for K <= 48 and C >= 64, is one GEMM per tap and image,
 //   dW_tap += dy_band^T * x_band_shifted, the taps spread over the threads (measured 0.5-0.75x im2col's time there).
+// - direct kernel (fp32 forward on a CPU with AVX-512; stride 1, one group, K of 16, 32, 48 or 64, C >= 16): on the
+//   shifted layout, the K outputs of 6-12 pixels stay in vector registers while each kept tap and input channel is
+//   added with one broadcast and K/16 fused multiply-adds; per-tap sums are added in order. It replaces the per-tap
+//   GEMMs, whose packing of the (pixels x C) operand costs as much as the multiply-adds when K is this small
+//   (Tiramisu's K = 32). Compiled with a target attribute and chosen at run time (the build's baseline is x86-64).
 // - Winograd F(2x2, 3x3) (forward and data gradient; 3x3, stride 1, dilation 1, one group, every tap reaching the
 //   image, C and K >= 64, C * K <= 512 * 512, and maps of >= 2048 output pixels unless C >= 256): each 2x2 output
 //   tile from a 4x4 input patch, the sum over channels as 16 GEMMs over tiles (16 instead of 36 multiply-adds per tile,

@@ -673,16 +673,18 @@ TEST_CASE("conv2d shifted backward passes in fp32: the same bits on 1 and 2 thre
 }
 
 TEST_CASE("conv2d direct kernel for few output channels (fp32, AVX-512) equals the fp64 im2col forward", "[conv]") {
-  // K = 16, 32 or 48 on maps the shifted layout takes: the forward pass runs the direct kernel when the CPU has
-  // AVX-512 (elsewhere the shifted GEMM: then this test checks that instead). Against the fp64 im2col result: row
-  // "cpu fp32 vs fp64". Covered: 5x5 and 3x3, dilation, padding beyond the kernel's reach, odd C, dropped kernel
-  // rows, pixel-strided views, accumulate, workspaces from one band down to a few rows, 1 vs 2 threads bit for bit.
+  // K = 16, 32, 48 or 64 on maps the shifted layout takes (small maps included): the forward pass runs the direct
+  // kernel when the CPU has AVX-512 (elsewhere the shifted GEMM: then this test checks that instead). Against the fp64
+  // im2col result: row "cpu fp32 vs fp64". Covered: 5x5 and 3x3, dilation, padding beyond the kernel's reach, odd C,
+  // dropped kernel rows, pixel-strided views, accumulate, workspaces from one band down to a few rows, 1 vs 2 threads
+  // bit for bit.
   struct Case {
     int64_t n, h, w, c, k, kh, kw, dil, pad_t, pad_l, extra_b, extra_r;
   };
   for (const Case& c : {Case{1, 48, 50, 40, 32, 5, 5, 1, 2, 2, 0, 0}, Case{2, 45, 47, 17, 16, 3, 3, 1, 1, 1, 0, 0},
                         Case{1, 50, 44, 33, 48, 3, 5, 1, 0, 1, 1, 0}, Case{1, 46, 49, 36, 32, 3, 3, 2, 3, 1, 0, 1},
-                        Case{1, 3, 800, 16, 16, 3, 1, 3, 3, 0, 0, 0}}) {
+                        Case{1, 3, 800, 16, 16, 3, 1, 3, 3, 0, 0, 0}, Case{2, 40, 52, 20, 64, 3, 3, 1, 1, 1, 0, 0},
+                        Case{1, 12, 18, 64, 32, 5, 5, 1, 2, 2, 0, 0}}) {
     cpu::ConvGeom g;
     g.n = c.n, g.in_h = c.h, g.in_w = c.w, g.in_c = c.c, g.out_c = c.k;
     g.kernel_h = c.kh, g.kernel_w = c.kw;
