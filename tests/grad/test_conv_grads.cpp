@@ -239,6 +239,27 @@ Tensor random53(Shape sh, uint64_t stream) {
   return t;
 }
 
+// A stride-1 conv case: input n x h x w x c -> k channels, kernel kh x kw with dilation dil, top/left padding, and
+// extra_b / extra_r bottom/right rows and columns beyond the top/left padding (negative: fewer).
+struct StrideOneCase {
+  int64_t n, h, w, c, k, kh, kw, dil, pad_t, pad_l, extra_b, extra_r;
+  cpu::ConvGeom geom() const {
+    cpu::ConvGeom g;
+    g.n = n, g.in_h = h, g.in_w = w, g.in_c = c, g.out_c = k;
+    g.kernel_h = kh, g.kernel_w = kw;
+    g.dilation_h = g.dilation_w = dil;
+    g.pad_top = pad_t, g.pad_left = pad_l;
+    g.out_h = h + 2 * pad_t + extra_b - dil * (kh - 1);
+    g.out_w = w + 2 * pad_l + extra_r - dil * (kw - 1);
+    return g;
+  }
+};
+std::ostream& operator<<(std::ostream& os, const StrideOneCase& c) {
+  return os << "input " << c.n << "x" << c.h << "x" << c.w << "x" << c.c << " -> " << c.k << " kernel " << c.kh << "x"
+            << c.kw << " dilation " << c.dil << " pads " << c.pad_t << "," << c.pad_l << " extra " << c.extra_b << ","
+            << c.extra_r;
+}
+
 // The three passes with a workspace of `ws_bytes`, on contiguous tensors.
 struct Passes {
   Tensor y, dx, dw;
@@ -327,22 +348,13 @@ TEST_CASE("conv2d shifted GEMM forward equals the im2col forward", "[conv]") {
   // odd sizes, padding beyond the kernel's reach (output rows that see only padding), extra bottom/right padding,
   // dilation, dropped taps, non-square kernels, C = 1 and K = 1, pixel-strided views, accumulate, and workspaces
   // from one band for the whole image down to one output row per band.
-  struct Case {
-    int64_t n, h, w, c, k, kh, kw, dil, pad_t, pad_l, extra_b, extra_r;
-  };
+  using Case = StrideOneCase;
   for (const Case& c : {Case{2, 9, 11, 5, 3, 3, 3, 1, 1, 1, 0, 0}, Case{1, 7, 6, 3, 4, 3, 3, 1, 4, 3, 0, 0},
                         Case{2, 8, 9, 1, 2, 5, 5, 2, 3, 4, 1, 0}, Case{1, 5, 13, 4, 2, 1, 3, 1, 0, 1, 1, 1},
                         Case{1, 6, 5, 2, 1, 3, 1, 3, 2, 0, 0, 2}, Case{2, 9, 11, 4, 6, 3, 3, 9, 9, 9, 0, 0},
                         Case{1, 4, 5, 3, 2, 1, 1, 1, 1, 1, 0, 0}, Case{1, 1, 1, 2, 3, 3, 3, 1, 1, 1, 0, 0}}) {
-    cpu::ConvGeom g;
-    g.n = c.n, g.in_h = c.h, g.in_w = c.w, g.in_c = c.c, g.out_c = c.k;
-    g.kernel_h = c.kh, g.kernel_w = c.kw;
-    g.dilation_h = g.dilation_w = c.dil;
-    g.pad_top = c.pad_t, g.pad_left = c.pad_l;
-    g.out_h = c.h + 2 * c.pad_t + c.extra_b - c.dil * (c.kh - 1);
-    g.out_w = c.w + 2 * c.pad_l + c.extra_r - c.dil * (c.kw - 1);
-    INFO("input " << c.n << "x" << c.h << "x" << c.w << "x" << c.c << " -> " << c.k << " kernel " << c.kh << "x" << c.kw
-                  << " dilation " << c.dil << " pads " << c.pad_t << "," << c.pad_l);
+    const cpu::ConvGeom g = c.geom();
+    INFO(c);
     REQUIRE(cpu::conv2d_algo(g) == cpu::ConvAlgo::general);
     // Pixel-strided views: x and y live in wider buffers (as channel slices of concats do).
     const int64_t xs = c.c + 2, ys = c.k + 3;
@@ -392,22 +404,14 @@ TEST_CASE("conv2d Winograd F(2x2,3x3) forward equals the im2col forward", "[conv
   // Row "cpu fp64 winograd". Covered: odd and even output sizes (partial tiles on the last row and column), pads
   // 0, 1 and 2 (asymmetric extra bottom/right padding), C and K of 1 and not multiples of anything, pixel-strided
   // views, accumulate, several images, and workspaces from one block for everything down to one tile per block.
-  struct Case {
-    int64_t n, h, w, c, k, pad_t, pad_l, extra_b, extra_r;
-  };
+  using Case = StrideOneCase;  // 3x3, dilation 1
   double worst = 0;
-  for (const Case& c :
-       {Case{2, 9, 11, 5, 3, 1, 1, 0, 0}, Case{1, 8, 8, 16, 16, 1, 1, 0, 0}, Case{2, 7, 6, 3, 4, 0, 0, 0, 0},
-        Case{1, 6, 9, 1, 2, 2, 2, 0, 1}, Case{3, 5, 4, 7, 1, 1, 0, 1, 1}, Case{1, 3, 3, 2, 3, 1, 1, 0, 0},
-        Case{1, 12, 17, 19, 23, 1, 1, 0, 0}}) {
-    cpu::ConvGeom g;
-    g.n = c.n, g.in_h = c.h, g.in_w = c.w, g.in_c = c.c, g.out_c = c.k;
-    g.kernel_h = g.kernel_w = 3;
-    g.pad_top = c.pad_t, g.pad_left = c.pad_l;
-    g.out_h = c.h + 2 * c.pad_t + c.extra_b - 2;
-    g.out_w = c.w + 2 * c.pad_l + c.extra_r - 2;
-    INFO("input " << c.n << "x" << c.h << "x" << c.w << "x" << c.c << " -> " << c.k << " pads " << c.pad_t << ","
-                  << c.pad_l << " extra " << c.extra_b << "," << c.extra_r);
+  for (const Case& c : {Case{2, 9, 11, 5, 3, 3, 3, 1, 1, 1, 0, 0}, Case{1, 8, 8, 16, 16, 3, 3, 1, 1, 1, 0, 0},
+                        Case{2, 7, 6, 3, 4, 3, 3, 1, 0, 0, 0, 0}, Case{1, 6, 9, 1, 2, 3, 3, 1, 2, 2, 0, 1},
+                        Case{3, 5, 4, 7, 1, 3, 3, 1, 1, 0, 1, 1}, Case{1, 3, 3, 2, 3, 3, 3, 1, 1, 1, 0, 0},
+                        Case{1, 12, 17, 19, 23, 3, 3, 1, 1, 1, 0, 0}}) {
+    const cpu::ConvGeom g = c.geom();
+    INFO(c);
     const int64_t xs = c.c + 2, ys = c.k + 3;
     const Tensor x = random53({g.n, g.in_h, g.in_w, xs}, 21);
     const Tensor w = random53({g.out_c, 3, 3, g.in_c}, 22);
@@ -457,20 +461,12 @@ TEST_CASE("conv2d data gradient through Winograd equals the col2im gather", "[co
   // small for a Winograd block (which then takes im2col's col2im gather). Row "cpu fp64 winograd". Pads 0, 1, 2,
   // top and left padding that differ, bottom and right padding other than the top and left (extra_b, extra_r: rows
   // and columns more or fewer), odd sizes, pixel-strided views, accumulate.
-  struct Case {
-    int64_t n, h, w, c, k, pad_t, pad_l, extra_b, extra_r;
-  };
-  for (const Case& c :
-       {Case{1, 45, 47, 64, 64, 1, 1, 0, 0}, Case{2, 40, 52, 64, 72, 0, 0, 0, 0}, Case{1, 41, 50, 80, 64, 2, 2, 0, 0},
-        Case{1, 44, 49, 64, 64, 2, 0, -1, 1}, Case{1, 47, 46, 64, 64, 0, 1, 2, -1}}) {
-    cpu::ConvGeom g;
-    g.n = c.n, g.in_h = c.h, g.in_w = c.w, g.in_c = c.c, g.out_c = c.k;
-    g.kernel_h = g.kernel_w = 3;
-    g.pad_top = c.pad_t, g.pad_left = c.pad_l;
-    g.out_h = c.h + 2 * c.pad_t + c.extra_b - 2;
-    g.out_w = c.w + 2 * c.pad_l + c.extra_r - 2;
-    INFO("input " << c.n << "x" << c.h << "x" << c.w << "x" << c.c << " -> " << c.k << " pads " << c.pad_t << ","
-                  << c.pad_l << " extra " << c.extra_b << "," << c.extra_r);
+  using Case = StrideOneCase;  // 3x3, dilation 1
+  for (const Case& c : {Case{1, 45, 47, 64, 64, 3, 3, 1, 1, 1, 0, 0}, Case{2, 40, 52, 64, 72, 3, 3, 1, 0, 0, 0, 0},
+                        Case{1, 41, 50, 80, 64, 3, 3, 1, 2, 2, 0, 0}, Case{1, 44, 49, 64, 64, 3, 3, 1, 2, 0, -1, 1},
+                        Case{1, 47, 46, 64, 64, 3, 3, 1, 0, 1, 2, -1}}) {
+    const cpu::ConvGeom g = c.geom();
+    INFO(c);
     const int64_t dys = c.k + 1, dxs = c.c + 2;
     const Tensor dy = random53({g.n, g.out_h, g.out_w, dys}, 31);
     const Tensor w = random53({g.out_c, 3, 3, g.in_c}, 32);
@@ -545,22 +541,12 @@ TEST_CASE("conv2d data gradient through the shifted GEMM equals the col2im gathe
   // operations". Covered: 5x5 with K = 32 (Tiramisu's shape, scaled), non-square kernels, dilation, padding from 0 to
   // the kernel's reach, extra bottom/right padding, odd sizes, kernel rows that only ever see padding (the 3x800
   // map with a dilated 3x1 kernel keeps its centre row), pixel-strided views, accumulate.
-  struct Case {
-    int64_t n, h, w, c, k, kh, kw, dil, pad_t, pad_l, extra_b, extra_r;
-  };
+  using Case = StrideOneCase;
   for (const Case& c : {Case{1, 48, 50, 40, 32, 5, 5, 1, 2, 2, 0, 0}, Case{2, 45, 47, 32, 16, 3, 3, 1, 1, 1, 0, 0},
                         Case{1, 50, 44, 33, 17, 3, 5, 1, 0, 1, 1, 0}, Case{1, 46, 49, 36, 20, 3, 3, 2, 2, 1, 0, 1},
                         Case{1, 44, 52, 32, 24, 5, 3, 1, 4, 2, -1, 0}, Case{1, 3, 800, 32, 16, 3, 1, 3, 3, 0, 0, 0}}) {
-    cpu::ConvGeom g;
-    g.n = c.n, g.in_h = c.h, g.in_w = c.w, g.in_c = c.c, g.out_c = c.k;
-    g.kernel_h = c.kh, g.kernel_w = c.kw;
-    g.dilation_h = g.dilation_w = c.dil;
-    g.pad_top = c.pad_t, g.pad_left = c.pad_l;
-    g.out_h = c.h + 2 * c.pad_t + c.extra_b - c.dil * (c.kh - 1);
-    g.out_w = c.w + 2 * c.pad_l + c.extra_r - c.dil * (c.kw - 1);
-    INFO("input " << c.n << "x" << c.h << "x" << c.w << "x" << c.c << " -> " << c.k << " kernel " << c.kh << "x" << c.kw
-                  << " dilation " << c.dil << " pads " << c.pad_t << "," << c.pad_l << " extra " << c.extra_b << ","
-                  << c.extra_r);
+    const cpu::ConvGeom g = c.geom();
+    INFO(c);
     const int64_t dys = c.k + 1, dxs = c.c + 2;
     const Tensor dy = random53({g.n, g.out_h, g.out_w, dys}, 51);
     const Tensor w = random53({g.out_c, g.kernel_h, g.kernel_w, g.in_c}, 52);
@@ -597,21 +583,12 @@ TEST_CASE("conv2d filter gradient through the shifted GEMM equals the im2col one
   // dW_tap += dy_band^T * x_band_shifted. Reference: the same pass with a workspace of one im2col row (too small for
   // a band). The same products summed in another order: row "cpu fp64 same operations". Covered as the data
   // gradient's test, plus dropped taps (their gradient is 0, or kept in accumulate mode).
-  struct Case {
-    int64_t n, h, w, c, k, kh, kw, dil, pad_t, pad_l, extra_b, extra_r;
-  };
+  using Case = StrideOneCase;
   for (const Case& c : {Case{1, 48, 50, 64, 32, 5, 5, 1, 2, 2, 0, 0}, Case{2, 45, 47, 64, 16, 3, 3, 1, 1, 1, 0, 0},
                         Case{1, 50, 44, 70, 17, 3, 5, 1, 0, 1, 1, 0}, Case{1, 46, 49, 64, 20, 3, 3, 2, 2, 1, 0, 1},
                         Case{1, 3, 800, 64, 32, 3, 1, 3, 3, 0, 0, 0}, Case{1, 800, 3, 64, 32, 1, 3, 3, 0, 3, 0, 0}}) {
-    cpu::ConvGeom g;
-    g.n = c.n, g.in_h = c.h, g.in_w = c.w, g.in_c = c.c, g.out_c = c.k;
-    g.kernel_h = c.kh, g.kernel_w = c.kw;
-    g.dilation_h = g.dilation_w = c.dil;
-    g.pad_top = c.pad_t, g.pad_left = c.pad_l;
-    g.out_h = c.h + 2 * c.pad_t + c.extra_b - c.dil * (c.kh - 1);
-    g.out_w = c.w + 2 * c.pad_l + c.extra_r - c.dil * (c.kw - 1);
-    INFO("input " << c.n << "x" << c.h << "x" << c.w << "x" << c.c << " -> " << c.k << " kernel " << c.kh << "x" << c.kw
-                  << " dilation " << c.dil << " pads " << c.pad_t << "," << c.pad_l);
+    const cpu::ConvGeom g = c.geom();
+    INFO(c);
     const int64_t xs = c.c + 2, dys = c.k + 1;
     const Tensor x = random53({g.n, g.in_h, g.in_w, xs}, 61);
     const Tensor dy = random53({g.n, g.out_h, g.out_w, dys}, 62);
@@ -678,22 +655,13 @@ TEST_CASE("conv2d direct kernel for few output channels (fp32, AVX-512) equals t
   // im2col result: row "cpu fp32 vs fp64". Covered: 5x5 and 3x3, dilation, padding beyond the kernel's reach, odd C,
   // dropped kernel rows, pixel-strided views, accumulate, workspaces from one band down to a few rows, 1 vs 2 threads
   // bit for bit.
-  struct Case {
-    int64_t n, h, w, c, k, kh, kw, dil, pad_t, pad_l, extra_b, extra_r;
-  };
+  using Case = StrideOneCase;
   for (const Case& c : {Case{1, 48, 50, 40, 32, 5, 5, 1, 2, 2, 0, 0}, Case{2, 45, 47, 17, 16, 3, 3, 1, 1, 1, 0, 0},
                         Case{1, 50, 44, 33, 48, 3, 5, 1, 0, 1, 1, 0}, Case{1, 46, 49, 36, 32, 3, 3, 2, 3, 1, 0, 1},
                         Case{1, 3, 800, 16, 16, 3, 1, 3, 3, 0, 0, 0}, Case{2, 40, 52, 20, 64, 3, 3, 1, 1, 1, 0, 0},
                         Case{1, 12, 18, 64, 32, 5, 5, 1, 2, 2, 0, 0}}) {
-    cpu::ConvGeom g;
-    g.n = c.n, g.in_h = c.h, g.in_w = c.w, g.in_c = c.c, g.out_c = c.k;
-    g.kernel_h = c.kh, g.kernel_w = c.kw;
-    g.dilation_h = g.dilation_w = c.dil;
-    g.pad_top = c.pad_t, g.pad_left = c.pad_l;
-    g.out_h = c.h + 2 * c.pad_t + c.extra_b - c.dil * (c.kh - 1);
-    g.out_w = c.w + 2 * c.pad_l + c.extra_r - c.dil * (c.kw - 1);
-    INFO("input " << c.n << "x" << c.h << "x" << c.w << "x" << c.c << " -> " << c.k << " kernel " << c.kh << "x" << c.kw
-                  << " dilation " << c.dil << " pads " << c.pad_t << "," << c.pad_l);
+    const cpu::ConvGeom g = c.geom();
+    INFO(c);
     const int64_t xs = c.c + 2, ys = c.k + 3;
     const Tensor x = random({g.n, g.in_h, g.in_w, xs}, 81), w = random({g.out_c, g.kernel_h, g.kernel_w, g.in_c}, 82);
     const Tensor y0 = random({g.n, g.out_h, g.out_w, ys}, 83);

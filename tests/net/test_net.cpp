@@ -2,9 +2,9 @@
 // concatenations and in-place layers, checked by finite differences through the whole graph in double, against
 // the same graph with every memory optimisation off, and by training a tiny net with plain SGD.
 #include <catch2/catch.hpp>
-
 #include <cmath>
 #include <memory>
+#include <string>
 
 #include "engine/net.h"
 #include "engine/philox.h"
@@ -53,6 +53,25 @@ double loss(const Net& net, const Tensor& r) {
   return s;
 }
 
+// Central difference of the loss <output, r> in element i of `target` (an input or the parameter buffer) against the
+// analytic gradient, within the "gradcheck fp64" row.
+void require_fd_match(Net& net, ExecContext& ctx, const Tensor& r, const Tensor& target, int64_t i, double analytic,
+                      const std::string& what) {
+  const double h = 1e-6;
+  const double v = target.get_flat(i);
+  target.set_flat(i, v + h);
+  net.forward(ctx);
+  const double lp = loss(net, r);
+  target.set_flat(i, v - h);
+  net.forward(ctx);
+  const double lm = loss(net, r);
+  target.set_flat(i, v);
+  const double numeric = (lp - lm) / (2 * h);
+  INFO(what << "[" << i << "]: analytic " << analytic << " numeric " << numeric);
+  REQUIRE(std::fabs(analytic - numeric) <=
+          test::tol::gradcheck_f64.rtol * std::max({1.0, std::fabs(analytic), std::fabs(numeric)}));
+}
+
 const Shape kIn{2, 3, 5, 4};
 
 }  // namespace
@@ -75,25 +94,14 @@ TEST_CASE("Net: gradients through the whole graph match finite differences (fp64
   Tensor g = net.grad_buffer().clone();
   Tensor gx = net.input_grad(0).clone();
 
-  const double h = 1e-6;
   int checked = 0;
   auto check = [&](const Tensor& target, int64_t i, double analytic, const char* what) {
-    double v = target.get_flat(i);
-    target.set_flat(i, v + h);
-    net.forward(ctx);
-    double lp = loss(net, r);
-    target.set_flat(i, v - h);
-    net.forward(ctx);
-    double lm = loss(net, r);
-    target.set_flat(i, v);
-    double numeric = (lp - lm) / (2 * h);
-    INFO(what << "[" << i << "]: analytic " << analytic << " numeric " << numeric);
-    REQUIRE(std::fabs(analytic - numeric) <=
-            test::tol::gradcheck_f64.rtol * std::max({1.0, std::fabs(analytic), std::fabs(numeric)}));
+    require_fd_match(net, ctx, r, target, i, analytic, what);
     ++checked;
   };
   for (const Net::Param& p : net.params())
-    for (int64_t j = 0; j < p.spec.shape.numel(); j += 3) check(net.param_buffer(), p.offset + j, g.get_flat(p.offset + j), p.name.c_str());
+    for (int64_t j = 0; j < p.spec.shape.numel(); j += 3)
+      check(net.param_buffer(), p.offset + j, g.get_flat(p.offset + j), p.name.c_str());
   for (int64_t i = 0; i < gx.numel(); i += 5) check(net.input_tensor(0), i, gx.get_flat(i), "input");
   REQUIRE(checked > 50);
 }
@@ -123,7 +131,9 @@ TEST_CASE("Net: zero-copy concat and in-place give the same numbers as plain buf
   run(true, o1, g1, s1, p1);
   run(false, o2, g2, s2, p2);
   for (int64_t i = 0; i < o1.numel(); ++i) REQUIRE(o1.get_flat(i) == o2.get_flat(i));
-  for (int64_t i = 0; i < g1.numel(); ++i) REQUIRE(g1.get_flat(i) == Approx(g2.get_flat(i)).epsilon(test::tol::cpu_same_ops_f64.rtol).margin(test::tol::cpu_same_ops_f64.atol));
+  for (int64_t i = 0; i < g1.numel(); ++i)
+    REQUIRE(g1.get_flat(i) ==
+            Approx(g2.get_flat(i)).epsilon(test::tol::cpu_same_ops_f64.rtol).margin(test::tol::cpu_same_ops_f64.atol));
   // Every concat input in this graph can be aliased (c1 itself is a slice of c2: nested), and so can their
   // gradients; the relus take over their inputs' memory.
   REQUIRE(s1.concat_inputs_aliased == 4);
@@ -157,7 +167,9 @@ TEST_CASE("Net: parameter gradients overwrite or accumulate; fan-out inputs accu
   fill(net.output_grad(), 7);
   net.backward(ctx, GradMode::accumulate);
   for (int64_t i = 0; i < once.numel(); ++i)
-    REQUIRE(net.grad_buffer().get_flat(i) == Approx(2 * once.get_flat(i)).epsilon(test::tol::cpu_same_ops_f64.rtol).margin(test::tol::cpu_same_ops_f64.atol));
+    REQUIRE(net.grad_buffer().get_flat(i) == Approx(2 * once.get_flat(i))
+                                                 .epsilon(test::tol::cpu_same_ops_f64.rtol)
+                                                 .margin(test::tol::cpu_same_ops_f64.atol));
 }
 
 TEST_CASE("Net: plain SGD on the CPU lowers the loss of a tiny regression", "[net][train]") {
@@ -200,9 +212,11 @@ TEST_CASE("Net: clear errors for bad graphs and misuse", "[net]") {
     Net net;
     auto x = net.input("x", Shape{1, 2, 2, 3});
     auto y = net.input("y", Shape{1, 2, 2, 4});
-    REQUIRE_THROWS_WITH(net.add("sum", std::make_unique<Add>(), {x, y}), Catch::Contains("sum: add of different shapes"));
+    REQUIRE_THROWS_WITH(net.add("sum", std::make_unique<Add>(), {x, y}),
+                        Catch::Contains("sum: add of different shapes"));
     REQUIRE_THROWS_WITH(net.add("bad", std::make_unique<Relu>(), {x, y}), Catch::Contains("expected 1 inputs"));
-    REQUIRE_THROWS_WITH(net.add("ghost", std::make_unique<Relu>(), {42}), Catch::Contains("unknown input tensor id 42"));
+    REQUIRE_THROWS_WITH(net.add("ghost", std::make_unique<Relu>(), {42}),
+                        Catch::Contains("unknown input tensor id 42"));
   }
   {
     Net net;
@@ -244,49 +258,36 @@ TEST_CASE("Net: inference compile keeps only what forward needs", "[net]") {
   fill(infer.input_tensor(0), 3);
   train.forward(ctx);
   infer.forward(ctx);
-  for (int64_t i = 0; i < train.output().numel(); ++i) REQUIRE(train.output().get_flat(i) == infer.output().get_flat(i));
+  for (int64_t i = 0; i < train.output().numel(); ++i)
+    REQUIRE(train.output().get_flat(i) == infer.output().get_flat(i));
   REQUIRE_THROWS_WITH(infer.backward(ctx), Catch::Contains("inference"));
 }
 
 TEST_CASE("Net: a tensor used twice by one layer (x + x) and fanned out to several layers", "[net]") {
   for (bool in_place : {true, false}) {
-  Net net;
-  auto x = net.input("x", Shape{1, 2, 3, 4});
-  auto a = net.add("a", std::make_unique<PointwiseConv>(4), {x});
-  auto r = net.add("r", std::make_unique<Relu>(), {a});
-  auto d = net.add("double", std::make_unique<Add>(), {r, r});  // both slots the same tensor, its only consumer
-  auto b = net.add("b", std::make_unique<PointwiseConv>(4), {a});  // a fans out to r and b
-  auto s = net.add("s", std::make_unique<Add>(), {d, b});
-  net.add("out", std::make_unique<PointwiseConv>(2), {s});
-  net.compile(NetOptions{.dtype = DType::f64, .in_place = in_place});
-  INFO("in_place " << in_place);
-  net.init_params(4);
-  ExecContext ctx;
-  fill(net.input_tensor(x), 9);
-  Tensor rr = Tensor::empty(Shape{1, 2, 3, 2}, DType::f64, Device::cpu);
-  fill(rr, 10);
-  net.forward(ctx);
-  net.output_grad().copy_from(rr);
-  net.backward(ctx);
-  Tensor g = net.grad_buffer().clone();
-  const double h = 1e-6;
-  for (const Net::Param& p : net.params()) {
-    for (int64_t j = 0; j < p.spec.shape.numel(); ++j) {
-      int64_t i = p.offset + j;
-      double v = net.param_buffer().get_flat(i);
-      net.param_buffer().set_flat(i, v + h);
-      net.forward(ctx);
-      double lp = loss(net, rr);
-      net.param_buffer().set_flat(i, v - h);
-      net.forward(ctx);
-      double lm = loss(net, rr);
-      net.param_buffer().set_flat(i, v);
-      double numeric = (lp - lm) / (2 * h);
-      INFO(p.name << "[" << j << "]");
-      REQUIRE(std::fabs(g.get_flat(i) - numeric) <=
-              test::tol::gradcheck_f64.rtol * std::max({1.0, std::fabs(g.get_flat(i)), std::fabs(numeric)}));
+    Net net;
+    auto x = net.input("x", Shape{1, 2, 3, 4});
+    auto a = net.add("a", std::make_unique<PointwiseConv>(4), {x});
+    auto r = net.add("r", std::make_unique<Relu>(), {a});
+    auto d = net.add("double", std::make_unique<Add>(), {r, r});     // both slots the same tensor, its only consumer
+    auto b = net.add("b", std::make_unique<PointwiseConv>(4), {a});  // a fans out to r and b
+    auto s = net.add("s", std::make_unique<Add>(), {d, b});
+    net.add("out", std::make_unique<PointwiseConv>(2), {s});
+    net.compile(NetOptions{.dtype = DType::f64, .in_place = in_place});
+    INFO("in_place " << in_place);
+    net.init_params(4);
+    ExecContext ctx;
+    fill(net.input_tensor(x), 9);
+    Tensor rr = Tensor::empty(Shape{1, 2, 3, 2}, DType::f64, Device::cpu);
+    fill(rr, 10);
+    net.forward(ctx);
+    net.output_grad().copy_from(rr);
+    net.backward(ctx);
+    Tensor g = net.grad_buffer().clone();
+    for (const Net::Param& p : net.params()) {
+      for (int64_t j = 0; j < p.spec.shape.numel(); ++j)
+        require_fd_match(net, ctx, rr, net.param_buffer(), p.offset + j, g.get_flat(p.offset + j), p.name);
     }
-  }
   }
 }
 
@@ -310,24 +311,10 @@ TEST_CASE("Net: batch norm whose residual is its own input (both slots one tenso
   net.output_grad().copy_from(rr);
   net.backward(ctx);
   Tensor g = net.grad_buffer().clone();
-  const double h = 1e-6;
   for (const Net::Param& p : net.params()) {
     if (p.name.rfind("a", 0) != 0) continue;  // the conv before the batch norm: its gradient goes through both slots
-    for (int64_t j = 0; j < p.spec.shape.numel(); ++j) {
-      int64_t i = p.offset + j;
-      double v = net.param_buffer().get_flat(i);
-      net.param_buffer().set_flat(i, v + h);
-      net.forward(ctx);
-      double lp = loss(net, rr);
-      net.param_buffer().set_flat(i, v - h);
-      net.forward(ctx);
-      double lm = loss(net, rr);
-      net.param_buffer().set_flat(i, v);
-      double numeric = (lp - lm) / (2 * h);
-      INFO(p.name << "[" << j << "]");
-      REQUIRE(std::fabs(g.get_flat(i) - numeric) <=
-              test::tol::gradcheck_f64.rtol * std::max({1.0, std::fabs(g.get_flat(i)), std::fabs(numeric)}));
-    }
+    for (int64_t j = 0; j < p.spec.shape.numel(); ++j)
+      require_fd_match(net, ctx, rr, net.param_buffer(), p.offset + j, g.get_flat(p.offset + j), p.name);
   }
 }
 
@@ -351,8 +338,8 @@ TEST_CASE("Net: channel views (ChannelSlice) are zero copy and their gradients a
   auto run = [&](bool optimised, Tensor& out, Tensor& grads, Tensor& gx, NetStats& stats) {
     Net net;
     build_views(net);
-    net.compile(NetOptions{.dtype = DType::f64, .input_grads = true, .zero_copy_concat = optimised,
-                           .in_place = optimised});
+    net.compile(
+        NetOptions{.dtype = DType::f64, .input_grads = true, .zero_copy_concat = optimised, .in_place = optimised});
     net.init_params(9);
     fill(net.param_buffer(), 79, 0.5);
     ExecContext ctx;
@@ -370,27 +357,12 @@ TEST_CASE("Net: channel views (ChannelSlice) are zero copy and their gradients a
     // The views share their inputs' memory.
     REQUIRE(net.activation(3).data() == static_cast<const char*>(net.activation(2).data()) + 2 * sizeof(double));
     // Finite differences for every parameter and a few inputs.
-    const double h = 1e-6;
-    auto L = [&] {
-      net.forward(ctx);
-      double v = 0;
-      for (int64_t i = 0; i < r.numel(); ++i) v += net.output().get_flat(i) * r.get_flat(i);
-      return v;
-    };
     auto check = [&](const Tensor& target, int64_t i, double analytic) {
-      const double v = target.get_flat(i);
-      target.set_flat(i, v + h);
-      const double lp = L();
-      target.set_flat(i, v - h);
-      const double lm = L();
-      target.set_flat(i, v);
-      const double numeric = (lp - lm) / (2 * h);
-      INFO("element " << i << ": analytic " << analytic << " numeric " << numeric);
-      REQUIRE(std::fabs(analytic - numeric) <=
-              test::tol::gradcheck_f64.rtol * std::max({1.0, std::fabs(analytic), std::fabs(numeric)}));
+      require_fd_match(net, ctx, r, target, i, analytic, "element");
     };
     for (const Net::Param& p : net.params())
-      for (int64_t j = 0; j < p.spec.shape.numel(); ++j) check(net.param_buffer(), p.offset + j, grads.get_flat(p.offset + j));
+      for (int64_t j = 0; j < p.spec.shape.numel(); ++j)
+        check(net.param_buffer(), p.offset + j, grads.get_flat(p.offset + j));
     for (int64_t i = 0; i < gx.numel(); i += 7) check(net.input_tensor(0), i, gx.get_flat(i));
   };
   Tensor o1, g1, x1, o2, g2, x2;
@@ -427,9 +399,9 @@ TEST_CASE("Net: emulated 16-bit storage rounds every written tensor, and only th
       em.init_params(3);
       // Parameters are the optimizer's to round; round them here as it would.
       Tensor pb = em.param_buffer();
-      for (int64_t i = 0; i < pb.numel(); ++i) pb.set_flat(i, storage == DType::f16
-                                                                  ? half_to_float(float_to_half(pb.get_flat(i)))
-                                                                  : bf16_to_float(float_to_bf16(pb.get_flat(i))));
+      for (int64_t i = 0; i < pb.numel(); ++i)
+        pb.set_flat(i, storage == DType::f16 ? half_to_float(float_to_half(pb.get_flat(i)))
+                                             : bf16_to_float(float_to_bf16(pb.get_flat(i))));
       fill(em.input_tensor(0), 1, 3.0);  // unrounded: forward rounds graph inputs
       Tensor x_rounded = em.input_tensor(0).clone();
       em.forward(ctx);
