@@ -220,53 +220,44 @@ bool have_avx512() {
   return yes;
 }
 
+// PX pixels from q on: each tap's sum over the channels is kept apart and then added to the pixel's total in yn (as
+// the per-tap GEMMs do): one running sum over all taps and channels (up to thousands of terms) lost accuracy.
+template <int NK, int PX>
+__attribute__((target("avx512f"), always_inline)) inline void direct_pixels_avx512(const float* xn, int64_t C,
+                                                                                   const float* wt,
+                                                                                   const int64_t* shifts, int64_t ntaps,
+                                                                                   float* yn, int64_t q) {
+  constexpr int64_t K = 16 * NK;
+  for (int64_t t = 0; t < ntaps; ++t) {
+    __m512 acc[PX][NK];
+    for (int i = 0; i < PX; ++i)
+      for (int j = 0; j < NK; ++j) acc[i][j] = _mm512_setzero_ps();
+    const float* xa = xn + (q + shifts[t]) * C;
+    const float* wp = wt + t * C * K;
+    for (int64_t c = 0; c < C; ++c) {
+      __m512 wv[NK];
+      for (int j = 0; j < NK; ++j) wv[j] = _mm512_loadu_ps(wp + c * K + 16 * j);
+      for (int i = 0; i < PX; ++i) {
+        const __m512 b = _mm512_set1_ps(xa[i * C + c]);
+        for (int j = 0; j < NK; ++j) acc[i][j] = _mm512_fmadd_ps(b, wv[j], acc[i][j]);
+      }
+    }
+    for (int i = 0; i < PX; ++i)
+      for (int j = 0; j < NK; ++j) {
+        float* d = yn + (q + i) * K + 16 * j;
+        _mm512_storeu_ps(d, t == 0 ? acc[i][j] : _mm512_add_ps(_mm512_loadu_ps(d), acc[i][j]));
+      }
+  }
+}
+
 template <int NK>
 __attribute__((target("avx512f"))) void direct_block_avx512(const float* xn, int64_t C, const float* wt,
                                                             const int64_t* shifts, int64_t ntaps, float* yn, int64_t q0,
                                                             int64_t len) {
-  constexpr int64_t K = 16 * NK;
   constexpr int PX = NK == 4 ? 6 : NK == 3 ? 8 : 12;  // 24 accumulators of the 32 vector registers
   int64_t q = q0;
-  // Each tap's sum over the channels is kept apart and then added to the pixel's total in yn (as the per-tap GEMMs
-  // do): one running sum over all taps and channels (up to thousands of terms) lost accuracy measurably.
-  for (; q + PX <= q0 + len; q += PX) {
-    for (int64_t t = 0; t < ntaps; ++t) {
-      __m512 acc[PX][NK];
-      for (int i = 0; i < PX; ++i)
-        for (int j = 0; j < NK; ++j) acc[i][j] = _mm512_setzero_ps();
-      const float* xa = xn + (q + shifts[t]) * C;
-      const float* wp = wt + t * C * K;
-      for (int64_t c = 0; c < C; ++c) {
-        __m512 wv[NK];
-        for (int j = 0; j < NK; ++j) wv[j] = _mm512_loadu_ps(wp + c * K + 16 * j);
-        for (int i = 0; i < PX; ++i) {
-          const __m512 b = _mm512_set1_ps(xa[i * C + c]);
-          for (int j = 0; j < NK; ++j) acc[i][j] = _mm512_fmadd_ps(b, wv[j], acc[i][j]);
-        }
-      }
-      for (int i = 0; i < PX; ++i)
-        for (int j = 0; j < NK; ++j) {
-          float* d = yn + (q + i) * K + 16 * j;
-          _mm512_storeu_ps(d, t == 0 ? acc[i][j] : _mm512_add_ps(_mm512_loadu_ps(d), acc[i][j]));
-        }
-    }
-  }
-  for (; q < q0 + len; ++q) {  // the last pixels of the block, one at a time
-    for (int64_t t = 0; t < ntaps; ++t) {
-      __m512 acc[NK];
-      for (int j = 0; j < NK; ++j) acc[j] = _mm512_setzero_ps();
-      const float* xa = xn + (q + shifts[t]) * C;
-      const float* wp = wt + t * C * K;
-      for (int64_t c = 0; c < C; ++c) {
-        const __m512 b = _mm512_set1_ps(xa[c]);
-        for (int j = 0; j < NK; ++j) acc[j] = _mm512_fmadd_ps(b, _mm512_loadu_ps(wp + c * K + 16 * j), acc[j]);
-      }
-      for (int j = 0; j < NK; ++j) {
-        float* d = yn + q * K + 16 * j;
-        _mm512_storeu_ps(d, t == 0 ? acc[j] : _mm512_add_ps(_mm512_loadu_ps(d), acc[j]));
-      }
-    }
-  }
+  for (; q + PX <= q0 + len; q += PX) direct_pixels_avx512<NK, PX>(xn, C, wt, shifts, ntaps, yn, q);
+  for (; q < q0 + len; ++q) direct_pixels_avx512<NK, 1>(xn, C, wt, shifts, ntaps, yn, q);  // the last pixels
 }
 
 void direct_block(const float* xn, int64_t C, int64_t K, const float* wt, const int64_t* shifts, int64_t ntaps,
