@@ -5,7 +5,8 @@
 // 2 cores); im2col + one GEMM otherwise, and for strided and grouped convs. Data gradient: Winograd on the flipped
 // geometry (winograd_data_geom), else the shifted GEMM on it (shifted_data_geom), else the col2im gather. Filter
 // gradient: per-tap GEMMs on the shifted layout for few output channels (use_shifted_filter), else im2col. All paths
-// give the same sums up to rounding; thresholds, like the paths, depend on the shape and never on the thread count.
+// give the same sums up to rounding; thresholds, like the paths, depend on the shape (and, for the fp32 direct kernel,
+// on the CPU having AVX-512), never on the thread count.
 #include "kernels/cpu/conv.h"
 
 #include <algorithm>
@@ -771,6 +772,8 @@ Choice choose_filter(const ConvGeom& g, int64_t elems) {
 }
 
 }  // namespace
+
+bool conv2d_direct_kernel_available() { return have_avx512(); }
 
 const char* conv2d_path(const ConvGeom& g, ConvPass pass, size_t elem_size, size_t ws_bytes) {
   check_geom(g);

@@ -9,8 +9,9 @@
 // read backwards: its forward is conv2d_bwd_data, its data gradient conv2d_fwd, its filter gradient
 // conv2d_bwd_filter with x and dy swapped (layers/conv2d.cpp), so the maths exists once.
 //
-// Algorithms (choice made from the shape and, for the shifted GEMM and Winograd, from whether the workspace holds one
-// band or block; the same for every tile size beyond that and for every thread count):
+// Algorithms (choice made from the shape, from whether the workspace holds one band or block of the shifted GEMM,
+// direct kernel or Winograd, and for the fp32 direct kernel from the CPU having AVX-512; the same for every tile size
+// beyond that and for every thread count):
 // - general: im2col of a tile of output pixels into the workspace, col (T, R*S*Cg) laid out [r][s][c], then one
 //   cpu::gemm per group: y_tile = col * W_g^T (forward), dcol = dy_tile * W_g then a col2im *gather* over input
 //   pixels (data gradient: each input pixel sums its taps itself, so the loop is parallel with no atomics and a
@@ -89,6 +90,9 @@ size_t conv2d_workspace_bytes(const ConvGeom& g, size_t elem_size, size_t budget
 // tap reaches the image). For tests, benchmarks and profiles.
 enum class ConvPass : uint8_t { forward, data, filter };
 const char* conv2d_path(const ConvGeom& g, ConvPass pass, size_t elem_size, size_t ws_bytes);
+// Whether this CPU runs the fp32 direct kernel (x86-64 with AVX-512); elsewhere those shapes take the shifted GEMM or
+// im2col, so fp32 results differ in rounding between such machines (never between thread counts).
+bool conv2d_direct_kernel_available();
 
 // y (=|+=) conv(x, w)                    x: (N,IH,IW,C) pixel stride xs; w: (K,R,S,Cg); y: (N,OH,OW,K) stride ys
 // ws: workspace of ws_bytes (>= one row of R*S*Cg elements on the general path; more rows = fewer, larger tiles)
