@@ -418,6 +418,20 @@ void wino_weights(const ConvGeom& g, const T* w, T* U, bool flipped) {
   }
 }
 
+// One application of B^T to four channel vectors: (a0 - a2, a1 + a2, a2 - a1, a1 - a3). Used for the columns (B^T d)
+// and, in place, for the rows (r B) of the input transform; element c is read before it is written.
+template <class T>
+void wino_bt(const T* a0, const T* a1, const T* a2, const T* a3, T* o0, T* o1, T* o2, T* o3, int64_t C) {
+#pragma omp simd
+  for (int64_t c = 0; c < C; ++c) {
+    const T x0 = a0[c], x1 = a1[c], x2 = a2[c], x3 = a3[c];
+    o0[c] = x0 - x2;
+    o1[c] = x1 + x2;
+    o2[c] = x2 - x1;
+    o3[c] = x1 - x3;
+  }
+}
+
 template <class T>
 void conv2d_fwd_winograd(const ConvGeom& g, const T* x, int64_t xs, const T* w, T* y, int64_t ys, bool accumulate,
                          T* ws, int64_t tb, bool flipped = false) {
@@ -447,31 +461,12 @@ void conv2d_fwd_winograd(const ConvGeom& g, const T* x, int64_t xs, const T* w, 
       T* v = V + tt * C;
       const int64_t vs = tb * C;  // between xi
       // Row by row of the patch: r = B^T d needs rows 0..3 of d, each row j-column a channel vector.
-      for (int j = 0; j < 4; ++j) {
-        // Column j of r (4 channel vectors) into the xi = i*4 + j planes first, then V = r B below per row i.
-        const T *d0 = d[0][j], *d1 = d[1][j], *d2 = d[2][j], *d3 = d[3][j];
-        T *r0 = v + (0 * 4 + j) * vs, *r1 = v + (1 * 4 + j) * vs, *r2 = v + (2 * 4 + j) * vs,
-          *r3 = v + (3 * 4 + j) * vs;
-#pragma omp simd
-        for (int64_t c = 0; c < C; ++c) {
-          const T a0 = d0[c], a1 = d1[c], a2 = d2[c], a3 = d3[c];
-          r0[c] = a0 - a2;
-          r1[c] = a1 + a2;
-          r2[c] = a2 - a1;
-          r3[c] = a1 - a3;
-        }
-      }
+      for (int j = 0; j < 4; ++j)  // r = B^T d, column j: into the xi = i*4 + j planes
+        wino_bt(d[0][j], d[1][j], d[2][j], d[3][j], v + j * vs, v + (4 + j) * vs, v + (8 + j) * vs, v + (12 + j) * vs,
+                C);
       for (int i = 0; i < 4; ++i) {  // V = r B, in place on the row i planes
-        T *p0 = v + (i * 4 + 0) * vs, *p1 = v + (i * 4 + 1) * vs, *p2 = v + (i * 4 + 2) * vs,
-          *p3 = v + (i * 4 + 3) * vs;
-#pragma omp simd
-        for (int64_t c = 0; c < C; ++c) {
-          const T a0 = p0[c], a1 = p1[c], a2 = p2[c], a3 = p3[c];
-          p0[c] = a0 - a2;
-          p1[c] = a1 + a2;
-          p2[c] = a2 - a1;
-          p3[c] = a1 - a3;
-        }
+        T* p = v + i * 4 * vs;
+        wino_bt(p, p + vs, p + 2 * vs, p + 3 * vs, p, p + vs, p + 2 * vs, p + 3 * vs, C);
       }
     }
     // M_xi (nt x K) = V_xi (nt x C) * U_xi^T: 16 serial GEMMs spread over the threads.
