@@ -100,10 +100,15 @@ struct Precision {
 };
 Precision resolve_precision(const std::string& p, Device dev) {
   const DType t = parse_dtype(p);
-  CS_CHECK(t == DType::f32 || t == DType::f16 || t == DType::bf16, "--precision ", p, ": use fp32, fp16 or bf16");
+  CS_CHECK(t == DType::f32 || t == DType::f16 || t == DType::bf16 || t == DType::f64, "--precision ", p,
+           ": use fp32, fp16, bf16 or (on the CPU) fp64");
   Precision r;
   r.storage = t;
-  if (dev == Device::cuda) {
+  if (t == DType::f64) {
+    // The CPU reference in double: weights, activations, gradients and the allreduce in fp64 (docs/training.md).
+    CS_CHECK(dev == Device::cpu, "--precision fp64 runs on the CPU only (--device cpu)");
+    r.net = DType::f64;
+  } else if (dev == Device::cuda) {
     r.net = t;
   } else {
     r.net = DType::f32;
@@ -738,8 +743,8 @@ void add_train_commands(CLI::App& app, TrainCommands& c) {
       ->check(CLI::IsMember({"reference", "gb", "gb-tiramisu", "deepcam"}))
       ->capture_default_str();
   t->add_option("--precision", o.precision, "fp32, fp16 or bf16 (fp32 master weights; on the CPU 16-bit storage is "
-                "emulated)")
-      ->check(CLI::IsMember({"fp32", "fp16", "bf16"}))
+                "emulated), or fp64 on the CPU (a reference in double, for comparisons)")
+      ->check(CLI::IsMember({"fp32", "fp16", "bf16", "fp64"}))
       ->capture_default_str();
   t->add_option("--loss-scale", o.loss_scale, "auto (dynamic for fp16, none otherwise), dynamic, static or none")
       ->check(CLI::IsMember({"auto", "dynamic", "static", "none"}))
@@ -798,8 +803,8 @@ void add_train_commands(CLI::App& app, TrainCommands& c) {
   add_data_options(c.eval, e.data);
   c.eval->add_option("--split", e.split, "Folder of DATA to evaluate")->capture_default_str();
   c.eval->add_option("--batch", e.batch, "Samples per forward pass")->check(CLI::PositiveNumber)->capture_default_str();
-  c.eval->add_option("--precision", e.precision, "fp32, fp16 or bf16")
-      ->check(CLI::IsMember({"fp32", "fp16", "bf16"}))
+  c.eval->add_option("--precision", e.precision, "fp32, fp16 or bf16, or fp64 on the CPU")
+      ->check(CLI::IsMember({"fp32", "fp16", "bf16", "fp64"}))
       ->capture_default_str();
   c.eval->add_option("--device", e.device, "auto, cpu or cuda")
       ->check(CLI::IsMember({"auto", "cpu", "cuda"}))

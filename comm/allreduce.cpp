@@ -430,6 +430,8 @@ void mpi_allreduce(Communicator& comm, const void* send, void* recv, int64_t cou
   } else if (dt == DType::bf16) {
     type = comm.half_type();
     op = comm.bf16_sum_op();
+  } else if (dt == DType::f64) {
+    type = MPI_DOUBLE;
   } else {
     CS_CHECK(dt == DType::f32, "allreduce: unsupported dtype ", dtype_name(dt));
   }
@@ -457,8 +459,8 @@ void mpi_allreduce(Communicator& comm, const void* send, void* recv, int64_t cou
 
 void allreduce(Communicator& comm, const void* send, void* recv, int64_t count, DType dt, AllreduceAlgo algo,
                const AllreduceOptions& opt) {
-  CS_CHECK(dt == DType::f32 || dt == DType::f16 || dt == DType::bf16, "allreduce: unsupported dtype ", dtype_name(dt),
-           " (fp32, fp16 and bf16 are summed)");
+  CS_CHECK(dt == DType::f32 || dt == DType::f64 || dt == DType::f16 || dt == DType::bf16, "allreduce: unsupported dtype ",
+           dtype_name(dt), " (fp32, fp64, fp16 and bf16 are summed)");
   CS_CHECK(count >= 0, "allreduce: negative count ", count);
   CS_CHECK(count == 0 || (send && recv), "allreduce: null buffer");
   CS_CHECK(opt.ports >= 1 && opt.ports <= 64, "allreduce: ports must be in [1, 64], got ", opt.ports);

@@ -1,4 +1,4 @@
-// Allreduce (sum) of fp32, fp16 and bf16 buffers: our algorithms as step schedules, plus MPI_Allreduce and
+// Allreduce (sum) of fp32, fp64, fp16 and bf16 buffers: our algorithms as step schedules, plus MPI_Allreduce and
 // ncclAllReduce baselines. Design and costs: docs/distributed.md.
 //
 // A schedule is this rank's list of steps; a step is a set of transfers (send a range of the buffer to a peer,

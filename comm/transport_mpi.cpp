@@ -27,6 +27,12 @@ void host_reduce_sum(void* dst, const void* a, const void* b, int64_t count, DTy
       for (int64_t i = 0; i < count; ++i) d[i] = x[i] + y[i];
       return;
     }
+    case DType::f64: {
+      auto* d = static_cast<double*>(dst);
+      auto *x = static_cast<const double*>(a), *y = static_cast<const double*>(b);
+      for (int64_t i = 0; i < count; ++i) d[i] = x[i] + y[i];
+      return;
+    }
     case DType::f16: {
       auto* d = static_cast<Half*>(dst);
       auto *x = static_cast<const Half*>(a), *y = static_cast<const Half*>(b);
@@ -40,7 +46,7 @@ void host_reduce_sum(void* dst, const void* a, const void* b, int64_t count, DTy
       return;
     }
     default:
-      CS_THROW("allreduce: unsupported dtype ", dtype_name(dt), " (fp32, fp16 and bf16 are summed)");
+      CS_THROW("allreduce: unsupported dtype ", dtype_name(dt), " (fp32, fp64, fp16 and bf16 are summed)");
   }
 }
 

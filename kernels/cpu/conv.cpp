@@ -20,6 +20,7 @@
 
 #include "engine/check.h"
 #include "kernels/cpu/gemm.h"
+#include "kernels/cpu/isa.h"
 
 namespace climseg::cpu {
 
@@ -216,10 +217,7 @@ constexpr int64_t kShiftedBlock = 512, kShiftedMinBlocks = 8;
 // K = 32). Each output element is one sequential sum (taps, then channels), the same for any thread count. Compiled
 // for AVX-512 with a target attribute and used only when the CPU has it (the build's baseline is x86-64).
 #ifdef CLIMSEG_CONV_AVX512
-bool have_avx512() {
-  static const bool yes = __builtin_cpu_supports("avx512f");
-  return yes;
-}
+bool have_avx512() { return cpu_use_avx512(); }  // the CPU has it and CLIMSEG_CPU_DISPATCH is not "portable"
 
 // PX pixels from q on: each tap's sum over the channels is kept apart and then added to the pixel's total in yn (as
 // the per-tap GEMMs do): one running sum over all taps and channels (up to thousands of terms) lost accuracy.

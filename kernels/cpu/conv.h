@@ -90,8 +90,9 @@ size_t conv2d_workspace_bytes(const ConvGeom& g, size_t elem_size, size_t budget
 // tap reaches the image). For tests, benchmarks and profiles.
 enum class ConvPass : uint8_t { forward, data, filter };
 const char* conv2d_path(const ConvGeom& g, ConvPass pass, size_t elem_size, size_t ws_bytes);
-// Whether this CPU runs the fp32 direct kernel (x86-64 with AVX-512); elsewhere those shapes take the shifted GEMM or
-// im2col, so fp32 results differ in rounding between such machines (never between thread counts).
+// Whether this CPU runs the fp32 direct kernel (x86-64 with AVX-512, unless CLIMSEG_CPU_DISPATCH=portable: see
+// kernels/cpu/isa.h); elsewhere those shapes take the shifted GEMM or im2col, so fp32 results differ in rounding
+// between such machines (never between thread counts).
 bool conv2d_direct_kernel_available();
 
 // y (=|+=) conv(x, w)                    x: (N,IH,IW,C) pixel stride xs; w: (K,R,S,Cg); y: (N,OH,OW,K) stride ys

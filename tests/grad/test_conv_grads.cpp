@@ -8,6 +8,7 @@
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <exception>
 #include <string>
@@ -16,6 +17,7 @@
 
 #include "engine/philox.h"
 #include "kernels/cpu/conv.h"
+#include "kernels/cpu/isa.h"
 #include "layers/conv2d.h"
 #include "tests/util/compare.h"
 #include "tests/util/gradcheck.h"
@@ -692,7 +694,10 @@ TEST_CASE("conv2d direct kernel for few output channels (fp32, AVX-512) equals t
         return y;
       };
       int runs = 0;
-      for (size_t elems = full; path(elems) == want; elems = elems * 2 / 3) {
+      // Down to one im2col row, the least any path accepts (the im2col path, taken without AVX-512 for the small
+      // maps, keeps its name for every workspace size).
+      const size_t row = static_cast<size_t>(g.kernel_h * g.kernel_w * g.in_c);
+      for (size_t elems = full; elems >= row && path(elems) == want; elems = elems * 2 / 3) {
         INFO("workspace of " << elems << " elements");
         const Tensor y1 = run(elems, 1), y2 = run(elems, 2);
         REQUIRE(std::memcmp(y1.data(), y2.data(), y1.nbytes()) == 0);
@@ -701,5 +706,25 @@ TEST_CASE("conv2d direct kernel for few output channels (fp32, AVX-512) equals t
       }
       REQUIRE(runs >= 2);
     }
+  }
+}
+
+TEST_CASE("CLIMSEG_CPU_DISPATCH=portable turns the AVX-512 direct kernel off", "[conv][dispatch]") {
+  // ctest runs this case also with CLIMSEG_CPU_DISPATCH=portable (grad_test_conv_grads_portable) and with a bad value
+  // (grad_test_conv_grads_bad_dispatch, which must fail naming the variable); docs/tolerances.md.
+  const char* env = std::getenv("CLIMSEG_CPU_DISPATCH");
+  const std::string mode = env != nullptr ? env : "";
+  INFO("CLIMSEG_CPU_DISPATCH=" << mode);
+  const bool cpu_has = __builtin_cpu_supports("avx512f");
+  const cpu::ConvGeom g = StrideOneCase{1, 48, 50, 40, 32, 5, 5, 1, 2, 2, 0, 0}.geom();  // a direct-kernel shape
+  const std::string path = cpu::conv2d_path(g, cpu::ConvPass::forward, 4, cpu::conv2d_workspace_bytes(g, 4));
+  if (mode == "portable") {
+    REQUIRE(cpu::cpu_dispatch() == cpu::CpuDispatch::portable);
+    REQUIRE_FALSE(cpu::conv2d_direct_kernel_available());
+    REQUIRE(path == "shifted");
+  } else {
+    REQUIRE(cpu::cpu_dispatch() == cpu::CpuDispatch::automatic);
+    REQUIRE(cpu::conv2d_direct_kernel_available() == cpu_has);
+    REQUIRE(path == (cpu_has ? "direct" : "shifted"));
   }
 }
