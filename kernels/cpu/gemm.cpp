@@ -4,8 +4,10 @@
 // OpenMP's pool, and on a small machine the two pools fight for the cores (measured on 2 cores: the engine demo
 // ran 3x faster with either pool at one thread). So OpenBLAS runs single-threaded and the GEMM is split here into
 // independent blocks of rows of C (or of columns, when C has few rows), one single-threaded BLAS call per block on
-// the OpenMP pool the rest of the CPU path uses. Each element of C is computed by exactly one call with the same
-// k-loop, so results do not depend on the number of threads.
+// the OpenMP pool the rest of the CPU path uses. The blocks depend on the shape only, never on the thread count or on
+// whether the call is made inside a parallel region (then they run one after another): BLAS's result for a row can
+// depend on the call's shape (OpenBLAS's Haswell sgemm kernels round rows differently with another m; measured on
+// an AMD EPYC with OPENBLAS_CORETYPE=Haswell), so only the same calls give the same bits for any number of threads.
 #include "kernels/cpu/gemm.h"
 
 #include <cblas.h>
@@ -44,6 +46,21 @@ void blas_gemm(bool ta, bool tb, blasint m, blasint n, blasint k, double alpha, 
 
 // Below this many multiply-adds one call on one thread is faster than waking the pool.
 constexpr int64_t kParallelMacs = int64_t(1) << 20;
+// Larger GEMMs are split along the larger of m and n into blocks of at least kMinBlock rows or columns (the other
+// operand is packed again for every block: 1/kMinBlock of the work at most), at least 2 and at most kMaxBlocks
+// (enough for 2-16 threads with little imbalance), rounded to 16 for the BLAS micro-kernels.
+constexpr int64_t kMinBlock = 128, kMaxBlocks = 16;
+
+struct Blocks {
+  int64_t block = 0, count = 1;
+};
+Blocks gemm_blocks(int64_t m, int64_t n, int64_t k) {
+  const int64_t extent = std::max(m, n);
+  if (m * n * k < kParallelMacs || extent < 32) return {extent, 1};
+  const int64_t want = std::clamp<int64_t>(extent / kMinBlock, 2, kMaxBlocks);
+  const int64_t block = ((extent + want - 1) / want + 15) / 16 * 16;
+  return {block, (extent + block - 1) / block};
+}
 
 template <class T>
 void gemm_impl(bool ta, bool tb, int64_t m, int64_t n, int64_t k, T alpha, const T* A, int64_t lda, const T* B,
@@ -52,18 +69,15 @@ void gemm_impl(bool ta, bool tb, int64_t m, int64_t n, int64_t k, T alpha, const
   single_threaded_blas();
   const blasint bm = to_blas(m, "m"), bn = to_blas(n, "n"), bk = to_blas(k, "k");
   const blasint blda = to_blas(lda, "lda"), bldb = to_blas(ldb, "ldb"), bldc = to_blas(ldc, "ldc");
-  const int threads = omp_get_max_threads();
-  if (threads <= 1 || m * n * k < kParallelMacs || omp_in_parallel()) {
+  const Blocks bl = gemm_blocks(m, n, k);
+  if (bl.count == 1) {
     blas_gemm(ta, tb, bm, bn, bk, alpha, A, blda, B, bldb, beta, C, bldc);
     return;
   }
-  // Split the larger of m and n into `threads` blocks (rounded to 16 for the BLAS micro-kernels).
   const bool split_rows = m >= n;
-  const int64_t extent = split_rows ? m : n;
-  int64_t block = (extent + threads - 1) / threads;
-  block = (block + 15) / 16 * 16;
-  const int64_t nblocks = (extent + block - 1) / block;
-#pragma omp parallel for schedule(static)
+  const int64_t extent = split_rows ? m : n, block = bl.block, nblocks = bl.count;
+  const bool parallel = omp_get_max_threads() > 1 && !omp_in_parallel();
+#pragma omp parallel for schedule(dynamic, 1) if (parallel)
   for (int64_t b = 0; b < nblocks; ++b) {
     const int64_t lo = b * block;
     const blasint len = static_cast<blasint>(std::min(block, extent - lo));
