@@ -214,22 +214,26 @@ TEST_CASE("train: fp16 and bf16 storage follow fp32's loss over 200 steps", "[tr
     for (size_t i = from; i < from + n; ++i) s += c.at(i);
     return s / static_cast<double>(n);
   };
-  // Tolerances and their reasons: docs/training.md, "Mixed precision". Steps 1-60, windows of 20 (the runs still
-  // follow the same path): fp16 within 10%, bf16 within 15% (8-bit significand). Steps 1-200, windows of 50: within
-  // 60% (past ~60 steps the paths decorrelate as any perturbation makes them: another seed moves these windows by up
-  // to 92%); this still fails for 16-bit bugs that stall or wreck learning.
+  // Tolerances and their reasons: docs/training.md, "Mixed precision". Only what does not depend on the CPU is
+  // compared: fp32 runs with other BLAS kernels (OPENBLAS_CORETYPE) or conv paths already part by 2-19% in steps
+  // 21-60 and by up to 96% in later windows, as much as 16-bit storage parts from fp32, so later windows would test
+  // the CPU, not the precision.
+  // - Step 1 is one forward pass of the same weights, rounded to 16 bits, on the same batch: the loss moves by about
+  //   half a unit roundoff u (measured 0.43-0.49 u for both formats on four kernel sets); within 2 u (fp16 2^-11, bf16
+  //   2^-8), and not at all would mean nothing was rounded. 2 u of fp16 is below what bf16 moves it by, so fp16
+  //   storage rounded as bf16 fails too.
+  // - Steps 1-20, before the runs decorrelate: the means within 5% (measured at most 1.3%).
+  // - Each learns: steps 151-200 below 0.2x steps 1-20 (measured 0.02-0.04); a 16-bit bug that stalls or wrecks
+  //   learning fails here.
   for (const char* p : {"fp16", "bf16"}) {
-    const double early = std::string(p) == "fp16" ? 0.10 : 0.15;
-    for (size_t w0 = 0; w0 < 60; w0 += 20) {
-      const double ref = mean(curves["fp32"], w0, 20), got = mean(curves[p], w0, 20);
-      INFO(p << " steps " << w0 + 1 << "-" << w0 + 20 << ": fp32 " << ref << ", " << got);
-      CHECK(std::abs(got - ref) <= early * ref);
-    }
-    for (size_t w0 = 0; w0 < 200; w0 += 50) {
-      const double ref = mean(curves["fp32"], w0, 50), got = mean(curves[p], w0, 50);
-      INFO(p << " steps " << w0 + 1 << "-" << w0 + 50 << ": fp32 " << ref << ", " << got);
-      CHECK(std::abs(got - ref) <= 0.60 * ref);
-    }
+    const double u = std::string(p) == "fp16" ? std::ldexp(1.0, -11) : std::ldexp(1.0, -8);
+    const double l32 = curves["fp32"].at(0), l16 = curves[p].at(0);
+    INFO(p << " step 1: fp32 " << l32 << ", " << l16 << " (relative " << std::abs(l16 - l32) / l32 << ", u " << u << ")");
+    CHECK(std::abs(l16 - l32) <= 2 * u * l32);
+    CHECK(l16 != l32);
+    const double ref = mean(curves["fp32"], 0, 20), got = mean(curves[p], 0, 20);
+    INFO(p << " steps 1-20: fp32 " << ref << ", " << got);
+    CHECK(std::abs(got - ref) <= 0.05 * ref);
   }
   for (const char* p : {"fp32", "fp16", "bf16"}) {
     INFO(p);
