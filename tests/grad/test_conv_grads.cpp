@@ -233,6 +233,16 @@ Tensor random(Shape s, uint64_t stream) {
   return t;
 }
 
+// He-scaled weights (std sqrt(2 / fan_in)) from `random`'s U(-1, 1): the fp32-vs-fp64 comparisons need O(1) sums, as the
+// row "cpu fp32 vs fp64" assumes (its rtol is relative to the result, whose rounding error scales with the sum of the
+// terms' magnitudes: with U(-1, 1) weights the sums of a 5x5x64 conv are ~13 and a result that cancels to 0.02 carried
+// 2e-5 of rounding, over the row's budget on the im2col path).
+Tensor he_scaled(Tensor w, int64_t fan_in) {
+  const double s = std::sqrt(6.0 / static_cast<double>(fan_in));
+  for (int64_t i = 0; i < w.numel(); ++i) w.set_flat(i, s * w.get_flat(i));
+  return w;
+}
+
 // Full 53-bit mantissas (two fp32-precision draws): products of `random` values are exact in double, so paths that
 // regroup the same sums would agree to the bit and a test could not tell them apart.
 Tensor random53(Shape sh, uint64_t stream) {
@@ -503,7 +513,7 @@ TEST_CASE("conv2d Winograd in fp32: the same bits on 1 and 2 threads, and close 
   cpu::ConvGeom g;
   g.n = 2, g.in_h = 33, g.in_w = 70, g.in_c = 64, g.out_c = 80, g.kernel_h = g.kernel_w = 3;
   g.pad_top = g.pad_left = 1, g.out_h = 33, g.out_w = 70;
-  const Tensor x = random({g.n, g.in_h, g.in_w, g.in_c}, 41), w = random({g.out_c, 3, 3, g.in_c}, 42);
+  const Tensor x = random({g.n, g.in_h, g.in_w, g.in_c}, 41), w = he_scaled(random({g.out_c, 3, 3, g.in_c}, 42), 9 * g.in_c);
   const Tensor dy = random({g.n, g.out_h, g.out_w, g.out_c}, 43);
   const Tensor xf = x.cast(DType::f32), wf = w.cast(DType::f32), dyf = dy.cast(DType::f32);
   const size_t ws_bytes = cpu::conv2d_workspace_bytes(g, sizeof(float));
@@ -665,7 +675,8 @@ TEST_CASE("conv2d direct kernel for few output channels (fp32, AVX-512) equals t
     const cpu::ConvGeom g = c.geom();
     INFO(c);
     const int64_t xs = c.c + 2, ys = c.k + 3;
-    const Tensor x = random({g.n, g.in_h, g.in_w, xs}, 81), w = random({g.out_c, g.kernel_h, g.kernel_w, g.in_c}, 82);
+    const Tensor x = random({g.n, g.in_h, g.in_w, xs}, 81),
+                 w = he_scaled(random({g.out_c, g.kernel_h, g.kernel_w, g.in_c}, 82), g.kernel_h * g.kernel_w * g.in_c);
     const Tensor y0 = random({g.n, g.out_h, g.out_w, ys}, 83);
     const Tensor xf = x.cast(DType::f32), wf = w.cast(DType::f32), y0f = y0.cast(DType::f32);
     const size_t full = cpu::conv2d_workspace_bytes(g, sizeof(float)) / sizeof(float);
