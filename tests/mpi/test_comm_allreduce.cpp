@@ -40,8 +40,10 @@ int world_size() {
   return n;
 }
 
-float to_float(const void* p, int64_t i, DType dt) {
+double to_double(const void* p, int64_t i, DType dt) {
   switch (dt) {
+    case DType::f64:
+      return static_cast<const double*>(p)[i];
     case DType::f16:
       return half_to_float(static_cast<const Half*>(p)[i]);
     case DType::bf16:
@@ -50,33 +52,40 @@ float to_float(const void* p, int64_t i, DType dt) {
       return static_cast<const float*>(p)[i];
   }
 }
-void from_float(void* p, int64_t i, DType dt, float v) {
+void from_double(void* p, int64_t i, DType dt, double v) {
   switch (dt) {
+    case DType::f64:
+      static_cast<double*>(p)[i] = v;
+      break;
     case DType::f16:
-      static_cast<Half*>(p)[i] = float_to_half(v);
+      static_cast<Half*>(p)[i] = float_to_half(static_cast<float>(v));
       break;
     case DType::bf16:
-      static_cast<BFloat16*>(p)[i] = float_to_bf16(v);
+      static_cast<BFloat16*>(p)[i] = float_to_bf16(static_cast<float>(v));
       break;
     default:
-      static_cast<float*>(p)[i] = v;
+      static_cast<float*>(p)[i] = static_cast<float>(v);
   }
 }
-float round_to(float v, DType dt) {
-  std::vector<uint32_t> tmp(1);
-  from_float(tmp.data(), 0, dt, v);
-  return to_float(tmp.data(), 0, dt);
+double round_to(double v, DType dt) {
+  std::vector<uint64_t> tmp(1);
+  from_double(tmp.data(), 0, dt, v);
+  return to_double(tmp.data(), 0, dt);
 }
 
 // Exactly summable: small integers that depend on rank and index (a misplaced chunk changes the sum).
-float exact_value(int rank, int64_t i) { return static_cast<float>((rank * 7 + i * 3 + i / 17) % 17 - 8); }
-float random_value(int rank, int64_t i) {
-  return 2.0f * philox_uniform(2026, static_cast<uint64_t>(rank), static_cast<uint64_t>(i)) - 1.0f;
+double exact_value(int rank, int64_t i) { return static_cast<double>((rank * 7 + i * 3 + i / 17) % 17 - 8); }
+// U(-1, 1); for fp64 with 48 random bits (two draws), so that fp64 sums round.
+double random_value(int rank, int64_t i, DType dt) {
+  const double hi = 2.0 * philox_uniform(2026, static_cast<uint64_t>(rank), static_cast<uint64_t>(i)) - 1.0;
+  if (dt != DType::f64) return hi;
+  return hi + 0x1p-24 * philox_uniform(2027, static_cast<uint64_t>(rank), static_cast<uint64_t>(i));
 }
 
 const test::Tolerance& tolerance(DType dt) {
   return dt == DType::f16    ? test::tol::allreduce_f16
          : dt == DType::bf16 ? test::tol::allreduce_bf16
+         : dt == DType::f64  ? test::tol::allreduce_f64
                              : test::tol::allreduce_f32;
 }
 
@@ -99,7 +108,7 @@ const Reference& reference(int n, DType dt, int64_t count, bool exact) {
     r.mag.assign(count, 0.0);
     for (int rank = 0; rank < n; ++rank)
       for (int64_t i = 0; i < count; ++i) {
-        const double x = exact ? exact_value(rank, i) : round_to(random_value(rank, i), dt);
+        const double x = exact ? exact_value(rank, i) : round_to(random_value(rank, i, dt), dt);
         r.sum[i] += x;
         r.mag[i] += std::fabs(x);
       }
@@ -118,7 +127,7 @@ void run_case(Communicator& comm, const Case& c, DType dt, int64_t count, bool i
   const int n = comm.size(), me = comm.rank();
   const size_t es = dtype_size(dt);
   std::vector<std::byte> send(std::max<int64_t>(count, 1) * es), recv(std::max<int64_t>(count, 1) * es);
-  for (int64_t i = 0; i < count; ++i) from_float(send.data(), i, dt, exact ? exact_value(me, i) : random_value(me, i));
+  for (int64_t i = 0; i < count; ++i) from_double(send.data(), i, dt, exact ? exact_value(me, i) : random_value(me, i, dt));
   const std::vector<std::byte> orig = send;
   void* out = in_place ? send.data() : recv.data();
   std::string error;
@@ -137,7 +146,7 @@ void run_case(Communicator& comm, const Case& c, DType dt, int64_t count, bool i
   const Reference& rf = reference(n, dt, count, exact);
   for (int64_t i = 0; i < count; ++i) {
     const double ref = rf.sum[i], mag = rf.mag[i];
-    const double got = to_float(out, i, dt);
+    const double got = to_double(out, i, dt);
     if (exact) {
       wrong += got != ref;
     } else {
@@ -188,7 +197,7 @@ std::vector<int> unequal_nodes(int n) {
 
 void run_all(Communicator& comm, const std::vector<Case>& cases) {
   for (const Case& c : cases)
-    for (DType dt : {DType::f32, DType::f16, DType::bf16})
+    for (DType dt : {DType::f32, DType::f64, DType::f16, DType::bf16})
       for (int64_t count : counts())
         for (bool in_place : {false, true}) {
           run_case(comm, c, dt, count, in_place, /*exact=*/true);

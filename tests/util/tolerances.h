@@ -155,6 +155,10 @@ inline constexpr Tolerance allreduce_f32{
     "allreduce fp32 sum", 0, 1.1920928955078125e-07,
     "(ranks-1) additions per element, each rounded to fp32 (u = 2^-24 of a partial sum <= sum|x|); rtol = eps = "
     "2^-23, applied as (ranks-1) * rtol * sum|x|"};
+inline constexpr Tolerance allreduce_f64{
+    "allreduce fp64 sum", 0, 2.220446049250313e-16,
+    "(ranks-1) additions per element in fp64 (the CPU reference runs), each rounded once (u = 2^-53 of a partial "
+    "sum <= sum|x|); rtol = eps = 2^-52, applied as (ranks-1) * rtol * sum|x|"};
 inline constexpr Tolerance allreduce_f16{
     "allreduce fp16 sum", 0, 9.765625e-04,
     "(ranks-1) additions per element in fp32, each rounded once to fp16 (u = 2^-11 plus 2^-24 for the fp32 add); "
@@ -184,7 +188,7 @@ inline constexpr Tolerance kTolerances[] = {
     tol::cuda_f32_exact,  tol::cuda_f16_eltwise,  tol::cuda_bf16_eltwise,   tol::cuda_f32_gemm,
     tol::cuda_f16_gemm,   tol::cuda_bf16_gemm,    tol::cuda_f32_conv,       tol::cuda_f16_conv,
     tol::cuda_bf16_conv,  tol::cuda_f32_net,      tol::cuda_f32_loss_track, tol::scaling_formula_f64,
-    tol::scaling_fit_f64, tol::allreduce_f32,     tol::allreduce_f16,       tol::allreduce_bf16,
+    tol::scaling_fit_f64, tol::allreduce_f32,     tol::allreduce_f64,      tol::allreduce_f16,       tol::allreduce_bf16,
     tol::data_parallel_f64};
 
 }  // namespace climseg::test
