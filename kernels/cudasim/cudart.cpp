@@ -35,12 +35,11 @@ std::mutex g_err_mu;
 cudaError_t g_sticky = cudaSuccess;
 std::map<int, std::string> g_detail;  // error code -> what the emulator knows about its latest occurrence
 
+// An empty detail keeps the previous one (a sticky error reported again by a later call).
 void store_detail(cudaError_t e, const std::string& detail) {
+  if (detail.empty()) return;
   std::lock_guard<std::mutex> lock(g_err_mu);
-  if (detail.empty())
-    g_detail.erase(e);
-  else
-    g_detail[e] = detail;
+  g_detail[e] = detail;
 }
 
 // ---- allocations -------------------------------------------------------------------------------------------------

@@ -316,7 +316,7 @@ std::string param_types(const char* pretty) {
   std::string p = pretty ? pretty : "";
   const size_t a = p.find("[with P = {");
   if (a == std::string::npos) return "";
-  const size_t b = p.find("}]", a);
+  const size_t b = p.find('}', a);
   return p.substr(a + 11, b == std::string::npos ? std::string::npos : b - (a + 11));
 }
 
