@@ -71,12 +71,12 @@ std::vector<float> block_sums(const std::vector<float>& v, int threads) {
 }
 
 // A failed launch leaves a sticky error: check its text and clear it for the next test.
-void expect_launch_failure(cudaError_t e, const std::string& needle) {
+void expect_launch_failure(cudaError_t e, const std::string& needle, const char* kernel = "divergent_kernel") {
   CHECK(e == cudaErrorLaunchFailure);
   const std::string msg = cudaGetErrorString(e);
   INFO(msg);
   CHECK(msg.find(needle) != std::string::npos);
-  CHECK(msg.find("divergent_kernel") != std::string::npos);  // names the kernel
+  CHECK(msg.find(kernel) != std::string::npos);  // names the kernel
   // Sticky: every later call fails the same way until the context is gone.
   void* p = nullptr;
   CHECK(cudaMalloc(&p, 16) == cudaErrorLaunchFailure);
@@ -175,6 +175,12 @@ TEST_CASE("warp shuffles: source lanes, widths and masks as CUDA documents", "[c
   v = run(Shfl::down, 4, 32, 0x0000ffffu);
   for (int l = 0; l < 32; ++l) want[l] = l >= 16 ? -2 : l + 4 < 16 ? l + 4 : -1;
   CHECK(v == want);
+}
+
+TEST_CASE("warp shuffles: a width that is not a power of 2 fails the launch", "[cudasim]") {
+  Dev<int> d(32);
+  expect_launch_failure(cudasim_test::shuffle_lanes(cudasim_test::Shfl::down, 1, 3, 0xffffffffu, d.p),
+                        "width 3 is not a power of 2", "shuffle_lanes_kernel");
 }
 
 TEST_CASE("a barrier some threads never reach fails the launch, naming kernel and site", "[cudasim]") {
