@@ -72,13 +72,17 @@ def find_code(src, mask, token, start=0):
 
 def match_back_angle(src, mask, j):
     """src[j] == '>' closing a template argument list: return the index of its '<'."""
-    depth = 0
+    depth, parens = 0, 0  # angle brackets count only outside parentheses: (3 > 2 ? 64 : 32) is an argument
     while j >= 0:
         if mask[j]:
             c = src[j]
-            if c in ">)]":
+            if c in ")]":
+                parens += 1
+            elif c in "([":
+                parens -= 1
+            elif parens == 0 and c == ">":
                 depth += 1
-            elif c in "<([":
+            elif parens == 0 and c == "<":
                 depth -= 1
                 if depth == 0:
                     return j
