@@ -148,6 +148,18 @@ bool valid_stream(cudaStream_t s) {
   return g_streams.count(s) != 0;
 }
 
+std::string device_span_problem(const void* p, size_t bytes) {
+  if (p == nullptr) return "null pointer";
+  std::lock_guard<std::mutex> lock(g_mem_mu);
+  const auto it = find_alloc(p);
+  if (it == g_allocs.end() || !it->second.device) return "not device memory";
+  const size_t off = reinterpret_cast<uintptr_t>(p) - it->first;
+  if (bytes > it->second.size - off)
+    return std::to_string(bytes) + " bytes at offset " + std::to_string(off) + " overrun the " +
+           std::to_string(it->second.size) + "-byte device allocation";
+  return {};
+}
+
 void submit(cudaStream_t s, std::function<void()> work) {
   (void)s;
   work();

@@ -20,6 +20,10 @@ bool valid_stream(cudaStream_t s);
 // will queue it on the stream and run it at the next synchronisation with the stream (see README).
 void submit(cudaStream_t s, std::function<void()> work);
 
+// For the stand-in libraries (cuBLAS, cuDNN): empty when [p, p + bytes) lies inside one live device allocation,
+// otherwise what is wrong with it (null, not device memory, past the end of its allocation).
+std::string device_span_problem(const void* p, size_t bytes);
+
 // Runs the grid: called by the stream when the launch's turn comes. Execution errors set the (sticky) error.
 void run_grid(const KernelInfo& info, dim3 grid, dim3 block, const std::function<void()>& body);
 
