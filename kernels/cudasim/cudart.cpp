@@ -1,0 +1,560 @@
+// cudasim stand-in for cudart: one device (index 0) whose memory is host memory. Device allocations have exactly
+// the requested size (so ASan sees overruns) and are filled with 0xFF bytes (uninitialised fp32/fp16/bf16 reads
+// are NaN); copies and memsets that touch a device allocation are checked against its bounds; freed and foreign
+// pointers are refused as CUDA refuses them. Streams and events exist as checked handles; work submitted to a
+// stream runs at once on the calling thread (immediate mode), which is a valid CUDA schedule. See README.md.
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <set>
+#include <string>
+
+#include "internal.h"
+
+struct CUstream_st {
+  unsigned flags = 0;
+  // Deferred mode (a later step) keeps the stream's queued work here.
+};
+
+struct CUevent_st {
+  unsigned flags = 0;
+  bool recorded = false;
+  std::chrono::steady_clock::time_point time{};
+};
+
+namespace cudasim {
+namespace {
+
+// ---- errors ------------------------------------------------------------------------------------------------------
+
+thread_local cudaError_t t_last = cudaSuccess;
+std::mutex g_err_mu;
+cudaError_t g_sticky = cudaSuccess;
+std::map<int, std::string> g_detail;  // error code -> what the emulator knows about its latest occurrence
+
+// An empty detail keeps the previous one (a sticky error reported again by a later call).
+void store_detail(cudaError_t e, const std::string& detail) {
+  if (detail.empty()) return;
+  std::lock_guard<std::mutex> lock(g_err_mu);
+  g_detail[e] = detail;
+}
+
+// ---- allocations -------------------------------------------------------------------------------------------------
+
+struct Alloc {
+  size_t size;
+  bool device;  // device (cudaMalloc) or pinned host (cudaHostAlloc)
+};
+std::mutex g_mem_mu;
+std::map<uintptr_t, Alloc> g_allocs;  // by base address
+
+// The allocation that contains p (a zero-size range at its end counts), or end().
+std::map<uintptr_t, Alloc>::const_iterator find_alloc(const void* p) {
+  const auto a = reinterpret_cast<uintptr_t>(p);
+  auto it = g_allocs.upper_bound(a);
+  if (it == g_allocs.begin()) return g_allocs.end();
+  --it;
+  if (a >= it->first && a <= it->first + it->second.size) return it;
+  return g_allocs.end();
+}
+
+enum class Want { any, device, host };
+
+// Checks that [p, p + bytes) is inside one device allocation if p points into one; `want` device: it must.
+cudaError_t check_span(const char* who, const char* what, const void* p, size_t bytes, Want want) {
+  std::lock_guard<std::mutex> lock(g_mem_mu);
+  const auto it = find_alloc(p);
+  const bool dev = it != g_allocs.end() && it->second.device;
+  if (want == Want::device && !dev)
+    return detail::set_error(cudaErrorInvalidValue, std::string(who) + ": " + what + " " +
+                                                        (p ? "is not device memory" : "is null"));
+  if (want == Want::host && dev)
+    return detail::set_error(cudaErrorInvalidValue, std::string(who) + ": " + what +
+                                                        " is device memory but the copy kind says host");
+  if (dev) {
+    const size_t off = reinterpret_cast<uintptr_t>(p) - it->first;
+    if (bytes > it->second.size - off)
+      return detail::set_error(cudaErrorInvalidValue,
+                               std::string(who) + ": " + what + ": " + std::to_string(bytes) + " bytes at offset " +
+                                   std::to_string(off) + " overrun the " + std::to_string(it->second.size) +
+                                   "-byte device allocation");
+  }
+  return cudaSuccess;
+}
+
+// ---- streams and events ------------------------------------------------------------------------------------------
+
+std::mutex g_obj_mu;
+std::set<cudaStream_t> g_streams;
+std::set<cudaEvent_t> g_events;
+
+bool valid_event(cudaEvent_t e) {
+  std::lock_guard<std::mutex> lock(g_obj_mu);
+  return g_events.count(e) != 0;
+}
+
+#define CUDASIM_STICKY_CHECK()                                     \
+  do {                                                             \
+    if (cudaError_t cs_e_ = ::cudasim::detail::sticky_error())     \
+      return ::cudasim::detail::set_error(cs_e_);                  \
+  } while (0)
+
+cudaError_t memcpy_kind_check(const char* who, void* dst, const void* src, size_t dbytes, size_t sbytes,
+                              cudaMemcpyKind kind) {
+  Want wd = Want::any, ws = Want::any;
+  switch (kind) {
+    case cudaMemcpyHostToHost: wd = ws = Want::host; break;
+    case cudaMemcpyHostToDevice: wd = Want::device; ws = Want::host; break;
+    case cudaMemcpyDeviceToHost: wd = Want::host; ws = Want::device; break;
+    case cudaMemcpyDeviceToDevice: wd = ws = Want::device; break;
+    case cudaMemcpyDefault: break;
+    default: return detail::set_error(cudaErrorInvalidMemcpyDirection, std::string(who) + ": bad copy kind");
+  }
+  if (cudaError_t e = check_span(who, "destination", dst, dbytes, wd)) return e;
+  return check_span(who, "source", src, sbytes, ws);
+}
+
+}  // namespace
+
+namespace detail {
+
+cudaError_t set_error(cudaError_t e, const std::string& detail) {
+  if (e != cudaSuccess) {
+    t_last = e;
+    store_detail(e, detail);
+  }
+  return e;
+}
+
+cudaError_t set_sticky(cudaError_t e, const std::string& detail) {
+  {
+    std::lock_guard<std::mutex> lock(g_err_mu);
+    if (g_sticky == cudaSuccess) g_sticky = e;
+  }
+  return set_error(e, detail);
+}
+
+cudaError_t sticky_error() {
+  std::lock_guard<std::mutex> lock(g_err_mu);
+  return g_sticky;
+}
+
+bool valid_stream(cudaStream_t s) {
+  if (s == nullptr || s == cudaStreamLegacy || s == cudaStreamPerThread) return true;
+  std::lock_guard<std::mutex> lock(g_obj_mu);
+  return g_streams.count(s) != 0;
+}
+
+std::string device_span_problem(const void* p, size_t bytes) {
+  if (p == nullptr) return "null pointer";
+  std::lock_guard<std::mutex> lock(g_mem_mu);
+  const auto it = find_alloc(p);
+  if (it == g_allocs.end() || !it->second.device) return "not device memory";
+  const size_t off = reinterpret_cast<uintptr_t>(p) - it->first;
+  if (bytes > it->second.size - off)
+    return std::to_string(bytes) + " bytes at offset " + std::to_string(off) + " overrun the " +
+           std::to_string(it->second.size) + "-byte device allocation";
+  return {};
+}
+
+void submit(cudaStream_t s, std::function<void()> work) {
+  (void)s;
+  work();
+}
+
+}  // namespace detail
+
+// Test hooks (declared in cudasim/testing.h).
+void clear_sticky_error() {
+  std::lock_guard<std::mutex> lock(g_err_mu);
+  g_sticky = cudaSuccess;
+  t_last = cudaSuccess;
+}
+size_t live_device_allocations() {
+  std::lock_guard<std::mutex> lock(g_mem_mu);
+  size_t n = 0;
+  for (const auto& [base, a] : g_allocs) n += a.device;
+  return n;
+}
+
+}  // namespace cudasim
+
+using cudasim::detail::set_error;
+
+extern "C" {
+
+// ---- errors ------------------------------------------------------------------------------------------------------
+
+cudaError_t cudaGetLastError(void) {
+  if (cudaError_t s = cudasim::detail::sticky_error()) return s;
+  const cudaError_t e = cudasim::t_last;
+  cudasim::t_last = cudaSuccess;
+  return e;
+}
+
+cudaError_t cudaPeekAtLastError(void) {
+  if (cudaError_t s = cudasim::detail::sticky_error()) return s;
+  return cudasim::t_last;
+}
+
+const char* cudaGetErrorName(cudaError_t e) {
+  switch (e) {
+#define CS_NAME(x) \
+  case x: return #x;
+    CS_NAME(cudaSuccess)
+    CS_NAME(cudaErrorInvalidValue)
+    CS_NAME(cudaErrorMemoryAllocation)
+    CS_NAME(cudaErrorInitializationError)
+    CS_NAME(cudaErrorInvalidConfiguration)
+    CS_NAME(cudaErrorInvalidDevicePointer)
+    CS_NAME(cudaErrorInvalidMemcpyDirection)
+    CS_NAME(cudaErrorNoDevice)
+    CS_NAME(cudaErrorInvalidDevice)
+    CS_NAME(cudaErrorInvalidResourceHandle)
+    CS_NAME(cudaErrorIllegalState)
+    CS_NAME(cudaErrorNotReady)
+    CS_NAME(cudaErrorIllegalAddress)
+    CS_NAME(cudaErrorLaunchOutOfResources)
+    CS_NAME(cudaErrorLaunchTimeout)
+    CS_NAME(cudaErrorAssert)
+    CS_NAME(cudaErrorIllegalInstruction)
+    CS_NAME(cudaErrorLaunchFailure)
+    CS_NAME(cudaErrorNotSupported)
+    CS_NAME(cudaErrorUnknown)
+#undef CS_NAME
+  }
+  return "cudaErrorUnknown";
+}
+
+static const char* base_error_string(cudaError_t e) {
+  switch (e) {
+    case cudaSuccess: return "no error";
+    case cudaErrorInvalidValue: return "invalid argument";
+    case cudaErrorMemoryAllocation: return "out of memory";
+    case cudaErrorInitializationError: return "initialization error";
+    case cudaErrorInvalidConfiguration: return "invalid configuration argument";
+    case cudaErrorInvalidDevicePointer: return "invalid device pointer";
+    case cudaErrorInvalidMemcpyDirection: return "invalid copy direction for memcpy";
+    case cudaErrorNoDevice: return "no CUDA-capable device is detected";
+    case cudaErrorInvalidDevice: return "invalid device ordinal";
+    case cudaErrorInvalidResourceHandle: return "invalid resource handle";
+    case cudaErrorIllegalState: return "the operation cannot be performed in the present state";
+    case cudaErrorNotReady: return "device not ready";
+    case cudaErrorIllegalAddress: return "an illegal memory access was encountered";
+    case cudaErrorLaunchOutOfResources: return "too many resources requested for launch";
+    case cudaErrorLaunchTimeout: return "the launch timed out and was terminated";
+    case cudaErrorAssert: return "device-side assert triggered";
+    case cudaErrorIllegalInstruction: return "an illegal instruction was encountered";
+    case cudaErrorLaunchFailure: return "unspecified launch failure";
+    case cudaErrorNotSupported: return "operation not supported";
+    case cudaErrorUnknown: return "unknown error";
+  }
+  return "unrecognized error code";
+}
+
+// CUDA's text, followed by "[cudasim: ...]" with what the emulator knows about the latest error of that code.
+const char* cudaGetErrorString(cudaError_t e) {
+  const char* base = base_error_string(e);
+  // A few strings per thread, so that two calls in one expression both stay valid.
+  thread_local std::string ring[8];
+  thread_local unsigned next = 0;
+  std::lock_guard<std::mutex> lock(cudasim::g_err_mu);
+  auto it = cudasim::g_detail.find(e);
+  if (it == cudasim::g_detail.end()) return base;
+  std::string& text = ring[next++ % 8];
+  text = std::string(base) + " [cudasim: " + it->second + "]";
+  return text.c_str();
+}
+
+// ---- device ------------------------------------------------------------------------------------------------------
+
+cudaError_t cudaGetDeviceCount(int* count) {
+  if (!count) return set_error(cudaErrorInvalidValue, "cudaGetDeviceCount: null pointer");
+  *count = 1;
+  return cudaSuccess;
+}
+
+cudaError_t cudaGetDevice(int* device) {
+  CUDASIM_STICKY_CHECK();
+  if (!device) return set_error(cudaErrorInvalidValue, "cudaGetDevice: null pointer");
+  *device = 0;
+  return cudaSuccess;
+}
+
+cudaError_t cudaSetDevice(int device) {
+  CUDASIM_STICKY_CHECK();
+  if (device != 0)
+    return set_error(cudaErrorInvalidDevice, "cudaSetDevice(" + std::to_string(device) + "): the emulator has one device");
+  return cudaSuccess;
+}
+
+cudaError_t cudaDeviceSynchronize(void) {
+  CUDASIM_STICKY_CHECK();
+  return cudaSuccess;  // immediate mode: nothing is pending
+}
+
+// ---- memory ------------------------------------------------------------------------------------------------------
+
+cudaError_t cudaMalloc(void** p, size_t size) {
+  CUDASIM_STICKY_CHECK();
+  if (!p) return set_error(cudaErrorInvalidValue, "cudaMalloc: null pointer");
+  *p = nullptr;
+  if (size == 0) return cudaSuccess;
+  void* q = nullptr;
+  // 256-byte aligned as cudaMalloc; exactly `size` bytes, so a sanitizer sees an access past the end.
+  if (posix_memalign(&q, 256, size) != 0 || q == nullptr)
+    return set_error(cudaErrorMemoryAllocation, "cudaMalloc: " + std::to_string(size) + " bytes");
+  std::memset(q, 0xFF, size);
+  {
+    std::lock_guard<std::mutex> lock(cudasim::g_mem_mu);
+    cudasim::g_allocs[reinterpret_cast<uintptr_t>(q)] = cudasim::Alloc{size, true};
+  }
+  *p = q;
+  return cudaSuccess;
+}
+
+static cudaError_t free_alloc(const char* who, void* p, bool device) {
+  if (p == nullptr) return cudaSuccess;
+  {
+    std::lock_guard<std::mutex> lock(cudasim::g_mem_mu);
+    auto it = cudasim::g_allocs.find(reinterpret_cast<uintptr_t>(p));
+    if (it == cudasim::g_allocs.end() || it->second.device != device) {
+      const auto inside = cudasim::find_alloc(p);
+      std::string why = inside == cudasim::g_allocs.end() ? "not a live allocation (freed twice, or never allocated)"
+                        : inside->second.device != device ? (device ? "a pinned host allocation, not device memory"
+                                                                    : "device memory, not a pinned host allocation")
+                                                          : "inside an allocation, not its start";
+      char buf[32];
+      std::snprintf(buf, sizeof buf, "%p", p);
+      return set_error(cudaErrorInvalidValue, std::string(who) + "(" + buf + "): " + why);
+    }
+    cudasim::g_allocs.erase(it);
+  }
+  std::free(p);
+  return cudaSuccess;
+}
+
+cudaError_t cudaFree(void* p) {
+  CUDASIM_STICKY_CHECK();
+  // Deferred mode will synchronise the device here first, as cudaFree does.
+  return free_alloc("cudaFree", p, true);
+}
+
+cudaError_t cudaHostAlloc(void** p, size_t size, unsigned int flags) {
+  CUDASIM_STICKY_CHECK();
+  if (!p) return set_error(cudaErrorInvalidValue, "cudaHostAlloc: null pointer");
+  if (flags & ~0x7u) return set_error(cudaErrorInvalidValue, "cudaHostAlloc: unknown flags");
+  *p = nullptr;
+  if (size == 0) return cudaSuccess;
+  void* q = nullptr;
+  if (posix_memalign(&q, 256, size) != 0 || q == nullptr)
+    return set_error(cudaErrorMemoryAllocation, "cudaHostAlloc: " + std::to_string(size) + " bytes");
+  {
+    std::lock_guard<std::mutex> lock(cudasim::g_mem_mu);
+    cudasim::g_allocs[reinterpret_cast<uintptr_t>(q)] = cudasim::Alloc{size, false};
+  }
+  *p = q;
+  return cudaSuccess;
+}
+
+cudaError_t cudaMallocHost(void** p, size_t size) { return cudaHostAlloc(p, size, cudaHostAllocDefault); }
+
+cudaError_t cudaFreeHost(void* p) {
+  CUDASIM_STICKY_CHECK();
+  return free_alloc("cudaFreeHost", p, false);
+}
+
+cudaError_t cudaPointerGetAttributes(cudaPointerAttributes* a, const void* p) {
+  CUDASIM_STICKY_CHECK();
+  if (!a) return set_error(cudaErrorInvalidValue, "cudaPointerGetAttributes: null attributes");
+  *a = cudaPointerAttributes{};
+  std::lock_guard<std::mutex> lock(cudasim::g_mem_mu);
+  const auto it = cudasim::find_alloc(p);
+  if (it == cudasim::g_allocs.end() || p == nullptr) {
+    a->type = cudaMemoryTypeUnregistered;
+    a->device = -2;
+    return cudaSuccess;
+  }
+  a->device = 0;
+  a->devicePointer = const_cast<void*>(p);
+  if (it->second.device) {
+    a->type = cudaMemoryTypeDevice;
+  } else {
+    a->type = cudaMemoryTypeHost;
+    a->hostPointer = const_cast<void*>(p);
+  }
+  return cudaSuccess;
+}
+
+cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t count, cudaMemcpyKind kind, cudaStream_t stream) {
+  CUDASIM_STICKY_CHECK();
+  if (!cudasim::detail::valid_stream(stream)) return set_error(cudaErrorInvalidResourceHandle, "cudaMemcpyAsync: stream");
+  if (count == 0) return cudaSuccess;
+  if (!dst || !src) return set_error(cudaErrorInvalidValue, "cudaMemcpyAsync: null pointer");
+  if (cudaError_t e = cudasim::memcpy_kind_check("cudaMemcpyAsync", dst, src, count, count, kind)) return e;
+  cudasim::detail::submit(stream, [=] { std::memmove(dst, src, count); });
+  return cudaSuccess;
+}
+
+cudaError_t cudaMemcpy(void* dst, const void* src, size_t count, cudaMemcpyKind kind) {
+  return cudaMemcpyAsync(dst, src, count, kind, nullptr);  // + a synchronisation in deferred mode
+}
+
+cudaError_t cudaMemcpy2DAsync(void* dst, size_t dpitch, const void* src, size_t spitch, size_t width, size_t height,
+                              cudaMemcpyKind kind, cudaStream_t stream) {
+  CUDASIM_STICKY_CHECK();
+  if (!cudasim::detail::valid_stream(stream)) return set_error(cudaErrorInvalidResourceHandle, "cudaMemcpy2DAsync: stream");
+  if (width == 0 || height == 0) return cudaSuccess;
+  if (!dst || !src) return set_error(cudaErrorInvalidValue, "cudaMemcpy2DAsync: null pointer");
+  if (dpitch < width || spitch < width) return set_error(cudaErrorInvalidValue, "cudaMemcpy2DAsync: pitch < width");
+  if (cudaError_t e = cudasim::memcpy_kind_check("cudaMemcpy2DAsync", dst, src, (height - 1) * dpitch + width,
+                                                 (height - 1) * spitch + width, kind))
+    return e;
+  cudasim::detail::submit(stream, [=] {
+    for (size_t r = 0; r < height; ++r)
+      std::memmove(static_cast<char*>(dst) + r * dpitch, static_cast<const char*>(src) + r * spitch, width);
+  });
+  return cudaSuccess;
+}
+
+cudaError_t cudaMemsetAsync(void* p, int value, size_t count, cudaStream_t stream) {
+  CUDASIM_STICKY_CHECK();
+  if (!cudasim::detail::valid_stream(stream)) return set_error(cudaErrorInvalidResourceHandle, "cudaMemsetAsync: stream");
+  if (count == 0) return cudaSuccess;
+  if (cudaError_t e = cudasim::check_span("cudaMemsetAsync", "destination", p, count, cudasim::Want::device)) return e;
+  cudasim::detail::submit(stream, [=] { std::memset(p, value, count); });
+  return cudaSuccess;
+}
+
+cudaError_t cudaMemset(void* p, int value, size_t count) { return cudaMemsetAsync(p, value, count, nullptr); }
+
+cudaError_t cudaMemset2DAsync(void* p, size_t pitch, int value, size_t width, size_t height, cudaStream_t stream) {
+  CUDASIM_STICKY_CHECK();
+  if (!cudasim::detail::valid_stream(stream)) return set_error(cudaErrorInvalidResourceHandle, "cudaMemset2DAsync: stream");
+  if (width == 0 || height == 0) return cudaSuccess;
+  if (pitch < width) return set_error(cudaErrorInvalidValue, "cudaMemset2DAsync: pitch < width");
+  if (cudaError_t e = cudasim::check_span("cudaMemset2DAsync", "destination", p, (height - 1) * pitch + width,
+                                          cudasim::Want::device))
+    return e;
+  cudasim::detail::submit(stream, [=] {
+    for (size_t r = 0; r < height; ++r) std::memset(static_cast<char*>(p) + r * pitch, value, width);
+  });
+  return cudaSuccess;
+}
+
+// ---- streams -----------------------------------------------------------------------------------------------------
+
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t* s, unsigned int flags) {
+  CUDASIM_STICKY_CHECK();
+  if (!s) return set_error(cudaErrorInvalidValue, "cudaStreamCreateWithFlags: null pointer");
+  if (flags & ~1u) return set_error(cudaErrorInvalidValue, "cudaStreamCreateWithFlags: unknown flags");
+  auto* st = new CUstream_st{flags};
+  std::lock_guard<std::mutex> lock(cudasim::g_obj_mu);
+  cudasim::g_streams.insert(st);
+  *s = st;
+  return cudaSuccess;
+}
+
+cudaError_t cudaStreamCreate(cudaStream_t* s) { return cudaStreamCreateWithFlags(s, cudaStreamDefault); }
+
+cudaError_t cudaStreamDestroy(cudaStream_t s) {
+  CUDASIM_STICKY_CHECK();
+  {
+    std::lock_guard<std::mutex> lock(cudasim::g_obj_mu);
+    if (s == nullptr || cudasim::g_streams.erase(s) == 0)
+      return set_error(cudaErrorInvalidResourceHandle, "cudaStreamDestroy: not a live stream");
+  }
+  delete s;
+  return cudaSuccess;
+}
+
+cudaError_t cudaStreamSynchronize(cudaStream_t s) {
+  CUDASIM_STICKY_CHECK();
+  if (!cudasim::detail::valid_stream(s))
+    return set_error(cudaErrorInvalidResourceHandle, "cudaStreamSynchronize: not a live stream");
+  return cudaSuccess;
+}
+
+cudaError_t cudaStreamQuery(cudaStream_t s) {
+  CUDASIM_STICKY_CHECK();
+  if (!cudasim::detail::valid_stream(s))
+    return set_error(cudaErrorInvalidResourceHandle, "cudaStreamQuery: not a live stream");
+  return cudaSuccess;
+}
+
+cudaError_t cudaStreamWaitEvent(cudaStream_t s, cudaEvent_t e, unsigned int flags) {
+  CUDASIM_STICKY_CHECK();
+  if (!cudasim::detail::valid_stream(s) || !cudasim::valid_event(e))
+    return set_error(cudaErrorInvalidResourceHandle, "cudaStreamWaitEvent: not a live stream or event");
+  if (flags != 0) return set_error(cudaErrorInvalidValue, "cudaStreamWaitEvent: unknown flags");
+  return cudaSuccess;
+}
+
+// ---- events ------------------------------------------------------------------------------------------------------
+
+cudaError_t cudaEventCreateWithFlags(cudaEvent_t* e, unsigned int flags) {
+  CUDASIM_STICKY_CHECK();
+  if (!e) return set_error(cudaErrorInvalidValue, "cudaEventCreateWithFlags: null pointer");
+  if (flags & ~0x7u) return set_error(cudaErrorInvalidValue, "cudaEventCreateWithFlags: unknown flags");
+  auto* ev = new CUevent_st{};
+  ev->flags = flags;
+  std::lock_guard<std::mutex> lock(cudasim::g_obj_mu);
+  cudasim::g_events.insert(ev);
+  *e = ev;
+  return cudaSuccess;
+}
+
+cudaError_t cudaEventCreate(cudaEvent_t* e) { return cudaEventCreateWithFlags(e, cudaEventDefault); }
+
+cudaError_t cudaEventDestroy(cudaEvent_t e) {
+  CUDASIM_STICKY_CHECK();
+  {
+    std::lock_guard<std::mutex> lock(cudasim::g_obj_mu);
+    if (e == nullptr || cudasim::g_events.erase(e) == 0)
+      return set_error(cudaErrorInvalidResourceHandle, "cudaEventDestroy: not a live event");
+  }
+  delete e;
+  return cudaSuccess;
+}
+
+cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s) {
+  CUDASIM_STICKY_CHECK();
+  if (!cudasim::valid_event(e) || !cudasim::detail::valid_stream(s))
+    return set_error(cudaErrorInvalidResourceHandle, "cudaEventRecord: not a live event or stream");
+  cudasim::detail::submit(s, [e] {
+    e->time = std::chrono::steady_clock::now();
+    e->recorded = true;
+  });
+  return cudaSuccess;
+}
+
+cudaError_t cudaEventQuery(cudaEvent_t e) {
+  CUDASIM_STICKY_CHECK();
+  if (!cudasim::valid_event(e)) return set_error(cudaErrorInvalidResourceHandle, "cudaEventQuery: not a live event");
+  return cudaSuccess;
+}
+
+cudaError_t cudaEventSynchronize(cudaEvent_t e) {
+  CUDASIM_STICKY_CHECK();
+  if (!cudasim::valid_event(e))
+    return set_error(cudaErrorInvalidResourceHandle, "cudaEventSynchronize: not a live event");
+  return cudaSuccess;
+}
+
+cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start, cudaEvent_t end) {
+  CUDASIM_STICKY_CHECK();
+  if (!ms) return set_error(cudaErrorInvalidValue, "cudaEventElapsedTime: null pointer");
+  if (!cudasim::valid_event(start) || !cudasim::valid_event(end))
+    return set_error(cudaErrorInvalidResourceHandle, "cudaEventElapsedTime: not a live event");
+  if ((start->flags | end->flags) & cudaEventDisableTiming)
+    return set_error(cudaErrorInvalidResourceHandle, "cudaEventElapsedTime: an event was created without timing");
+  if (!start->recorded || !end->recorded)
+    return set_error(cudaErrorInvalidResourceHandle, "cudaEventElapsedTime: an event was never recorded");
+  *ms = std::chrono::duration<float, std::milli>(end->time - start->time).count();
+  return cudaSuccess;
+}
+
+}  // extern "C"

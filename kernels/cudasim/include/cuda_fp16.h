@@ -1,0 +1,3 @@
+// cudasim stand-in for the CUDA toolkit's cuda_fp16.h (see kernels/cudasim/README.md).
+#pragma once
+#include "cudasim/half.h"
