@@ -1,16 +1,40 @@
 #!/usr/bin/env bash
 # README command 2 (and CI): install what is missing, build, run the test suite.
 #   scripts/run-tests.sh          Release build in build/ (CUDA sources compiled when nvcc is found; the CUDA tests
-#                                 run on a GPU and are reported as skipped without one)
-#   scripts/run-tests.sh --asan   Debug build with AddressSanitizer + UndefinedBehaviorSanitizer in build-asan/
-#                                 (CPU backend: CUDA's runtime does not run under ASan's shadow memory)
+#                                 run on a GPU and are reported as skipped without one), then the CUDA emulation
+#                                 build in build-cudasim/ (kernels/cudasim/README.md: the CUDA backend on the CPU, no
+#                                 nvcc, no GPU) whose tests (label cudasim) run twice: in thread order, and with the
+#                                 threads of every block in reverse order
+#   scripts/run-tests.sh --asan   the same two builds in Debug with AddressSanitizer + UndefinedBehaviorSanitizer
+#                                 (build-asan/, CPU backend only: CUDA's runtime does not run under ASan's shadow
+#                                 memory; build-cudasim-asan/: the emulated CUDA backend)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+jobs=$(nproc 2>/dev/null || echo 2)
 if [ "${1:-}" = "--asan" ]; then
   CMAKE_BUILD_TYPE=Debug bash scripts/setup.sh build-asan -DCLIMSEG_SANITIZE=ON -DCLIMSEG_ENABLE_CUDA=OFF
   build=build-asan
+  sim=build-cudasim-asan
+  sim_args=(-DCMAKE_BUILD_TYPE=Debug -DCLIMSEG_SANITIZE=ON)
 else
   bash scripts/setup.sh build
   build=build
+  sim=build-cudasim
+  sim_args=(-DCMAKE_BUILD_TYPE=Release)
 fi
-ctest --test-dir "$build" --output-on-failure -j "$(nproc 2>/dev/null || echo 2)" --timeout 900
+status=0
+t0=$(date +%s)
+ctest --test-dir "$build" --output-on-failure -j "$jobs" --timeout 900 || status=1
+echo "run-tests: $build: $(( $(date +%s) - t0 )) s"
+
+t0=$(date +%s)
+cmake -S . -B "$sim" -G Ninja -DCLIMSEG_CUDASIM=ON "${sim_args[@]}"
+cmake --build "$sim" -j "$jobs" --target cudasim_tests
+echo "run-tests: $sim build: $(( $(date +%s) - t0 )) s"
+t0=$(date +%s)
+ctest --test-dir "$sim" -L cudasim --output-on-failure -j "$jobs" --timeout 900 || status=1
+echo "run-tests: $sim tests: $(( $(date +%s) - t0 )) s"
+t0=$(date +%s)
+CLIMSEG_CUDASIM_REVERSE=1 ctest --test-dir "$sim" -L cudasim --output-on-failure -j "$jobs" --timeout 900 || status=1
+echo "run-tests: $sim tests, reversed thread order: $(( $(date +%s) - t0 )) s"
+exit $status
