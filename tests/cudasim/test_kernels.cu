@@ -142,6 +142,12 @@ __global__ void mul_add_rn_kernel(const float* a, const float* b, const float* c
   }
 }
 
+__global__ void append_tag_kernel(int* log, int tag) {
+  const int n = log[0];
+  log[1 + n] = tag;
+  log[0] = n + 1;
+}
+
 // The launch's error, else its execution's: the synchronisation reports that (as on a GPU, where the launch
 // returns before the kernel runs; in cudasim's deferred-stream mode the kernel runs at the synchronisation).
 cudaError_t finish() {
@@ -214,6 +220,11 @@ cudaError_t round_bf16(const float* in, __nv_bfloat16* b, float* back, int n) {
 cudaError_t mul_add_rn(const float* a, const float* b, const float* c, float* out, float* fma, int n) {
   mul_add_rn_kernel<<<1, 64>>>(a, b, c, out, fma, n);
   return finish();
+}
+
+cudaError_t append_tag(int* log, int tag, cudaStream_t stream) {
+  append_tag_kernel<<<1, 1, 0, stream>>>(log, tag);
+  return cudaGetLastError();
 }
 
 }  // namespace cudasim_test
