@@ -3,8 +3,8 @@
 #   scripts/run-tests.sh          Release build in build/ (CUDA sources compiled when nvcc is found; the CUDA tests
 #                                 run on a GPU and are reported as skipped without one), then the CUDA emulation
 #                                 build in build-cudasim/ (kernels/cudasim/README.md: the CUDA backend on the CPU, no
-#                                 nvcc, no GPU) whose tests (label cudasim) run twice: in thread order, and with the
-#                                 threads of every block in reverse order
+#                                 nvcc, no GPU) whose tests (label cudasim) run in thread order, in reversed thread
+#                                 order, and in reversed order with deferred streams (CLIMSEG_CUDASIM_DEFER=1)
 #   scripts/run-tests.sh --asan   the same two builds in Debug with AddressSanitizer + UndefinedBehaviorSanitizer
 #                                 (build-asan/, CPU backend only: CUDA's runtime does not run under ASan's shadow
 #                                 memory; build-cudasim-asan/: the emulated CUDA backend)
@@ -32,9 +32,12 @@ cmake -S . -B "$sim" -G Ninja -DCLIMSEG_CUDASIM=ON "${sim_args[@]}"
 cmake --build "$sim" -j "$jobs" --target cudasim_tests
 echo "run-tests: $sim build: $(( $(date +%s) - t0 )) s"
 t0=$(date +%s)
+# In thread order, plus the copies labelled cudasim_deferred (reversed thread order and the deferred-stream mode:
+# stream work runs only when something synchronises with it, independent streams in a seeded random interleaving).
 ctest --test-dir "$sim" -L cudasim --output-on-failure -j "$jobs" --timeout 900 || status=1
-echo "run-tests: $sim tests: $(( $(date +%s) - t0 )) s"
+echo "run-tests: $sim tests (thread order; deferred streams with reversed threads): $(( $(date +%s) - t0 )) s"
 t0=$(date +%s)
-CLIMSEG_CUDASIM_REVERSE=1 ctest --test-dir "$sim" -L cudasim --output-on-failure -j "$jobs" --timeout 900 || status=1
+CLIMSEG_CUDASIM_REVERSE=1 ctest --test-dir "$sim" -L cudasim -LE cudasim_deferred --output-on-failure -j "$jobs" \
+  --timeout 900 || status=1
 echo "run-tests: $sim tests, reversed thread order: $(( $(date +%s) - t0 )) s"
 exit $status

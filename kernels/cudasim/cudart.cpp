@@ -2,27 +2,48 @@
 // the requested size (so ASan sees overruns) and are filled with 0xFF bytes (uninitialised fp32/fp16/bf16 reads
 // are NaN); copies and memsets that touch a device allocation are checked against its bounds; freed and foreign
 // pointers are refused as CUDA refuses them. Streams and events exist as checked handles; work submitted to a
-// stream runs at once on the calling thread (immediate mode), which is a valid CUDA schedule. See README.md.
+// stream runs at once on the calling thread (immediate mode, a valid CUDA schedule) or, in the deferred-stream mode
+// (CLIMSEG_CUDASIM_DEFER=1), is queued per stream and run at the synchronisations that need it, in a seeded
+// interleaving that keeps only the ordering CUDA guarantees. See README.md.
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
 #include <map>
+#include <memory>
 #include <mutex>
+#include <random>
 #include <set>
 #include <string>
+#include <utility>
+#include <vector>
 
+#include "cudasim/testing.h"
 #include "internal.h"
+
+namespace cudasim {
+// One piece of work handed to a stream (a grid, a copy, a memset, a library call, an event record, an event wait).
+// In deferred mode it runs once it is at the head of its stream's queue and every op in `deps` is done.
+struct Op {
+  std::function<void()> work;
+  std::vector<std::shared_ptr<Op>> deps;  // cleared once done (so finished ops do not keep chains alive)
+  bool done = false;
+};
+}  // namespace cudasim
 
 struct CUstream_st {
   unsigned flags = 0;
-  // Deferred mode (a later step) keeps the stream's queued work here.
+  std::deque<std::shared_ptr<cudasim::Op>> queue;  // deferred mode: submitted, not yet run, in stream order
+  std::shared_ptr<cudasim::Op> last;               // deferred mode: the latest op submitted (done or not)
 };
 
 struct CUevent_st {
   unsigned flags = 0;
-  bool recorded = false;
-  std::chrono::steady_clock::time_point time{};
+  // The latest cudaEventRecord: its op (done once the stream got there) and the host time it ran at. A new record
+  // replaces both; an older pending record still writes its own time, never this event.
+  std::shared_ptr<cudasim::Op> op;
+  std::shared_ptr<std::chrono::steady_clock::time_point> time;
 };
 
 namespace cudasim {
@@ -117,6 +138,177 @@ cudaError_t memcpy_kind_check(const char* who, void* dst, const void* src, size_
   return check_span(who, "source", src, sbytes, ws);
 }
 
+// ---- deferred-stream mode ----------------------------------------------------------------------------------------
+//
+// Every stream (the legacy default stream, the per-thread default streams, created streams) has a queue. submit()
+// appends an op, with the dependencies CUDA implies: the stream's order (the queue), the legacy default stream's
+// implicit synchronisation with blocking streams (created without cudaStreamNonBlocking), and cudaStreamWaitEvent's
+// event. Synchronisations run queued ops until what they wait for is done; each step picks one ready op (head of
+// its queue, dependencies done) among all streams with a seeded generator, so independent streams interleave
+// differently from seed to seed, work of unrelated streams may run early or stay pending, and a given seed replays
+// the same schedule (for one host thread; the steps of several host threads interleave as they call). The lowest
+// pending op (in submission order) is always ready, so the loop never deadlocks. Ops run under one global mutex.
+
+bool env_flag(const char* name) {
+  const char* v = std::getenv(name);
+  return v != nullptr && *v != '\0' && std::strcmp(v, "0") != 0;
+}
+
+struct Deferred {
+  std::recursive_mutex mu;
+  bool on = env_flag("CLIMSEG_CUDASIM_DEFER");
+  uint64_t seed = 0;
+  bool announced = false;
+  std::mt19937_64 rng;
+  CUstream_st legacy{};
+  std::vector<CUstream_st*> streams{&legacy};  // every queue, in creation order (a deterministic pick order)
+  cudaError_t async_error = cudaSuccess;       // a non-sticky execution error, for the synchronisation that ran it
+
+  Deferred() {
+    if (const char* v = std::getenv("CLIMSEG_CUDASIM_SEED"); v != nullptr && *v != '\0') {
+      seed = std::strtoull(v, nullptr, 0);
+    } else {
+      std::random_device rd;
+      seed = (uint64_t{rd()} << 32) ^ rd() ^
+             static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
+    }
+    rng.seed(seed);
+  }
+};
+
+Deferred& dq() {
+  static Deferred* d = new Deferred();  // never destroyed: streams may be used during static destruction
+  return *d;
+}
+
+CUstream_st* per_thread_stream() {
+  thread_local CUstream_st* s = [] {
+    auto* st = new CUstream_st{};  // blocking (it synchronises with the legacy stream); never freed
+    std::lock_guard<std::recursive_mutex> lock(dq().mu);
+    dq().streams.push_back(st);
+    return st;
+  }();
+  return s;
+}
+
+CUstream_st* queue_of(cudaStream_t s) {
+  if (s == nullptr || s == cudaStreamLegacy) return &dq().legacy;
+  if (s == cudaStreamPerThread) return per_thread_stream();
+  return s;
+}
+
+bool blocking(const CUstream_st* s) { return (s->flags & cudaStreamNonBlocking) == 0; }
+
+bool ready(const CUstream_st* s) {
+  if (s->queue.empty()) return false;
+  for (const auto& d : s->queue.front()->deps)
+    if (!d->done) return false;
+  return true;
+}
+
+// Runs one ready op (seeded choice). Returns false when nothing is pending. Caller holds dq().mu.
+bool step() {
+  Deferred& d = dq();
+  thread_local std::vector<CUstream_st*> cand;
+  cand.clear();
+  for (CUstream_st* s : d.streams)
+    if (ready(s)) cand.push_back(s);
+  if (cand.empty()) return false;
+  CUstream_st* s = cand[static_cast<size_t>(d.rng() % cand.size())];
+  std::shared_ptr<Op> op = std::move(s->queue.front());
+  s->queue.pop_front();
+  // After a fault the context is dead: later work does not run (its results are undefined on a GPU anyway).
+  if (op->work && detail::sticky_error() == cudaSuccess) {
+    const cudaError_t saved = t_last;
+    t_last = cudaSuccess;
+    op->work();
+    // A sticky error is reported by every later call anyway; a non-sticky one goes to the synchronisation.
+    if (t_last != cudaSuccess && detail::sticky_error() == cudaSuccess && d.async_error == cudaSuccess)
+      d.async_error = t_last;
+    t_last = saved;
+  }
+  op->done = true;
+  op->deps.clear();
+  op->work = nullptr;
+  return true;
+}
+
+// Runs ops until `done()` holds (or nothing is pending). Returns the sticky error, or a non-sticky execution error
+// (a __launch_bounds__ violation) of an op run here, as the synchronisation's result (also the last error).
+template <class F>
+cudaError_t run_until(F&& finished) {
+  Deferred& d = dq();
+  std::lock_guard<std::recursive_mutex> lock(d.mu);
+  while (!finished() && step()) {
+  }
+  if (cudaError_t e = detail::sticky_error()) return detail::set_error(e);
+  if (cudaError_t e = std::exchange(d.async_error, cudaSuccess)) return detail::set_error(e);
+  return cudaSuccess;
+}
+
+bool all_idle() {
+  for (const CUstream_st* s : dq().streams)
+    if (!s->queue.empty()) return false;
+  return true;
+}
+
+cudaError_t sync_device() {
+  if (!dq().on) return cudaSuccess;
+  return run_until(all_idle);
+}
+
+cudaError_t sync_op(const std::shared_ptr<Op>& op) {
+  if (!dq().on || !op) return cudaSuccess;
+  return run_until([&] { return op->done; });
+}
+
+// cudaStreamQuery / cudaEventQuery on pending work: cudaErrorNotReady, after one step of progress (so a polling
+// loop finishes, and the first query after new work always sees it pending).
+cudaError_t query_op(const std::shared_ptr<Op>& op) {
+  if (!dq().on || !op) return cudaSuccess;
+  std::lock_guard<std::recursive_mutex> lock(dq().mu);
+  if (op->done) return cudaSuccess;
+  step();
+  if (cudaError_t e = detail::sticky_error()) return detail::set_error(e);
+  return detail::set_error(cudaErrorNotReady);
+}
+
+// Queues (deferred) or runs (immediate) `work` on stream s, after `extra` (an event wait). Returns its op.
+std::shared_ptr<Op> submit_op(cudaStream_t stream, std::function<void()> work, std::shared_ptr<Op> extra = nullptr) {
+  auto op = std::make_shared<Op>();
+  Deferred& d = dq();
+  std::unique_lock<std::recursive_mutex> lock(d.mu);
+  if (!d.on) {
+    lock.unlock();
+    if (work) work();
+    op->done = true;
+    return op;
+  }
+  if (!d.announced) {
+    d.announced = true;
+    std::fprintf(stderr, "cudasim: deferred-stream mode, interleaving seed %llu (replay: CLIMSEG_CUDASIM_SEED=%llu)\n",
+                 static_cast<unsigned long long>(d.seed), static_cast<unsigned long long>(d.seed));
+  }
+  CUstream_st* q = queue_of(stream);
+  op->work = std::move(work);
+  if (extra && !extra->done) op->deps.push_back(std::move(extra));
+  // The legacy default stream: its work waits for all earlier work of blocking streams, and theirs for its.
+  if (q == &d.legacy) {
+    for (CUstream_st* s : d.streams)
+      if (s != q && blocking(s) && s->last && !s->last->done) op->deps.push_back(s->last);
+  } else if (blocking(q) && d.legacy.last && !d.legacy.last->done) {
+    op->deps.push_back(d.legacy.last);
+  }
+  q->queue.push_back(op);
+  q->last = op;
+  return op;
+}
+
+std::shared_ptr<Op> last_op(cudaStream_t stream) {
+  std::lock_guard<std::recursive_mutex> lock(dq().mu);
+  return queue_of(stream)->last;
+}
+
 }  // namespace
 
 namespace detail {
@@ -160,10 +352,7 @@ std::string device_span_problem(const void* p, size_t bytes) {
   return {};
 }
 
-void submit(cudaStream_t s, std::function<void()> work) {
-  (void)s;
-  work();
-}
+void submit(cudaStream_t s, std::function<void()> work) { submit_op(s, std::move(work)); }
 
 }  // namespace detail
 
@@ -172,6 +361,30 @@ void clear_sticky_error() {
   std::lock_guard<std::mutex> lock(g_err_mu);
   g_sticky = cudaSuccess;
   t_last = cudaSuccess;
+}
+void set_deferred(bool on) {
+  if (!on) (void)sync_device();  // what was queued runs before the mode goes
+  std::lock_guard<std::recursive_mutex> lock(dq().mu);
+  dq().on = on;
+}
+bool deferred() {
+  std::lock_guard<std::recursive_mutex> lock(dq().mu);
+  return dq().on;
+}
+void set_seed(uint64_t seed) {
+  std::lock_guard<std::recursive_mutex> lock(dq().mu);
+  dq().seed = seed;
+  dq().rng.seed(seed);
+}
+uint64_t seed() {
+  std::lock_guard<std::recursive_mutex> lock(dq().mu);
+  return dq().seed;
+}
+size_t pending_work() {
+  std::lock_guard<std::recursive_mutex> lock(dq().mu);
+  size_t n = 0;
+  for (const CUstream_st* s : dq().streams) n += s->queue.size();
+  return n;
 }
 size_t live_device_allocations() {
   std::lock_guard<std::mutex> lock(g_mem_mu);
@@ -293,7 +506,7 @@ cudaError_t cudaSetDevice(int device) {
 
 cudaError_t cudaDeviceSynchronize(void) {
   CUDASIM_STICKY_CHECK();
-  return cudaSuccess;  // immediate mode: nothing is pending
+  return cudasim::sync_device();  // immediate mode: nothing is pending
 }
 
 // ---- memory ------------------------------------------------------------------------------------------------------
@@ -339,7 +552,8 @@ static cudaError_t free_alloc(const char* who, void* p, bool device) {
 
 cudaError_t cudaFree(void* p) {
   CUDASIM_STICKY_CHECK();
-  // Deferred mode will synchronise the device here first, as cudaFree does.
+  // cudaFree synchronises the device first (queued work may still use the memory).
+  if (cudaError_t e = cudasim::sync_device()) return e;
   return free_alloc("cudaFree", p, true);
 }
 
@@ -364,6 +578,7 @@ cudaError_t cudaMallocHost(void** p, size_t size) { return cudaHostAlloc(p, size
 
 cudaError_t cudaFreeHost(void* p) {
   CUDASIM_STICKY_CHECK();
+  if (cudaError_t e = cudasim::sync_device()) return e;  // as cudaFree (queued copies may use the buffer)
   return free_alloc("cudaFreeHost", p, false);
 }
 
@@ -399,8 +614,19 @@ cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t count, cudaMemcpy
   return cudaSuccess;
 }
 
+// On the legacy default stream (so after earlier work of blocking streams, not of cudaStreamNonBlocking ones), and
+// synchronous with the host unless both sides are device memory (CUDA's "API synchronization behavior": a
+// device-to-device cudaMemcpy does not wait).
 cudaError_t cudaMemcpy(void* dst, const void* src, size_t count, cudaMemcpyKind kind) {
-  return cudaMemcpyAsync(dst, src, count, kind, nullptr);  // + a synchronisation in deferred mode
+  if (cudaError_t e = cudaMemcpyAsync(dst, src, count, kind, nullptr)) return e;
+  bool d2d = kind == cudaMemcpyDeviceToDevice;
+  if (kind == cudaMemcpyDefault) {
+    cudaPointerAttributes a{}, b{};
+    d2d = cudaPointerGetAttributes(&a, dst) == cudaSuccess && cudaPointerGetAttributes(&b, src) == cudaSuccess &&
+          a.type == cudaMemoryTypeDevice && b.type == cudaMemoryTypeDevice;
+  }
+  if (d2d) return cudaSuccess;
+  return cudasim::sync_op(cudasim::last_op(nullptr));
 }
 
 cudaError_t cudaMemcpy2DAsync(void* dst, size_t dpitch, const void* src, size_t spitch, size_t width, size_t height,
@@ -451,7 +677,12 @@ cudaError_t cudaStreamCreateWithFlags(cudaStream_t* s, unsigned int flags) {
   CUDASIM_STICKY_CHECK();
   if (!s) return set_error(cudaErrorInvalidValue, "cudaStreamCreateWithFlags: null pointer");
   if (flags & ~1u) return set_error(cudaErrorInvalidValue, "cudaStreamCreateWithFlags: unknown flags");
-  auto* st = new CUstream_st{flags};
+  auto* st = new CUstream_st{};
+  st->flags = flags;
+  {
+    std::lock_guard<std::recursive_mutex> lock(cudasim::dq().mu);
+    cudasim::dq().streams.push_back(st);
+  }
   std::lock_guard<std::mutex> lock(cudasim::g_obj_mu);
   cudasim::g_streams.insert(st);
   *s = st;
@@ -467,6 +698,17 @@ cudaError_t cudaStreamDestroy(cudaStream_t s) {
     if (s == nullptr || cudasim::g_streams.erase(s) == 0)
       return set_error(cudaErrorInvalidResourceHandle, "cudaStreamDestroy: not a live stream");
   }
+  // CUDA returns at once and lets queued work finish; here it runs now (a valid schedule), then the queue goes.
+  (void)cudasim::sync_op(cudasim::last_op(s));
+  {
+    std::lock_guard<std::recursive_mutex> lock(cudasim::dq().mu);
+    auto& v = cudasim::dq().streams;
+    for (auto it = v.begin(); it != v.end(); ++it)
+      if (*it == s) {
+        v.erase(it);
+        break;
+      }
+  }
   delete s;
   return cudaSuccess;
 }
@@ -475,21 +717,28 @@ cudaError_t cudaStreamSynchronize(cudaStream_t s) {
   CUDASIM_STICKY_CHECK();
   if (!cudasim::detail::valid_stream(s))
     return set_error(cudaErrorInvalidResourceHandle, "cudaStreamSynchronize: not a live stream");
-  return cudaSuccess;
+  return cudasim::sync_op(cudasim::last_op(s));
 }
 
 cudaError_t cudaStreamQuery(cudaStream_t s) {
   CUDASIM_STICKY_CHECK();
   if (!cudasim::detail::valid_stream(s))
     return set_error(cudaErrorInvalidResourceHandle, "cudaStreamQuery: not a live stream");
-  return cudaSuccess;
+  return cudasim::query_op(cudasim::last_op(s));
 }
 
+// Later work of s waits for the event's latest record (as at this call); an event never recorded is no wait.
 cudaError_t cudaStreamWaitEvent(cudaStream_t s, cudaEvent_t e, unsigned int flags) {
   CUDASIM_STICKY_CHECK();
   if (!cudasim::detail::valid_stream(s) || !cudasim::valid_event(e))
     return set_error(cudaErrorInvalidResourceHandle, "cudaStreamWaitEvent: not a live stream or event");
   if (flags != 0) return set_error(cudaErrorInvalidValue, "cudaStreamWaitEvent: unknown flags");
+  std::shared_ptr<cudasim::Op> rec;
+  {
+    std::lock_guard<std::recursive_mutex> lock(cudasim::dq().mu);
+    rec = e->op;
+  }
+  if (rec && !rec->done) cudasim::submit_op(s, nullptr, rec);
   return cudaSuccess;
 }
 
@@ -524,24 +773,31 @@ cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s) {
   CUDASIM_STICKY_CHECK();
   if (!cudasim::valid_event(e) || !cudasim::detail::valid_stream(s))
     return set_error(cudaErrorInvalidResourceHandle, "cudaEventRecord: not a live event or stream");
-  cudasim::detail::submit(s, [e] {
-    e->time = std::chrono::steady_clock::now();
-    e->recorded = true;
-  });
+  auto time = std::make_shared<std::chrono::steady_clock::time_point>();
+  // Lock order: the deferred mutex, then submit_op's (the same, recursive): the event's fields change under it.
+  std::lock_guard<std::recursive_mutex> lock(cudasim::dq().mu);
+  auto op = cudasim::submit_op(s, [time] { *time = std::chrono::steady_clock::now(); });
+  e->op = std::move(op);
+  e->time = std::move(time);
   return cudaSuccess;
+}
+
+static std::shared_ptr<cudasim::Op> event_op(cudaEvent_t e) {
+  std::lock_guard<std::recursive_mutex> lock(cudasim::dq().mu);
+  return e->op;
 }
 
 cudaError_t cudaEventQuery(cudaEvent_t e) {
   CUDASIM_STICKY_CHECK();
   if (!cudasim::valid_event(e)) return set_error(cudaErrorInvalidResourceHandle, "cudaEventQuery: not a live event");
-  return cudaSuccess;
+  return cudasim::query_op(event_op(e));
 }
 
 cudaError_t cudaEventSynchronize(cudaEvent_t e) {
   CUDASIM_STICKY_CHECK();
   if (!cudasim::valid_event(e))
     return set_error(cudaErrorInvalidResourceHandle, "cudaEventSynchronize: not a live event");
-  return cudaSuccess;
+  return cudasim::sync_op(event_op(e));
 }
 
 cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start, cudaEvent_t end) {
@@ -551,9 +807,12 @@ cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start, cudaEvent_t end) 
     return set_error(cudaErrorInvalidResourceHandle, "cudaEventElapsedTime: not a live event");
   if ((start->flags | end->flags) & cudaEventDisableTiming)
     return set_error(cudaErrorInvalidResourceHandle, "cudaEventElapsedTime: an event was created without timing");
-  if (!start->recorded || !end->recorded)
+  std::lock_guard<std::recursive_mutex> lock(cudasim::dq().mu);
+  if (!start->op || !end->op)
     return set_error(cudaErrorInvalidResourceHandle, "cudaEventElapsedTime: an event was never recorded");
-  *ms = std::chrono::duration<float, std::milli>(end->time - start->time).count();
+  if (!start->op->done || !end->op->done)
+    return set_error(cudaErrorNotReady, "cudaEventElapsedTime: an event's work has not completed");
+  *ms = std::chrono::duration<float, std::milli>(*end->time - *start->time).count();
   return cudaSuccess;
 }
 

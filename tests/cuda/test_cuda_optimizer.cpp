@@ -55,13 +55,18 @@ Result run(Device dev, DType dt, const OptimizerConfig& cfg, int steps, int bad_
   const DType buf_dt = dev == Device::cpu ? DType::f32 : dt;
   const Tensor m0 = host_values(dt, 5, 0, 1.0, kPad);
   Tensor model = Tensor::empty({1, 1, 1, kN}, buf_dt, dev), grads = Tensor::empty({1, 1, 1, kN}, buf_dt, dev);
-  model.copy_from(buf_dt == DType::f32 ? m0 : m0.cast(buf_dt), &ctx);
+  // The host sources of these asynchronous copies must outlive them (a temporary cast would be freed while the copy
+  // is queued: CUDA only says a pageable copy "might be" synchronous; found by cudasim's deferred-stream mode).
+  const Tensor m0b = buf_dt == DType::f32 ? m0 : m0.cast(buf_dt);
+  model.copy_from(m0b, &ctx);
+  ctx.synchronize();
   Optimizer opt(cfg, model, grads, kRanges, dt, ctx);
   Result r;
   for (int s = 0; s < steps; ++s) {
     Tensor g = host_values(dt, 6, 1 + s, 0.5, 0.0);
     if (s == bad_step) g.set_flat(kRanges[2].offset + 77, std::nan(""));
-    grads.copy_from(buf_dt == DType::f32 ? g : g.cast(buf_dt), &ctx);
+    const Tensor gb = buf_dt == DType::f32 ? g : g.cast(buf_dt);
+    grads.copy_from(gb, &ctx);  // gb outlives the copy: step() synchronises ctx before it reads the sums
     const StepResult sr = opt.step(ctx, 0.01 * (1 + s), 0.5);
     REQUIRE(sr.applied == (s != bad_step));
     r.norms.push_back(sr.grad_norm);
@@ -170,10 +175,13 @@ TEST_CASE("CUDA optimizer state round trip through host copies continues bit-ide
   auto make = [&](uint64_t seed, Tensor& model, Tensor& grads) {
     model = Tensor::empty({1, 1, 1, kN}, DType::bf16, Device::cuda);
     grads = Tensor::empty({1, 1, 1, kN}, DType::bf16, Device::cuda);
-    model.copy_from(host_values(DType::bf16, seed, 0, 1.0, kPad).cast(DType::bf16), &ctx);
+    const Tensor m = host_values(DType::bf16, seed, 0, 1.0, kPad).cast(DType::bf16);
+    model.copy_from(m, &ctx);
+    ctx.synchronize();  // before m goes
   };
   auto step = [&](Optimizer& o, const Tensor& grads, int s) {
-    grads.copy_from(host_values(DType::bf16, 8, 1 + s, 0.5, 0.0).cast(DType::bf16), &ctx);
+    const Tensor g = host_values(DType::bf16, 8, 1 + s, 0.5, 0.0).cast(DType::bf16);
+    grads.copy_from(g, &ctx);  // g outlives the copy: step() synchronises ctx
     REQUIRE(o.step(ctx, 0.01).applied);
   };
   Tensor ma, ga, mb, gb, mc, gc;

@@ -446,8 +446,8 @@ TEST_CASE("stand-in cudart: frees, bounds, pointer kinds, streams, events", "[cu
   float ms = -1;
   CHECK(cudaEventElapsedTime(&ms, e0, e1) == cudaErrorInvalidResourceHandle);  // never recorded
   CHECK(cudaEventRecord(e0, s) == cudaSuccess);
-  CHECK(cudaEventRecord(e1, s) == cudaSuccess);
   CHECK(cudaEventRecord(nt, s) == cudaSuccess);
+  CHECK(cudaEventRecord(e1, s) == cudaSuccess);  // last: once it completed, s is idle (also in deferred mode)
   CHECK(cudaStreamWaitEvent(nullptr, e1, 0) == cudaSuccess);
   CHECK(cudaEventSynchronize(e1) == cudaSuccess);
   CHECK(cudaEventQuery(e1) == cudaSuccess);

@@ -142,6 +142,20 @@ __global__ void mul_add_rn_kernel(const float* a, const float* b, const float* c
   }
 }
 
+__global__ void append_tag_kernel(int* log, int tag) {
+  const int n = log[0];
+  log[1 + n] = tag;
+  log[0] = n + 1;
+}
+
+// The launch's error, else its execution's: the synchronisation reports that (as on a GPU, where the launch
+// returns before the kernel runs; in cudasim's deferred-stream mode the kernel runs at the synchronisation).
+cudaError_t finish() {
+  if (cudaError_t e = cudaGetLastError()) return e;
+  (void)cudaDeviceSynchronize();
+  return cudaGetLastError();
+}
+
 }  // namespace
 
 cudaError_t block_sum(const float* in, float* out, int blocks, int threads, bool with_barriers) {
@@ -149,62 +163,67 @@ cudaError_t block_sum(const float* in, float* out, int blocks, int threads, bool
     block_sum_kernel<<<blocks, threads>>>(in, out);
   else
     block_sum_no_barrier_kernel<<<blocks, threads>>>(in, out);
-  return cudaGetLastError();
+  return finish();
 }
 
 cudaError_t sync_count(const int* flags, int* out, int* and_or, int blocks, int threads) {
   sync_count_kernel<<<blocks, threads, 0, nullptr>>>(flags, out, and_or);
-  return cudaGetLastError();
+  return finish();
 }
 
 cudaError_t warp_sum(const float* in, float* out, int n) {
   const int threads = 128;
   warp_sum_kernel<<<(n + threads - 1) / threads, threads>>>(in, out, n);
-  return cudaGetLastError();
+  return finish();
 }
 
 cudaError_t shuffle_lanes(Shfl op, int arg, int width, unsigned mask, int* out) {
   shuffle_lanes_kernel<<<1, 32>>>(static_cast<int>(op), arg, width, mask, out);
-  return cudaGetLastError();
+  return finish();
 }
 
 cudaError_t divergent(int which, int* scratch) {
   divergent_kernel<<<2, 64>>>(which, scratch);
-  return cudaGetLastError();
+  return finish();
 }
 
 cudaError_t trivial(dim3 grid, dim3 block, int* marker) {
   trivial_kernel<<<grid, block>>>(marker);
-  return cudaGetLastError();
+  return finish();
 }
 
 cudaError_t bounded(int threads, int* marker) {
   bounded_kernel<<<1, threads>>>(marker);
-  return cudaGetLastError();
+  return finish();
 }
 
 cudaError_t indices(dim3 grid, dim3 block, unsigned* out) {
   indices_kernel<<<grid, block>>>(out);
-  return cudaGetLastError();
+  return finish();
 }
 
 cudaError_t copy_f32(const float* in, float* out, int n) {
   copy_f32_kernel<<<2, 32>>>(in, out, n);
-  return cudaGetLastError();
+  return finish();
 }
 
 cudaError_t round_f16(const float* in, __half* h, float* back, int n) {
   round_f16_kernel<<<2, 32>>>(in, h, back, n);
-  return cudaGetLastError();
+  return finish();
 }
 
 cudaError_t round_bf16(const float* in, __nv_bfloat16* b, float* back, int n) {
   round_bf16_kernel<<<2, 32>>>(in, b, back, n);
-  return cudaGetLastError();
+  return finish();
 }
 
 cudaError_t mul_add_rn(const float* a, const float* b, const float* c, float* out, float* fma, int n) {
   mul_add_rn_kernel<<<1, 64>>>(a, b, c, out, fma, n);
+  return finish();
+}
+
+cudaError_t append_tag(int* log, int tag, cudaStream_t stream) {
+  append_tag_kernel<<<1, 1, 0, stream>>>(log, tag);
   return cudaGetLastError();
 }
 

@@ -35,4 +35,8 @@ cudaError_t round_bf16(const float* in, __nv_bfloat16* b, float* back, int n);
 // out[i] = __fadd_rn(__fmul_rn(a[i], b[i]), c[i]) (never fused) and fma[i] = fmaf(a[i], b[i], c[i]).
 cudaError_t mul_add_rn(const float* a, const float* b, const float* c, float* out, float* fma, int n);
 
+// One thread appends `tag` to log (log[0]: the count, log[1..]: the tags) on `stream`. Returns the launch's error
+// without synchronising: what the deferred-stream tests order.
+cudaError_t append_tag(int* log, int tag, cudaStream_t stream);
+
 }  // namespace cudasim_test

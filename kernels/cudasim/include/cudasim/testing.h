@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 
 namespace cudasim {
 
@@ -12,5 +13,14 @@ size_t live_device_allocations();
 // Run the threads (and blocks) of every launch in reverse order; initially CLIMSEG_CUDASIM_REVERSE=1.
 void set_reverse_order(bool on);
 bool reverse_order();
+// The deferred-stream mode (README.md); initially CLIMSEG_CUDASIM_DEFER=1. Turning it off first runs all queued work.
+void set_deferred(bool on);
+bool deferred();
+// The seed of the deferred mode's interleaving (initially CLIMSEG_CUDASIM_SEED, else random); set_seed restarts
+// the generator, so the same seed and the same calls give the same schedule.
+void set_seed(uint64_t seed);
+uint64_t seed();
+// Ops queued on streams and not yet run (always 0 in immediate mode).
+size_t pending_work();
 
 }  // namespace cudasim
