@@ -6,9 +6,10 @@
 //   norm within the row "data parallel fp64 vs 1 rank" (docs/tolerances.md). The comparison is in fp64 because in
 //   fp32 the runs differ by more than rounding on some CPUs, for reasons that have nothing to do with the data
 //   parallelism: a gradient component at rounding level changes sign (Adam then moves that parameter by +lr instead
-//   of -lr), or a ReLU/max-pool decision flips, depending on the summation order of the CPU's BLAS kernels (seen on
-//   AMD Zen 4 with OpenBLAS's Cooperlake kernels: six parameters of 175,311 moved by 2 lr after one step, the rest
-//   within 1e-8). In fp64 those events need a value within ~1e-16 of the kink instead of ~1e-7.
+//   of -lr), or a ReLU/max-pool decision flips, depending on the summation order of the CPU's BLAS kernels (seen at
+//   10edc22 with OpenBLAS's Cooperlake kernels, as on the AMD Zen 4 where CI failed: six parameters of 175,311 moved
+//   by 2 lr after one step, the rest within 1e-8). In fp64 those events need a value within ~1e-16 of the kink
+//   instead of ~1e-7.
 // - in fp32 (the precision users train in), the same 50 Adam steps: step 1's loss (a forward pass of the same
 //   weights) within the row "cpu fp32 vs fp64", and the mean loss of steps 41-50 within 2%: the runs learn the same.
 // - gradient lag 1 (fp64): step 1 applies a zero gradient, step 2 applies exactly step 1's gradient of the run without

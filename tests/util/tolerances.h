@@ -175,7 +175,7 @@ inline constexpr Tolerance data_parallel_f64{
     "(tests/mpi/test_train_dist_cli.cpp), per-step loss and applied gradient norm: the same sums in other orders "
     "(per-rank means added by the allreduce, other GEMM shapes and BLAS kernels), a few ulps of 2^-52 per "
     "operation; in fp64 a ReLU, max-pool or sign decision flips only for a value within ~1e-16 of its kink, so "
-    "the runs stay within ~1e-15 (measured 6e-15 or less with OpenBLAS's Haswell, SkylakeX and Cooperlake kernels"
+    "the runs stay within ~1e-15 (measured below 1e-14 with OpenBLAS's Haswell, SkylakeX and Cooperlake kernels"
     " and the portable conv paths); 1e-9 leaves a millionfold margin and is still eight orders below the O(1) "
     "change of a rank dropped from the sum or a mean taken twice"};
 
