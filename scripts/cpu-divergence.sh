@@ -3,6 +3,8 @@
 # OpenBLAS kernel sets after one and two Adam steps, for several initialisation seeds (whether a rounding-level
 # gradient changes sign is luck: some seeds show it, others not), and fp64 runs on 1, 2 and 4 ranks with each set.
 #   scripts/cpu-divergence.sh [BUILD_DIR] [CORE_A] [CORE_B] [SEEDS]   (defaults: build Haswell Cooperlake "1 2 3 4 5 6 7 8")
+# With LONG=1 also the precision test's 200-step fp32 run (tests/train/test_train_cli.cpp) with both kernel sets: the
+# relative difference of the mean loss in windows of 20 (steps 1-60) and 50 steps.
 # Needs /usr/bin/python3 with numpy (a test oracle of scripts/setup.sh) and mpirun. OpenBLAS falls back to what the
 # CPU can run when a core is beyond it (then both runs may use the same kernels and agree).
 set -euo pipefail
@@ -34,6 +36,14 @@ for core in "$a" "$b"; do
   $mpirun -np 4 -x OPENBLAS_CORETYPE=$core "$cli" $args --seed 7 --batch 1 --steps 50 --precision fp64 \
     --ranks-per-node 2 --allreduce hierarchical --bucket-mb 0.1 --metrics "$work/r4_$core.jsonl" >/dev/null 2>&1
 done
+if [ "${LONG:-0}" = 1 ]; then
+  "$cli" data generate --out "$work/data12" --samples 12 --height 32 --width 48 --seed 5 --valid-fraction 0.25 >/dev/null
+  for core in "$a" "$b"; do
+    OPENBLAS_CORETYPE=$core "$cli" train --data "$work/data12" --model deeplabv3plus --width-multiplier 0.0625 --batch 2 \
+      --reader-threads 1 --log-every 1000 --seed 7 --loss deepcam --optimizer adam --lr 2e-3 --steps 200 \
+      --validate-every 1000 --init-loss-scale 1024 --precision fp32 --quiet --metrics "$work/long_$core.jsonl" >/dev/null
+  done
+fi
 /usr/bin/python3 - "$work" "$a" "$b" $seeds <<'PY'
 import json, struct, sys
 import numpy as np
@@ -60,6 +70,16 @@ for core in (a, b):
         got = steps(f'{work}/{r}_{core}.jsonl')
         for key in ('loss', 'grad_norm'):
             worst = max(worst, max(abs(g[key] - f[key]) / abs(f[key]) for f, g in zip(ref, got)))
+import os
+if os.path.exists(f'{work}/long_{a}.jsonl'):
+    la = [j['loss'] for j in steps(f'{work}/long_{a}.jsonl')]
+    lb = [j['loss'] for j in steps(f'{work}/long_{b}.jsonl')]
+    def rel(w0, n):
+        x, y = np.mean(la[w0:w0 + n]), np.mean(lb[w0:w0 + n])
+        return abs(x - y) / x
+    print('fp32, 200 steps (the precision test), mean loss ' + ', '.join(
+        f'steps {w0 + 1}-{w0 + n}: {rel(w0, n):.3f}' for w0, n in [(0, 20), (20, 20), (40, 20), (50, 50), (100, 50),
+                                                                   (150, 50)]))
 print(f'fp64, 50 Adam steps, 1/2/4 ranks x {a}/{b} against 1 rank {a}: worst relative difference of the loss and '
       f'gradient norm {worst:.2g}')
 PY
