@@ -302,7 +302,10 @@ void fiber_main() {
     }
   }
   yield_to_scheduler(s, f, true);
-  std::abort();  // never resumed
+  // A finished fiber is never resumed. Its entry frame has no caller to return or throw to, so if the scheduler ever
+  // broke that rule the only safe thing left is to stop, saying why.
+  std::fputs("cudasim: internal error: a finished CUDA thread (fiber) was resumed\n", stderr);
+  std::abort();
 }
 
 // ---- messages ----------------------------------------------------------------------------------------------------
