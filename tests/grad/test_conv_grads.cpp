@@ -722,11 +722,18 @@ TEST_CASE("conv2d direct kernel for few output channels (fp32, AVX-512) equals t
 
 TEST_CASE("CLIMSEG_CPU_DISPATCH=portable turns the AVX-512 direct kernel off", "[conv][dispatch]") {
   // ctest runs this case also with CLIMSEG_CPU_DISPATCH=portable (grad_test_conv_grads_portable) and with a bad value
-  // (grad_test_conv_grads_bad_dispatch, which must fail naming the variable); docs/tolerances.md.
+  // (grad_test_conv_grads_bad_dispatch: refused, naming the variable); docs/tolerances.md.
   const char* env = std::getenv("CLIMSEG_CPU_DISPATCH");
   const std::string mode = env != nullptr ? env : "";
   INFO("CLIMSEG_CPU_DISPATCH=" << mode);
   const bool cpu_has = __builtin_cpu_supports("avx512f");
+  if (!mode.empty() && mode != "auto" && mode != "portable") {
+    // A bad value is refused, naming the variable and the accepted values (grad_test_conv_grads_bad_dispatch).
+    REQUIRE_THROWS_WITH(cpu::cpu_dispatch(), Catch::Contains("CLIMSEG_CPU_DISPATCH=" + mode +
+                                                             ": expected auto or portable"));
+    REQUIRE_THROWS_WITH(cpu::conv2d_direct_kernel_available(), Catch::Contains("CLIMSEG_CPU_DISPATCH=" + mode));
+    return;
+  }
   const cpu::ConvGeom g = StrideOneCase{1, 48, 50, 40, 32, 5, 5, 1, 2, 2, 0, 0}.geom();  // a direct-kernel shape
   const std::string path = cpu::conv2d_path(g, cpu::ConvPass::forward, 4, cpu::conv2d_workspace_bytes(g, 4));
   if (mode == "portable") {
