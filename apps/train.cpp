@@ -651,12 +651,15 @@ ScheduleConfig schedule_config(const TrainOptions& o, int64_t total_steps) {
   return s;
 }
 
-LossScalerConfig scaler_config(const TrainOptions& o, const Precision& prec) {
+// `pixels`: labelled pixels per step on one rank (its loss's reduction size).
+LossScalerConfig scaler_config(const TrainOptions& o, const Precision& prec, const SoftmaxXentConfig& loss,
+                               int64_t pixels) {
   LossScalerConfig c;
   std::string mode = o.loss_scale;
   if (mode == "auto") mode = prec.storage == DType::f16 ? "dynamic" : "none";
   c.mode = parse_loss_scale_mode(mode);
-  c.init_scale = c.mode == LossScaleMode::static_scale ? o.static_loss_scale : o.init_loss_scale;
+  const double init = o.init_loss_scale > 0 ? o.init_loss_scale : loss.initial_loss_scale(pixels);
+  c.init_scale = c.mode == LossScaleMode::static_scale ? o.static_loss_scale : init;
   c.growth_interval = o.loss_scale_window;
   c.validate();
   return c;
@@ -750,7 +753,10 @@ void add_train_commands(CLI::App& app, TrainCommands& c) {
       ->check(CLI::IsMember({"auto", "dynamic", "static", "none"}))
       ->capture_default_str();
   t->add_option("--static-loss-scale", o.static_loss_scale, "The scale of --loss-scale static")->capture_default_str();
-  t->add_option("--init-loss-scale", o.init_loss_scale, "Dynamic loss scaling: initial scale")->capture_default_str();
+  t->add_option("--init-loss-scale", o.init_loss_scale,
+                "Dynamic loss scaling: initial scale (default: 65536; for a 'sum' loss (--loss gb, DeepLabv3+'s "
+                "reference) 65536 / (batch x height x width) rounded down to a power of 2, at least 1)")
+      ->check(CLI::PositiveNumber);
   t->add_option("--loss-scale-window", o.loss_scale_window, "Dynamic loss scaling: clean steps before x2")
       ->capture_default_str();
   t->add_option("--device", o.device, "auto, cpu or cuda")
@@ -864,7 +870,7 @@ int run_train(const TrainOptions& o_in) {
   const SoftmaxXentConfig loss_cfg = loss_config(o.loss, m);
   const OptimizerConfig ocfg = optimizer_config(o);
   const ScheduleConfig sched = schedule_config(o, total_steps);
-  const LossScalerConfig lcfg = scaler_config(o, prec);
+  const LossScalerConfig lcfg = scaler_config(o, prec, loss_cfg, batch * data.height * data.width);
 
   ExecContext ctx(dev, device_index);
   ctx.deterministic = o.deterministic;
@@ -930,11 +936,18 @@ int run_train(const TrainOptions& o_in) {
               prec.emulate != DType::f32 ? " (16-bit storage emulated, fp32 maths)" : "", static_cast<long long>(batch),
               static_cast<long long>(data.height), static_cast<long long>(data.width),
               static_cast<long long>(data.train.size()), data.dir.c_str());
+  std::string scale_desc = loss_scale_mode_name(lcfg.mode);
+  if (lcfg.mode == LossScaleMode::dynamic || lcfg.mode == LossScaleMode::static_scale)
+  {
+    char buf[64];
+    std::snprintf(buf, sizeof buf, " from %g", lcfg.init_scale);
+    scale_desc += buf;
+  }
   std::printf("  %lld parameters; %s%s, lr %g, %s schedule; loss %s (%s); loss scaling %s; %lld steps (%lld per "
               "epoch)\n",
               static_cast<long long>(net.num_params()), optimizer_kind_name(ocfg.kind),
               ocfg.larc != LarcMode::off ? (std::string(" + LARC ") + o.larc).c_str() : "", o.lr,
-              o.schedule.c_str(), o.loss.c_str(), xent_reduction_name(loss_cfg.reduction), o.loss_scale.c_str(),
+              o.schedule.c_str(), o.loss.c_str(), xent_reduction_name(loss_cfg.reduction), scale_desc.c_str(),
               static_cast<long long>(total_steps), static_cast<long long>(steps_per_epoch));
   if (nranks > 1 || dp)
     std::printf("  data parallel: %d rank(s) (%s), batch %lld per rank = %lld global; allreduce %s, buckets of %g MiB%s%s\n",

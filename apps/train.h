@@ -50,7 +50,8 @@ struct TrainOptions {
   std::string loss = "reference";  // reference (the model's), gb, gb-tiramisu, deepcam
   std::string precision = "fp32";
   std::string loss_scale = "auto";  // auto (dynamic for fp16, none otherwise), dynamic, static, none
-  double static_loss_scale = 1024.0, init_loss_scale = 65536.0;
+  double static_loss_scale = 1024.0;
+  double init_loss_scale = 0;  // 0: SoftmaxXentConfig::initial_loss_scale (2^16, less for a 'sum' loss)
   int64_t loss_scale_window = 2000;
   std::string device = "auto";
   uint64_t seed = 0;

@@ -1,5 +1,6 @@
 #include "layers/softmax_xent.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -63,6 +64,15 @@ SoftmaxXentConfig SoftmaxXentConfig::deepcam() {
   c.class_weights = deepcam_class_weights();
   c.reduction = XentReduction::mean;
   return c;
+}
+
+double SoftmaxXentConfig::initial_loss_scale(int64_t pixels) const {
+  CS_CHECK(pixels > 0, "initial_loss_scale: pixel count ", pixels, " must be positive");
+  constexpr double kBase = 65536.0;
+  if (reduction != XentReduction::sum) return kBase;
+  double p2 = 1.0;
+  while (p2 < static_cast<double>(pixels)) p2 *= 2.0;  // 2^ceil(log2(pixels)), exact
+  return std::max(1.0, kBase / p2);
 }
 
 int64_t SoftmaxXentMetrics::tp_total(int64_t c) const {

@@ -53,6 +53,15 @@ struct SoftmaxXentConfig {
   static SoftmaxXentConfig gb_deeplab();   // GB weights, sum, x0.1
   static SoftmaxXentConfig gb_tiramisu();  // GB weights, sum by nonzero weights, x0.1
   static SoftmaxXentConfig deepcam();      // DeepCAM weights, plain mean over all pixels
+
+  // The first scale of dynamic loss scaling for this loss on `pixels` labelled pixels per step and rank (batch x
+  // height x width; docs/training.md, "Loss scaling"). 2^16, PyTorch's GradScaler default, is calibrated for a loss
+  // divided by its pixel count, whose per-pixel logit gradients are O(1/pixels): mean, weighted_mean and
+  // sum_by_nonzero_weights. The `sum` reduction (the 2018 DeepLabv3+ loss) has gradients `pixels` times larger,
+  // so its scale starts that much lower: 2^16 / 2^ceil(log2(pixels)), at least 1 (the scaler's floor). Starting
+  // at 2^16 instead skips every step until the scale has halved down to it (7 of the first 12 steps of a
+  // width-1/16 DeepLabv3+ at 32x48, batch 2, in fp16, measured).
+  double initial_loss_scale(int64_t pixels) const;
 };
 
 struct SoftmaxXentMetrics {
