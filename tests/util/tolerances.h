@@ -134,6 +134,37 @@ inline constexpr Tolerance cuda_f32_loss_track{
     "losses of a few plain SGD steps on the same net: parameters drift apart by the per-step gradient error "
     "(cuda fp32 net row) times the learning rate, far below 1e-4 relative over 5 steps"};
 
+// ---- training runs: `climseg train --device cuda` against `--device cpu` (tests/cuda/test_cuda_train_cli.cpp) ----
+// The three networks, small widths, 32x48, batch 2, 10 SGD steps, each model's reference loss.
+inline constexpr Tolerance cuda_train_step1_f32{
+    "cuda train step-1 loss fp32", 0, 1e-5,
+    "one forward pass of the same initial weights on the same batch: fp32 sums in other orders through 20-60 "
+    "layers, about 1e-6 relative (measured at most 8.3e-7 under the emulator for the three networks); the loss is "
+    "a mean or sum over 3072 pixels, so a wrong layer moves it by far more"};
+inline constexpr Tolerance cuda_train_step1_f16{
+    "cuda train step-1 loss fp16", 0, 1.953125e-3,
+    "as the fp32 row, every stored value rounded to fp16 on both sides (the CPU emulates the storage): where the "
+    "two fp32 results straddle a rounding boundary they round one ulp apart, and deep nets amplify such flips (DeepCAM's "
+    "fp16 loss moves 3-4 u from fp32's while its bf16 loss moves at most 2.3 u); measured at most 8.2e-4 = 1.7 u "
+    "(u = 2^-11); 4 u = 2^-9"};
+inline constexpr Tolerance cuda_train_step1_bf16{
+    "cuda train step-1 loss bf16", 0, 1.5625e-2,
+    "as the fp16 row with bf16's u = 2^-8: 4 u = 2^-6 (measured at most 1.3e-4: bf16's coarser grid makes "
+    "straddled rounding boundaries rarer per value, not larger)"};
+inline constexpr Tolerance cuda_train_mean{
+    "cuda train 10-step mean loss", 0, 0.05,
+    "the mean loss of 10 SGD steps in any precision: the weights part by lr times the per-step gradient difference, "
+    "which batch norm over 2-12 values (these nets at 32x48, batch 2) makes a cancellation residue of up to 2e-3 "
+    "(fp32) to 20% (fp16) of the gradient norm; measured at most 1.1% (0.5% fp32); the same 5% as the CPU's "
+    "fp16/bf16-vs-fp32 curves (docs/training.md). A wrong backward or optimizer path on CUDA stalls or wrecks the "
+    "curve, beyond 5%"};
+inline constexpr Tolerance cuda_predict_f32{
+    "cuda predict logits fp32", 0, 1e-5,
+    "applied norm-wise: |cuda - cpu| <= rtol * max|cpu logit| over the batch. A whole network's forward (DeepCAM at "
+    "width 1/16, about 60 layers, batch norm with running statistics) in fp32: sums in other orders err relative to "
+    "the magnitudes summed, so a logit near zero carries the error of its largest terms; measured 1.4e-6 of the "
+    "largest logit (466 after 8 steps); a wrong layer changes logits by O(1) of their scale"};
+
 inline constexpr Tolerance scaling_formula_f64{
     "scaling model fp64", 0, 1e-12,
     "bench/scaling_model's allreduce and step-time formulas against the same formulas worked by hand in the test "
