@@ -220,6 +220,7 @@ inline constexpr Tolerance kTolerances[] = {
     tol::cuda_f16_gemm,   tol::cuda_bf16_gemm,    tol::cuda_f32_conv,       tol::cuda_f16_conv,
     tol::cuda_bf16_conv,  tol::cuda_f32_net,      tol::cuda_f32_loss_track, tol::scaling_formula_f64,
     tol::scaling_fit_f64, tol::allreduce_f32,     tol::allreduce_f64,      tol::allreduce_f16,       tol::allreduce_bf16,
-    tol::data_parallel_f64};
+    tol::data_parallel_f64, tol::cuda_train_step1_f32, tol::cuda_train_step1_f16, tol::cuda_train_step1_bf16,
+    tol::cuda_train_mean, tol::cuda_predict_f32};
 
 }  // namespace climseg::test
