@@ -86,6 +86,7 @@ void* CachingAllocator::allocate(int device, size_t bytes) {
     }
     stats_.raw_allocs++;
   }
+  if (raw_.handed_out) raw_.handed_out(ptr, bytes, block, raw_.user);
   used_.emplace(ptr, Block{device, block, bytes});
   stats_.allocations++;
   stats_.bytes_in_use += block;

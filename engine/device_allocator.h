@@ -49,6 +49,10 @@ struct RawDeviceAllocator {
   void (*free)(int device, void* ptr, size_t bytes, void* user) = nullptr;
   void* user = nullptr;              // passed through (tests count calls with it)
   const char* name = "raw allocator";  // for messages ("cudaMalloc")
+  // Optional: told each time a block (`block` bytes at ptr, from alloc) is handed out for `requested` bytes, new or
+  // from the cache. The emulation build makes the unused tail inaccessible to AddressSanitizer and refills the
+  // requested bytes with NaN patterns (kernels/cudasim/include/cudasim/memory.h).
+  void (*handed_out)(void* ptr, size_t requested, size_t block, void* user) = nullptr;
 };
 
 class CachingAllocator {

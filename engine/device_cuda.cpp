@@ -10,6 +10,10 @@
 #include "engine/device.h"
 #include "engine/device_allocator.h"
 
+#if defined(CUDASIM)  // the emulation build (kernels/cudasim): cuda_runtime.h above is its stand-in
+#include "cudasim/memory.h"
+#endif
+
 namespace climseg {
 
 namespace {
@@ -48,6 +52,12 @@ void cuda_raw_free(int device, void* ptr, size_t, void*) {
   on_device(device, [&] { CUDA_CHECK(cudaFree(ptr)); });
 }
 
+#if defined(CUDASIM)
+void handed_out(void* ptr, size_t requested, size_t block, void*) { cudasim::block_handed_out(ptr, requested, block); }
+#else
+constexpr void (*handed_out)(void*, size_t, size_t, void*) = nullptr;
+#endif
+
 // Streams for a copy or memset: the context's when it is a CUDA context, otherwise the default stream followed by
 // a synchronisation (the caller has no stream to order later work on).
 cudaStream_t stream_of(ExecContext* ctx) {
@@ -61,7 +71,7 @@ CachingAllocator& device_allocator() {
   // Never destroyed: tensors released during static destruction still find it, and cudaFree after the CUDA
   // runtime has shut down would fail anyway (the driver reclaims everything at exit).
   static CachingAllocator* instance =
-      new CachingAllocator(RawDeviceAllocator{cuda_raw_alloc, cuda_raw_free, nullptr, "cudaMalloc"});
+      new CachingAllocator(RawDeviceAllocator{cuda_raw_alloc, cuda_raw_free, nullptr, "cudaMalloc", handed_out});
   return *instance;
 }
 

@@ -19,6 +19,11 @@
 #include <utility>
 #include <vector>
 
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#endif
+
+#include "cudasim/memory.h"
 #include "cudasim/testing.h"
 #include "internal.h"
 
@@ -357,6 +362,22 @@ void submit(cudaStream_t s, std::function<void()> work) { submit_op(s, std::move
 }  // namespace detail
 
 // Test hooks (declared in cudasim/testing.h).
+void block_handed_out(void* p, size_t requested, size_t block) {
+  if (p == nullptr || requested > block) return;
+  {
+    std::lock_guard<std::mutex> lock(g_mem_mu);
+    const auto it = g_allocs.find(reinterpret_cast<uintptr_t>(p));
+    if (it == g_allocs.end() || !it->second.device || it->second.size < block) return;
+  }
+  if (deferred()) return;
+  char* q = static_cast<char*>(p);
+#if defined(__SANITIZE_ADDRESS__)
+  __asan_unpoison_memory_region(q, block);
+  __asan_poison_memory_region(q + requested, block - requested);
+#endif
+  std::memset(q, 0xFF, requested);
+}
+
 void clear_sticky_error() {
   std::lock_guard<std::mutex> lock(g_err_mu);
   g_sticky = cudaSuccess;
@@ -537,6 +558,7 @@ cudaError_t cudaMalloc(void** p, size_t size) {
 
 static cudaError_t free_alloc(const char* who, void* p, bool device) {
   if (p == nullptr) return cudaSuccess;
+  size_t size = 0;
   {
     std::lock_guard<std::mutex> lock(cudasim::g_mem_mu);
     auto it = cudasim::g_allocs.find(reinterpret_cast<uintptr_t>(p));
@@ -550,8 +572,13 @@ static cudaError_t free_alloc(const char* who, void* p, bool device) {
       std::snprintf(buf, sizeof buf, "%p", p);
       return set_error(cudaErrorInvalidValue, std::string(who) + "(" + buf + "): " + why);
     }
+    size = it->second.size;
     cudasim::g_allocs.erase(it);
   }
+#if defined(__SANITIZE_ADDRESS__)
+  __asan_unpoison_memory_region(p, size);  // a tail cudasim::block_handed_out made inaccessible
+#endif
+  (void)size;
   std::free(p);
   return cudaSuccess;
 }

@@ -15,6 +15,11 @@
 #include <string>
 #include <vector>
 
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#endif
+
+#include "cudasim/memory.h"
 #include "cudasim/testing.h"
 #include "tests/cudasim/test_kernels.h"
 
@@ -388,6 +393,44 @@ TEST_CASE("cudaMalloc memory is 0xFF bytes: uninitialised fp32/fp16/bf16 reads a
   Dev<__nv_bfloat16> b(4);
   for (__half v : h.get()) CHECK(std::isnan(__half2float(v)));
   for (__nv_bfloat16 v : b.get()) CHECK(std::isnan(__bfloat162float(v)));
+}
+
+TEST_CASE("block_handed_out: a reused block is NaN again, and under ASan its tail is out of bounds", "[cudasim]") {
+  // What engine/device_cuda.cpp's caching allocator calls for every block it hands out (cudasim/memory.h).
+  const bool was_deferred = cudasim::deferred();
+  cudasim::set_deferred(false);
+  void* p = nullptr;
+  REQUIRE(cudaMalloc(&p, 1024) == cudaSuccess);
+  unsigned char* b = static_cast<unsigned char*>(p);
+  std::memset(b, 0, 1024);  // the previous user's data
+  cudasim::block_handed_out(p, 12, 1024);
+  for (int i = 0; i < 12; ++i) CHECK(b[i] == 0xFF);
+#if defined(__SANITIZE_ADDRESS__)
+  CHECK(!__asan_address_is_poisoned(b + 11));
+  CHECK(__asan_address_is_poisoned(b + 12));
+  CHECK(__asan_address_is_poisoned(b + 1023));
+  cudasim::block_handed_out(p, 1024, 1024);  // handed out again for all of it: accessible again
+  CHECK(!__asan_address_is_poisoned(b + 1023));
+  cudasim::block_handed_out(p, 12, 1024);
+#else
+  CHECK(b[12] == 0);  // without ASan only the requested bytes are refilled
+#endif
+  // The deferred mode leaves the block alone: queued work of its previous user may still run on it.
+  cudasim::set_deferred(true);
+  b[0] = 0;
+  cudasim::block_handed_out(p, 12, 1024);
+  CHECK(b[0] == 0);
+  cudasim::set_deferred(false);
+  // Not the start of a device allocation, or a block larger than the allocation: ignored.
+  cudasim::block_handed_out(b + 4, 4, 8);
+  CHECK(b[4] == 0xFF);
+  unsigned char host[16] = {};
+  cudasim::block_handed_out(host, 4, 16);
+  CHECK(host[0] == 0);
+  cudasim::block_handed_out(p, 12, 2048);
+  CHECK(b[0] == 0);
+  REQUIRE(cudaFree(p) == cudaSuccess);  // with a poisoned tail under ASan: cudaFree makes it accessible first
+  cudasim::set_deferred(was_deferred);
 }
 
 TEST_CASE("stand-in cudart: frees, bounds, pointer kinds, streams, events", "[cudasim]") {

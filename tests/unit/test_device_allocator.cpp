@@ -76,6 +76,38 @@ TEST_CASE("allocator rounds sizes to 512 B below 1 MiB and to 2 MiB from 1 MiB o
   CHECK(CachingAllocator::round_size(101 * MiB) == 102 * MiB);
 }
 
+TEST_CASE("allocator tells the handed_out hook each block it hands out, new or cached, with both sizes",
+          "[allocator]") {
+  // The emulation build's hook (engine/device_cuda.cpp -> cudasim::block_handed_out) poisons [requested, block).
+  struct Call {
+    void* p;
+    size_t requested, block;
+  };
+  static std::vector<Call> calls;
+  calls.clear();
+  FakeDevices fake;
+  RawDeviceAllocator r = fake.raw();
+  r.handed_out = [](void* p, size_t requested, size_t block, void* user) {
+    REQUIRE(user != nullptr);  // the raw allocator's user pointer, passed through
+    calls.push_back({p, requested, block});
+  };
+  CachingAllocator a(r);
+  void* p = a.allocate(0, 1000);
+  REQUIRE(calls.size() == 1);
+  CHECK(calls[0].p == p);
+  CHECK(calls[0].requested == 1000);
+  CHECK(calls[0].block == 1024);
+  a.deallocate(p, 1000);
+  void* q = a.allocate(0, 900);  // the cached 1024-byte block, for fewer bytes
+  REQUIRE(q == p);
+  REQUIRE(calls.size() == 2);
+  CHECK(calls[1].requested == 900);
+  CHECK(calls[1].block == 1024);
+  a.deallocate(q, 900);
+  CHECK(a.allocate(0, 0) == nullptr);  // nothing handed out, nothing told
+  CHECK(calls.size() == 2);
+}
+
 TEST_CASE("allocator reuses a freed block of the same rounded size", "[allocator]") {
   FakeDevices fake;
   CachingAllocator a(fake.raw());
