@@ -374,12 +374,16 @@ struct Scratch {
 Scratch acquire(ExecContext& ctx, const Tensor& workspace, const Staged& s, size_t algo_bytes, const char* who) {
   const size_t need = s.x_bytes + s.y_bytes + align_up(algo_bytes);
   char* base = nullptr;
-  if (workspace.defined() && workspace.nbytes() >= need) {
+  if (workspace.defined()) {
+    // A planned workspace must be large enough (docs/layers.md): memory_needs() declares the larger of the CPU and
+    // the cuDNN sizes, so a smaller one is a planning bug, not a case for a hidden allocation and sync.
     CS_CHECK(workspace.device() == Device::cuda, who, ": workspace is on ", device_name(workspace.device()));
+    CS_CHECK(workspace.nbytes() >= need, who, ": the planned workspace has ", workspace.nbytes(),
+             " bytes, this pass needs ", need, " (staging ", s.x_bytes + s.y_bytes, ", cuDNN algorithm ", algo_bytes,
+             "); memory_needs() must declare cudnn::conv_workspace_bytes");
     base = static_cast<char*>(workspace.data());
   } else {
-    // No planned workspace, or a smaller one than this pass needs (memory_needs planned on another device, or
-    // was told no GPU): the context's shared workspace, grown once, stays correct.
+    // No workspace (a layer run outside a Net): the context's shared workspace, grown once.
     base = static_cast<char*>(ctx.workspace(need));
   }
   Scratch sc;

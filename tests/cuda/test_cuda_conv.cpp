@@ -371,3 +371,29 @@ TEST_CASE("cuDNN conv geometry: TF 'SAME' asymmetric padding needs extra rows ex
   REQUIRE(cudnn::extra_rows(g) == 1);
 }
 
+
+TEST_CASE("conv2d on cuDNN: a planned workspace smaller than the pass needs is refused, none falls back",
+          "[cuda][conv2d][workspace]") {
+  // docs/layers.md: memory_needs() declares cuDNN's share, so a smaller planned buffer is a planning bug and throws
+  // (before: a hidden ctx.workspace() allocation and sync); an undefined one (a layer outside a Net) uses the
+  // context's workspace.
+  ExecContext gpu(Device::cuda, 0);
+  Conv2d layer(conv_same(32, 3, 2));  // asymmetric 'SAME' padding: X is staged through the workspace
+  const Shape in{N, 24, 36, 16};
+  ForwardArgs f;
+  f.x = {random_host(in, 1, 1.0).to(Device::cuda)};
+  f.y = Tensor::empty(layer.output_shape({in}), DType::f32, Device::cuda);
+  f.params = {random_host(Shape{32, 3, 3, 16}, 2, 0.1).to(Device::cuda),
+              random_host(Shape{1, 1, 1, 32}, 3, 0.5).to(Device::cuda)};
+  const size_t planned = cudnn_bytes(layer, in, DType::f32, false);
+  REQUIRE(planned > 64);
+  f.workspace = device_workspace(64);
+  REQUIRE_THROWS_WITH(layer.forward(gpu, f), Catch::Contains("the planned workspace has 64 bytes"));
+  f.workspace = device_workspace(planned);
+  layer.forward(gpu, f);
+  const Tensor planned_y = f.y.to(Device::cpu);
+  f.workspace = Tensor();
+  layer.forward(gpu, f);
+  gpu.synchronize();
+  CS_REQUIRE_CLOSE(f.y, planned_y, 0.0, 0.0);
+}
