@@ -837,7 +837,7 @@ int run_train(const TrainOptions& o_in) {
     std::fflush(stdout);
     CS_CHECK(std::freopen("/dev/null", "w", stdout) != nullptr, "rank ", rank, ": cannot silence stdout");
   }
-  const int device_index = dev == Device::cuda ? ri.local_rank % std::max(1, cuda_device_count()) : 0;
+  const int device_index = dev == Device::cuda ? cuda_device_for_local_rank(ri.local_rank, cuda_device_count()) : 0;
   ModelOptions mo = o.model;
   if (default_run && dev == Device::cpu && mo.width == 1.0) mo.width = kDefaultWidthCpu;
   // Short runs: the 2018 decay of 0.9997 leaves the running statistics near their initial values for thousands of

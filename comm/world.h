@@ -25,6 +25,8 @@
 #include <utility>
 #include <vector>
 
+#include "engine/tensor.h"
+
 namespace climseg::comm {
 
 struct Topology {
@@ -103,7 +105,11 @@ class Communicator {
   MPI_Op half_op_ = MPI_OP_NULL, bf16_op_ = MPI_OP_NULL;
 };
 
-// The CUDA device a rank should use: its local rank (one rank per GPU). Pure; does not touch CUDA.
-inline int cuda_device_for(const Topology& t) { return t.local_rank; }
+// The CUDA device a rank uses: its local rank modulo the visible devices (cuda_device_for_local_rank, the trainer's
+// rule too; with fewer devices than ranks on a node the ranks share them instead of failing cudaSetDevice).
+inline int cuda_device_for(const Topology& t, int device_count) {
+  return cuda_device_for_local_rank(t.local_rank, device_count);
+}
+inline int cuda_device_for(const Topology& t) { return cuda_device_for(t, cuda_device_count()); }
 
 }  // namespace climseg::comm

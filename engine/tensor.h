@@ -106,6 +106,12 @@ std::array<int64_t, 4> contiguous_strides(const Shape& s);
 
 // Devices.
 int cuda_device_count();  // 0 when built without CUDA, without a driver or without a device; never throws
+// The CUDA device of a rank whose rank on its node is `local_rank`, with `device_count` devices visible: one device
+// per rank when the node has as many, round-robin when it has fewer, 0 when it has none. The one rule for the trainer
+// and the NCCL transport (comm::cuda_device_for). Pure.
+inline int cuda_device_for_local_rank(int local_rank, int device_count) {
+  return device_count > 0 && local_rank >= 0 ? local_rank % device_count : 0;
+}
 bool have_cuda();          // cuda_device_count() > 0
 
 }  // namespace climseg

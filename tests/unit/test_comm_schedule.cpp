@@ -150,7 +150,13 @@ TEST_CASE("topology from node assignments", "[comm][topology]") {
   CHECK(t.node == 1);
   CHECK(t.local_rank == 1);
   CHECK(t.node_ranks[0] == std::vector<int>{1, 3});
-  CHECK(cuda_device_for(t) == 1);
+  // The device: local rank modulo the visible devices, the trainer's rule (it was the bare local rank here, so a node
+  // with fewer GPUs than ranks failed cudaSetDevice in NCCL's set-up while the trainer shared the GPUs).
+  CHECK(cuda_device_for(t, 8) == 1);
+  CHECK(cuda_device_for(t, 1) == 0);
+  CHECK(cuda_device_for(t, 0) == 0);
+  CHECK(cuda_device_for_local_rank(5, 4) == 1);
+  CHECK(cuda_device_for_local_rank(3, 4) == 3);
   CHECK_THROWS(nodes_by_count(4, 0));
   CHECK_THROWS(make_topology(0, {0, 2}));  // node 1 empty
 }
