@@ -4,6 +4,7 @@
 
 #include <cstdio>
 #include <exception>
+#include <string>
 
 #include "apps/demo.h"
 #include "apps/plan.h"
@@ -14,6 +15,11 @@
 #endif
 #include "engine/check.h"
 #include "engine/tensor.h"
+#include "kernels/cublas/gemm.h"
+#include "kernels/cudnn/conv.h"
+#if defined(CLIMSEG_HAVE_NCCL) && defined(CLIMSEG_HAVE_MPI) && defined(CLIMSEG_HAVE_IO)
+#include "comm/transport.h"
+#endif
 
 namespace {
 
@@ -44,7 +50,30 @@ void print_info() {
 #else
   std::printf("HDF5: no\n");
 #endif
-  std::printf("CUDA devices visible: %d\n", climseg::cuda_device_count());
+  const int n = climseg::cuda_device_count();
+  std::printf("CUDA devices visible: %d\n", n);
+  // What is loaded at run time (the libraries found on this machine), not what the headers said at build time.
+  auto ver = [](long v, long major_div, long minor_div) {
+    return std::to_string(v / major_div) + "." + std::to_string(v % major_div / minor_div) + "." +
+           std::to_string(v % minor_div);
+  };
+  if (n > 0) {
+    const int drv = climseg::cuda_driver_version(), rt = climseg::cuda_runtime_version();
+    std::printf("CUDA driver %d.%d, runtime %d.%d\n", drv / 1000, drv % 1000 / 10, rt / 1000, rt % 1000 / 10);
+    for (int d = 0; d < n; ++d) {
+      const climseg::CudaDeviceInfo i = climseg::cuda_device_info(d);
+      std::printf("device %d: %s, compute capability %d.%d, %.1f GiB, %d multiprocessors\n", d, i.name.c_str(),
+                  i.major, i.minor, static_cast<double>(i.memory_bytes) / (1024.0 * 1024.0 * 1024.0),
+                  i.multiprocessors);
+    }
+    std::printf("cuBLAS loaded: %s\n", ver(climseg::cuda::cublas_runtime_version(), 10000, 100).c_str());
+#if defined(CLIMSEG_HAVE_CUDNN)
+    std::printf("cuDNN loaded: %s\n", ver(static_cast<long>(climseg::cudnn::runtime_version()), 10000, 100).c_str());
+#endif
+  }
+#if defined(CLIMSEG_HAVE_NCCL) && defined(CLIMSEG_HAVE_MPI) && defined(CLIMSEG_HAVE_IO)
+  std::printf("NCCL loaded: %s\n", ver(climseg::comm::nccl_runtime_version(), 10000, 100).c_str());
+#endif
 }
 
 }  // namespace

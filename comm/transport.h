@@ -46,6 +46,9 @@ void host_reduce_sum(void* dst, const void* a, const void* b, int64_t count, DTy
 // NCCL send/recv on device buffers (comm/transport_nccl.cpp). `stream` is a cudaStream_t; the NCCL communicator
 // spans comm.world() and is created from an ncclUniqueId broadcast by rank 0 (collective).
 std::unique_ptr<Transport> make_nccl_transport(Communicator& comm, void* stream);
+// ncclGetVersion() of the NCCL library loaded at run time (2.x.y as 20000 + 100 x + y), 0 when the call fails. Needs
+// no communicator.
+int nccl_runtime_version();
 // ncclAllReduce baseline (algo nccl) on device buffers, on `stream`; synchronises before returning.
 void nccl_allreduce(Communicator& comm, const void* send, void* recv, int64_t count, DType dt, void* stream,
                     double timeout_s);

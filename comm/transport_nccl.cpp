@@ -155,6 +155,11 @@ class NcclTransport final : public Transport {
 
 }  // namespace
 
+int nccl_runtime_version() {
+  int v = 0;
+  return ncclGetVersion(&v) == ncclSuccess ? v : 0;
+}
+
 std::unique_ptr<Transport> make_nccl_transport(Communicator& comm, void* stream) {
   return std::make_unique<NcclTransport>(comm, stream);
 }

@@ -9,6 +9,7 @@
 #include "engine/context.h"
 #include "engine/device.h"
 #include "engine/device_allocator.h"
+#include "engine/tensor.h"
 
 #if defined(CUDASIM)  // the emulation build (kernels/cudasim): cuda_runtime.h above is its stand-in
 #include "cudasim/memory.h"
@@ -138,4 +139,40 @@ int device_count() {
 }
 
 }  // namespace detail
+}  // namespace climseg
+
+namespace climseg {
+
+int cuda_driver_version() {
+  int v = 0;
+  if (cudaDriverGetVersion(&v) != cudaSuccess) {
+    (void)cudaGetLastError();
+    return 0;
+  }
+  return v;
+}
+
+int cuda_runtime_version() {
+  int v = 0;
+  if (cudaRuntimeGetVersion(&v) != cudaSuccess) {
+    (void)cudaGetLastError();
+    return 0;
+  }
+  return v;
+}
+
+CudaDeviceInfo cuda_device_info(int device) {
+  CS_CHECK(device >= 0 && device < detail::device_count(), "cuda_device_info: device ", device, " is not one of the ",
+           detail::device_count(), " visible CUDA devices");
+  cudaDeviceProp p{};
+  CUDA_CHECK(cudaGetDeviceProperties(&p, device));
+  CudaDeviceInfo i;
+  i.name = p.name;
+  i.major = p.major;
+  i.minor = p.minor;
+  i.memory_bytes = p.totalGlobalMem;
+  i.multiprocessors = p.multiProcessorCount;
+  return i;
+}
+
 }  // namespace climseg

@@ -1,10 +1,11 @@
 // CPU-only build: every device entry point throws; cuda_device_count() is 0.
 #include "engine/check.h"
 #include "engine/device.h"
+#include "engine/tensor.h"
 
 namespace climseg::detail {
 
-static constexpr const char* kNoCuda = "this climseg was built without CUDA (reconfigure with nvcc available)";
+constexpr const char* kNoCuda = "this climseg was built without CUDA (reconfigure with nvcc available)";
 
 void* device_alloc(size_t) { CS_THROW(kNoCuda); }
 void device_free(void*, size_t) {}
@@ -15,3 +16,9 @@ void device_memset_2d(void*, size_t, size_t, size_t, ExecContext*) { CS_THROW(kN
 int device_count() { return 0; }
 
 }  // namespace climseg::detail
+
+namespace climseg {
+int cuda_driver_version() { return 0; }
+int cuda_runtime_version() { return 0; }
+CudaDeviceInfo cuda_device_info(int device) { CS_THROW("cuda_device_info(", device, "): ", detail::kNoCuda); }
+}  // namespace climseg

@@ -113,5 +113,16 @@ inline int cuda_device_for_local_rank(int local_rank, int device_count) {
   return device_count > 0 && local_rank >= 0 ? local_rank % device_count : 0;
 }
 bool have_cuda();          // cuda_device_count() > 0
+// What the loaded CUDA driver and runtime report (not the headers): versions as CUDA writes them (13000 = 13.0), 0
+// without CUDA or a driver; never throw.
+int cuda_driver_version();
+int cuda_runtime_version();
+struct CudaDeviceInfo {
+  std::string name;
+  int major = 0, minor = 0;  // compute capability
+  size_t memory_bytes = 0;
+  int multiprocessors = 0;
+};
+CudaDeviceInfo cuda_device_info(int device);  // throws for an index outside [0, cuda_device_count())
 
 }  // namespace climseg

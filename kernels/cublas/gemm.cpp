@@ -54,4 +54,13 @@ void gemm(ExecContext& ctx, bool trans_a, bool trans_b, int64_t m, int64_t n, in
                             CUBLAS_GEMM_DEFAULT));
 }
 
+int cublas_runtime_version() {
+  int major = 0, minor = 0, patch = 0;
+  if (cublasGetProperty(MAJOR_VERSION, &major) != CUBLAS_STATUS_SUCCESS ||
+      cublasGetProperty(MINOR_VERSION, &minor) != CUBLAS_STATUS_SUCCESS ||
+      cublasGetProperty(PATCH_LEVEL, &patch) != CUBLAS_STATUS_SUCCESS)
+    return 0;
+  return major * 10000 + minor * 100 + patch;
+}
+
 }  // namespace climseg::cuda

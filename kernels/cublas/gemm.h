@@ -16,6 +16,10 @@ namespace climseg::cuda {
 void gemm(ExecContext& ctx, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, double alpha, const void* A,
           int64_t lda, const void* B, int64_t ldb, double beta, void* C, int64_t ldc, DType dtype);
 
+// The version of the cuBLAS library loaded at run time (cublasGetProperty: major * 10000 + minor * 100 + patch);
+// 0 without CUDA or when the query fails.
+int cublas_runtime_version();
+
 }  // namespace climseg::cuda
 
 // ---- CPU-only build (backend boundary): gemm exists, so code naming it links, and throws ----------------------
@@ -24,4 +28,5 @@ inline void climseg::cuda::gemm(ExecContext&, bool, bool, int64_t, int64_t, int6
                                 const void*, int64_t, double, void*, int64_t, DType) {
   CS_THROW("cuda::gemm: this climseg was built without CUDA");
 }
+inline int climseg::cuda::cublas_runtime_version() { return 0; }
 #endif

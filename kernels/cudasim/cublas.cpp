@@ -74,6 +74,17 @@ cublasStatus_t illegal_address(const char* what, const std::string& why) {
 
 }  // namespace
 
+// The stand-in reports the cuBLAS version whose header it was written against (13.1.0).
+cublasStatus_t cublasGetProperty(libraryPropertyType type, int* value) {
+  if (!value) return CUBLAS_STATUS_INVALID_VALUE;
+  switch (type) {
+    case MAJOR_VERSION: *value = 13; return CUBLAS_STATUS_SUCCESS;
+    case MINOR_VERSION: *value = 1; return CUBLAS_STATUS_SUCCESS;
+    case PATCH_LEVEL: *value = 0; return CUBLAS_STATUS_SUCCESS;
+  }
+  return CUBLAS_STATUS_INVALID_VALUE;
+}
+
 cublasStatus_t cublasCreate(cublasHandle_t* handle) {
   if (handle == nullptr) return CUBLAS_STATUS_INVALID_VALUE;
   if (cudasim::detail::sticky_error() != cudaSuccess) return CUBLAS_STATUS_NOT_INITIALIZED;

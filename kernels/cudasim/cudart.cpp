@@ -511,6 +511,33 @@ cudaError_t cudaGetDeviceCount(int* count) {
   return cudaSuccess;
 }
 
+// The emulated device: one "GPU" whose limits are those cudasim enforces (1024 threads per block, 48 KiB of static
+// shared memory, 1 TiB of memory); compute capability 9.0 because the launch checks follow sm_90's limits.
+cudaError_t cudaGetDeviceProperties(struct cudaDeviceProp* prop, int device) {
+  CUDASIM_STICKY_CHECK();
+  if (!prop) return set_error(cudaErrorInvalidValue, "cudaGetDeviceProperties: null pointer");
+  if (device != 0) return set_error(cudaErrorInvalidDevice, "cudaGetDeviceProperties: device " + std::to_string(device));
+  std::memset(prop, 0, sizeof *prop);
+  std::snprintf(prop->name, sizeof prop->name, "%s", "cudasim (CUDA emulated on the CPU)");
+  prop->totalGlobalMem = size_t{1} << 40;
+  prop->major = 9;
+  prop->minor = 0;
+  prop->multiProcessorCount = 1;
+  return cudaSuccess;
+}
+
+cudaError_t cudaDriverGetVersion(int* v) {
+  if (!v) return set_error(cudaErrorInvalidValue, "cudaDriverGetVersion: null pointer");
+  *v = 13000;
+  return cudaSuccess;
+}
+
+cudaError_t cudaRuntimeGetVersion(int* v) {
+  if (!v) return set_error(cudaErrorInvalidValue, "cudaRuntimeGetVersion: null pointer");
+  *v = 13000;
+  return cudaSuccess;
+}
+
 cudaError_t cudaGetDevice(int* device) {
   CUDASIM_STICKY_CHECK();
   if (!device) return set_error(cudaErrorInvalidValue, "cudaGetDevice: null pointer");

@@ -477,6 +477,8 @@ void backward_filter(ExecContext& ctx, const ConvGeometry& g, DType dt, const vo
 
 // ---- workspace for memory_needs -------------------------------------------------------------------------------
 
+size_t runtime_version() { return cudnnGetVersion(); }
+
 size_t conv_workspace_bytes(const ConvGeometry& g, DType dt, ConvPass pass) {
   if (cuda_device_count() == 0) return 0;  // no CUDA path can run; CPU nets still plan
   if (dt != DType::f32 && dt != DType::f16 && dt != DType::bf16) return 0;  // fp64 is CPU only

@@ -89,6 +89,9 @@ enum class ConvPass : uint8_t { conv_forward, conv_backward, deconv_forward, dec
 // and CPU nets must still plan.
 size_t conv_workspace_bytes(const ConvGeometry& g, DType dt, ConvPass pass);
 
+// cudnnGetVersion() of the cuDNN library loaded at run time (9.x.y as 90000 + 100 x + y); 0 without cuDNN.
+size_t runtime_version();
+
 // ---- layer-level passes: any pixel-strided views; staging and padding handled here --------------------------
 // `workspace`: u8 tensor of at least conv_workspace_bytes(g, dt, pass) bytes (the Net's plan), or undefined to
 // use ctx.workspace(). Parameter tensors (filters) must be contiguous. accumulate: += (beta 1), else = (beta 0).
@@ -138,6 +141,7 @@ namespace detail {
 }
 }  // namespace detail
 inline size_t conv_workspace_bytes(const ConvGeometry&, DType, ConvPass) { return 0; }
+inline size_t runtime_version() { return 0; }
 inline void conv2d_forward(ExecContext&, const ConvGeometry&, const Tensor&, const Tensor&, const Tensor&,
                            const Tensor&) {
   detail::no_cudnn("conv2d_forward");

@@ -59,6 +59,7 @@ typedef enum {
   CUBLAS_GEMM_DFALT_TENSOR_OP = 99,
 } cublasGemmAlgo_t;
 
+cublasStatus_t cublasGetProperty(libraryPropertyType type, int* value);
 cublasStatus_t cublasCreate(cublasHandle_t* handle);
 cublasStatus_t cublasDestroy(cublasHandle_t handle);
 cublasStatus_t cublasSetStream(cublasHandle_t handle, cudaStream_t stream);

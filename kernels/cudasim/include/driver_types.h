@@ -48,6 +48,15 @@ enum cudaMemoryType {
   cudaMemoryTypeManaged = 3,
 };
 
+// Only the fields climseg reads (climseg info, scripts/gpu-check); the toolkit's struct has many more.
+struct cudaDeviceProp {
+  char name[256];
+  size_t totalGlobalMem;
+  int major;
+  int minor;
+  int multiProcessorCount;
+};
+
 struct cudaPointerAttributes {
   enum cudaMemoryType type;
   int device;

@@ -15,3 +15,6 @@ typedef enum cudaDataType_t {
   CUDA_R_32I = 10,
   CUDA_R_32U = 12,
 } cudaDataType;
+
+// cublasGetProperty's argument (library_types.h's values).
+typedef enum libraryPropertyType_t { MAJOR_VERSION = 0, MINOR_VERSION = 1, PATCH_LEVEL = 2 } libraryPropertyType;
