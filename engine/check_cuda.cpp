@@ -1,6 +1,29 @@
 #include "engine/check_cuda.h"
 
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+
 namespace climseg::detail {
+
+namespace {
+std::atomic<bool>& sync_flag() {
+  static std::atomic<bool> on = [] {
+    const char* v = std::getenv("CLIMSEG_CUDA_SYNC_CHECK");
+    return v != nullptr && std::strcmp(v, "1") == 0;
+  }();
+  return on;
+}
+}  // namespace
+
+bool sync_launch_checks() { return sync_flag().load(std::memory_order_relaxed); }
+void set_sync_launch_checks(bool on) { sync_flag().store(on, std::memory_order_relaxed); }
+
+cudaError_t launch_status() {
+  cudaError_t e = cudaGetLastError();
+  if (e == cudaSuccess && sync_launch_checks()) e = cudaDeviceSynchronize();
+  return e;
+}
 
 const char* cublas_status_string(cublasStatus_t s) {
   switch (s) {

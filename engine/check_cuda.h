@@ -9,12 +9,21 @@
 
 namespace climseg::detail {
 const char* cublas_status_string(cublasStatus_t s);
-}
+// CLIMSEG_CUDA_SYNC_CHECK=1 (read once, or set_sync_launch_checks): every CUDA_CHECK_LAUNCH also waits for the
+// device, so an execution fault (an illegal address, a trap) is reported at the launch of the kernel that caused
+// it instead of at a later, unrelated call. For debugging and scripts/gpu-check's first test pass: it serialises
+// the host with the device.
+bool sync_launch_checks();
+void set_sync_launch_checks(bool on);
+// cudaGetLastError(), then, with sync_launch_checks(), cudaDeviceSynchronize()'s status.
+cudaError_t launch_status();
+}  // namespace climseg::detail
 
 #define CUDA_CHECK(expr) CS_CHECK_STATUS((expr), cudaSuccess, cudaGetErrorString)
 #define CUBLAS_CHECK(expr) CS_CHECK_STATUS((expr), CUBLAS_STATUS_SUCCESS, ::climseg::detail::cublas_status_string)
-// After every kernel launch (Caffe CUDA_POST_KERNEL_CHECK): reports launch-configuration errors at their source.
-#define CUDA_CHECK_LAUNCH() CUDA_CHECK(cudaGetLastError())
+// After every kernel launch (Caffe CUDA_POST_KERNEL_CHECK): reports launch-configuration errors at their source,
+// and with CLIMSEG_CUDA_SYNC_CHECK=1 execution errors too.
+#define CUDA_CHECK_LAUNCH() CUDA_CHECK(::climseg::detail::launch_status())
 // Non-throwing variant for destructors: logs to stderr.
 #define CUDA_CHECK_LOG(expr)                                                                          \
   do {                                                                                                \

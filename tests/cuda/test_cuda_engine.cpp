@@ -11,6 +11,7 @@
 #include <memory>
 #include <vector>
 
+#include "engine/check_cuda.h"
 #include "engine/context.h"
 #include "engine/device_allocator.h"
 #include "engine/net.h"
@@ -24,6 +25,9 @@
 #include "layers/relu.h"
 #include "tests/util/compare.h"
 #include "tests/util/tolerances.h"
+#if defined(CUDASIM)  // the emulation build: its test hooks (kernels/cudasim/include/cudasim/testing.h)
+#include "cudasim/testing.h"
+#endif
 
 using namespace climseg;
 namespace tol = climseg::test::tol;
@@ -103,6 +107,31 @@ TEST_CASE("CUDA launchers reject operands that are not on the device", "[cuda][c
   CHECK_THROWS_WITH(cuda::add_fwd(gpu, d, d, d16), Contains("expected fp32"));
   Tensor d64 = Tensor::zeros(Shape{1, 2, 2, 4}, DType::f64, Device::cuda);
   CHECK_THROWS_WITH(cuda::relu_fwd(gpu, d64, d64), Contains("fp32, fp16 or bf16"));
+}
+
+TEST_CASE("CLIMSEG_CUDA_SYNC_CHECK: every launch check waits for the device", "[cuda][context]") {
+  // scripts/gpu-check runs the CUDA tests once with it, so that a fault names the kernel that caused it.
+  ExecContext gpu(Device::cuda, 0);
+  Tensor x = Tensor::zeros(Shape{1, 4, 4, 8}, DType::f32, Device::cuda);
+  Tensor y = Tensor::zeros(Shape{1, 4, 4, 8}, DType::f32, Device::cuda);
+  gpu.synchronize();
+  const bool was = detail::sync_launch_checks();
+  detail::set_sync_launch_checks(true);
+  cuda::relu_fwd(gpu, x, y);
+  CHECK(cudaStreamQuery(gpu.stream()) == cudaSuccess);  // nothing left on the stream after the launch returned
+#if defined(CUDASIM)
+  // In the deferred-stream mode work waits for a synchronisation: the check is one.
+  const bool deferred = cudasim::deferred();
+  cudasim::set_deferred(true);
+  cuda::relu_fwd(gpu, x, y);
+  CHECK(cudasim::pending_work() == 0);
+  detail::set_sync_launch_checks(false);
+  cuda::relu_fwd(gpu, x, y);
+  CHECK(cudasim::pending_work() > 0);  // without it the launch stays queued
+  gpu.synchronize();
+  cudasim::set_deferred(deferred);
+#endif
+  detail::set_sync_launch_checks(was);
 }
 
 // ---- allocator -----------------------------------------------------------------------------------------------
