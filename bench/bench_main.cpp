@@ -209,7 +209,7 @@ int main(int argc, char** argv) {
   op->add_flag("--forward-only", forward_only, "Skip the backward pass");
   op->add_flag("--no-header", no_header, "Omit the CSV header");
   bench::ModelBenchOptions mb;
-  auto* model = app.add_subcommand("model", "A whole network's training step (forward, loss, backward) timed");
+  auto* model = app.add_subcommand("model", "A whole network's step (forward, loss, backward; with --train the optimizer too) timed");
   model->add_option("--model", mb.model, "deeplabv3plus, tiramisu or deepcam")
       ->check(CLI::IsMember(model_names()))
       ->capture_default_str();
@@ -222,6 +222,12 @@ int main(int argc, char** argv) {
   model->add_option("--warmup", mb.warmup, "Untimed steps first")->capture_default_str();
   model->add_option("--steps", mb.steps, "Timed steps (median reported)")->check(CLI::PositiveNumber)->capture_default_str();
   model->add_flag("--profile", mb.profile, "Also print the per-category profile of the timed steps");
+  model->add_flag("--train", mb.train,
+                  "Whole training steps: also the Adam update (fp32 master weights) and, in fp16, dynamic loss "
+                  "scaling; the skipped column counts timed steps skipped for non-finite gradients");
+  model->add_option("--peak-tflops", mb.peak_tflops,
+                    "The device's dense peak for the dtype (TFLOP/s): fills pct_peak (model FLOPs / time / peak)")
+      ->check(CLI::NonNegativeNumber);
   model->add_flag("--no-header", no_header, "Omit the CSV header");
   bench::ScalingOptions scaling_opts;
   auto* scaling = bench::add_scaling_subcommand(app, scaling_opts);

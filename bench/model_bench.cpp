@@ -4,12 +4,16 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <memory>
 #include <vector>
 
 #include "engine/device_allocator.h"
+#include "engine/loss_scaler.h"
 #include "engine/net.h"
+#include "engine/optimizer.h"
 #include "engine/philox.h"
 #include "engine/profiler.h"
+#include "layers/softmax_xent.h"
 #include "models/model.h"
 
 namespace climseg::bench {
@@ -29,10 +33,13 @@ int run_model_bench(const ModelBenchOptions& o) {
   m.width = o.width;
   Net net;
   ModelGraph g = build_model(net, m, o.batch, o.height, o.width_px);
-  add_loss(net, g, reference_loss(m));
+  const SoftmaxXentConfig loss_cfg = reference_loss(m);
+  add_loss(net, g, loss_cfg);
   if (dev == Device::cuda) device_allocator().reset_peak();
   net.compile(NetOptions{.device = dev, .dtype = dt});
   net.init_params(1);
+  auto* loss_layer = dynamic_cast<SoftmaxXent*>(&net.layer(net.num_nodes() - 1));
+  CS_CHECK(loss_layer != nullptr, "model bench: the net's last node is not the loss");
 
   // Inputs: uniform [0, 1) fields (normalised data) and labels with about the reference class mix.
   ExecContext ctx(dev);
@@ -49,13 +56,29 @@ int run_model_bench(const ModelBenchOptions& o) {
     net.input_tensor(g.labels).copy_from(l, &ctx);
     ctx.synchronize();
   }
+  // --train: Adam (PyTorch's defaults but lr 1e-4) with fp32 master weights; fp16 with dynamic loss scaling from the
+  // loss's initial scale, as `climseg train` does (docs/training.md, "Loss scaling").
+  std::unique_ptr<Optimizer> opt;
+  LossScalerConfig lsc;
+  lsc.mode = dt == DType::f16 ? LossScaleMode::dynamic : LossScaleMode::none;
+  lsc.init_scale = loss_cfg.initial_loss_scale(o.batch * o.height * o.width_px);
+  LossScaler scaler(lsc);
+  if (o.train) {
+    std::vector<ParamRange> ranges;
+    for (const Net::Param& p : net.params()) ranges.push_back({p.offset, p.spec.shape.numel()});
+    OptimizerConfig oc;
+    oc.kind = OptimizerKind::adam;
+    opt = std::make_unique<Optimizer>(oc, net.param_buffer(), net.grad_buffer(), ranges, dt, ctx);
+  }
   if (o.profile) ctx.profiler = &prof;  // after the input copies: only training steps are profiled
   using clock = std::chrono::steady_clock;
   std::vector<double> fwd, bwd;
+  int64_t skipped = 0;
   for (int s = 0; s < o.warmup + o.steps; ++s) {
     const bool profiled = o.profile && s >= o.warmup;
     if (profiled) prof.begin_step(ctx.stream());
     const auto t0 = clock::now();
+    loss_layer->set_grad_multiplier(scaler.scale());
     net.forward(ctx);
     ctx.synchronize();
     const auto t1 = clock::now();
@@ -63,6 +86,11 @@ int run_model_bench(const ModelBenchOptions& o) {
     one.set_flat(0, 1.0);
     net.output_grad().copy_from(one, &ctx);
     net.backward(ctx);
+    if (opt) {
+      const StepResult r = opt->step(ctx, 1e-4, scaler.inverse());
+      scaler.update(r.applied);
+      if (!r.applied && s >= o.warmup) ++skipped;
+    }
     ctx.synchronize();
     const auto t2 = clock::now();
     if (profiled) prof.end_step(ctx.stream());
@@ -76,14 +104,19 @@ int run_model_bench(const ModelBenchOptions& o) {
   const double gib = 1024.0 * 1024.0 * 1024.0;
   const double arena = static_cast<double>(net.memory_plan().arena_bytes) / gib;
   const double peak = dev == Device::cuda ? static_cast<double>(device_allocator().stats().peak_in_use) / gib : NAN;
+  // Model FLOPs of forward + backward (the optimizer's few per parameter are left out, as usual).
+  const double gflop = net.training_flops() / 1e9;
+  const double tflops = gflop / st;  // GFLOP per ms = TFLOP/s
+  const double pct = o.peak_tflops > 0 ? 100.0 * tflops / o.peak_tflops : NAN;
   if (o.header)
     std::printf(
         "model,device,dtype,batch,height,width,width_mult,fwd_ms,bwd_ms,step_ms,samples_per_s,arena_gib,"
-        "device_peak_gib,steps\n");
-  std::printf("%s,%s,%s,%lld,%lld,%lld,%g,%.3f,%.3f,%.3f,%.3f,%.3f,%.3f,%d\n", o.model.c_str(), device_name(dev),
-              dtype_name(dt), static_cast<long long>(o.batch), static_cast<long long>(o.height),
-              static_cast<long long>(o.width_px), o.width, f, b, st, 1000.0 * static_cast<double>(o.batch) / st, arena,
-              peak, o.steps);
+        "device_peak_gib,steps,train,skipped,gflop_per_step,tflops,pct_peak\n");
+  std::printf("%s,%s,%s,%lld,%lld,%lld,%g,%.3f,%.3f,%.3f,%.3f,%.3f,%.3f,%d,%d,%lld,%.3f,%.4f,%.2f\n",
+              o.model.c_str(), device_name(dev), dtype_name(dt), static_cast<long long>(o.batch),
+              static_cast<long long>(o.height), static_cast<long long>(o.width_px), o.width, f, b, st,
+              1000.0 * static_cast<double>(o.batch) / st, arena, peak, o.steps, o.train ? 1 : 0,
+              static_cast<long long>(skipped), gflop, tflops, pct);
   if (o.profile) std::printf("\n%s\n", prof.report().table().c_str());
   return 0;
 }

@@ -1,5 +1,7 @@
-// climseg-bench model: a whole network's training step (forward, loss, backward; no optimizer) timed on one
-// device, CSV out. The GPU runs of the models issue use it at 768x1152 fp16; on the CPU it runs small sizes.
+// climseg-bench model: a whole network's step timed on one device, CSV out: forward, loss and backward, and with
+// --train also the Adam update with dynamic loss scaling in fp16 (what `climseg train` does per step, without the
+// input pipeline), counting the steps skipped for non-finite gradients. scripts/gpu-check runs it at 768x1152 in
+// fp16 and bf16 beside bench/torch_model.py; on the CPU it runs small sizes.
 #pragma once
 
 #include <string>
@@ -13,6 +15,8 @@ struct ModelBenchOptions {
   std::string device = "cuda", dtype = "fp16";
   int warmup = 2, steps = 10;
   bool header = true, profile = false;
+  bool train = false;        // also the optimizer step and loss scaling
+  double peak_tflops = 0;    // > 0: the pct_peak column is model TFLOP/s over this (the card's dense peak)
 };
 
 int run_model_bench(const ModelBenchOptions& o);

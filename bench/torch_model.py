@@ -300,4 +300,10 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except RuntimeError as e:  # torch.cuda.OutOfMemoryError is a RuntimeError
+        if "out of memory" not in str(e):
+            raise
+        print(f"torch_model.py: error: out of device memory: {str(e).splitlines()[0]}", file=sys.stderr)
+        sys.exit(1)

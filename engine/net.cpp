@@ -559,6 +559,28 @@ std::vector<Shape> Net::node_input_shapes(int node) const {
   return in;
 }
 
+double Net::forward_flops() const {
+  check_compiled("forward_flops", false);
+  double f = 0;
+  for (const Node& n : nodes_) {
+    std::vector<Shape> in;
+    for (Id i : n.inputs) in.push_back(tensors_[i].shape);
+    f += n.layer->forward_cost(in, opt_.dtype).flops;
+  }
+  return f;
+}
+
+double Net::training_flops() const {
+  check_compiled("training_flops", false);
+  double f = 0;
+  for (const Node& n : nodes_) {
+    std::vector<Shape> in;
+    for (Id i : n.inputs) in.push_back(tensors_[i].shape);
+    f += n.layer->forward_cost(in, opt_.dtype).flops + n.layer->backward_cost(in, opt_.dtype).flops;
+  }
+  return f;
+}
+
 std::string Net::summary() const {
   check_compiled("summary", false);
   std::ostringstream os;

@@ -119,6 +119,10 @@ class Net {
   const std::vector<MemRequest>& memory_requests() const { return requests_; }
   const NetStats& stats() const { return stats_; }
   std::string summary() const;  // per node: name, type, output shape, parameters, GFLOP; then the memory report
+  // The FLOPs of every layer's forward_cost, and of forward_cost + backward_cost (a training step without the
+  // optimizer), in the compiled dtype: the model FLOPs that benchmarks divide by time.
+  double forward_flops() const;
+  double training_flops() const;
   int num_nodes() const { return static_cast<int>(nodes_.size()); }
   Layer& layer(int node) { return *nodes_.at(node).layer; }
   const Layer& layer(int node) const { return *nodes_.at(node).layer; }
