@@ -15,7 +15,8 @@ layers, parameter counts and convolution FLOPs as climseg's. The step, as in ben
 - backward (fp16: through a GradScaler whose first scale is climseg's SoftmaxXentConfig::initial_loss_scale,
   2^16, lowered for the 'sum' reduction), Adam step (--optimizer none: no step, as climseg-bench model, which
   times forward, loss and backward only), zero_grad(set_to_none=True) at the start of each step;
-- --warmup untimed steps, then --steps timed ones; on CUDA with events (forward+loss, backward+optimizer), the
+- --warmup untimed steps (with a GradScaler continued until two steps in a row were applied, at most 20 more, as
+  climseg-bench model --train), then --steps timed ones; on CUDA with events (forward+loss, backward+optimizer), the
   device synchronised at the end of every step; on the CPU with time.perf_counter. Medians (the upper one, sorted[n / 2], as
   model_bench.cpp) are reported; step_ms is the median of whole steps (not the sum of the two medians).
 
@@ -233,7 +234,13 @@ def main(argv=None):
     if cuda:
         ev = [torch.cuda.Event(enable_timing=True) for _ in range(3)]
         torch.cuda.synchronize()
-    for s in range(a.warmup + a.steps):
+    # Warm-up as climseg-bench model --train: --warmup steps, then, with a GradScaler, until two steps in a row were
+    # applied (at most 20 more): the scale's first overflows are start-up, not steady state.
+    warmup = a.warmup
+    clean_run = 0
+    s = -1
+    while s + 1 < warmup + a.steps:
+        s += 1
         if cuda:
             ev[0].record()
         else:
@@ -276,15 +283,18 @@ def main(argv=None):
                 skip = not grads_finite()
         if not math.isfinite(loss.item()):
             print(f"step {s}: loss is {loss.item()}", file=sys.stderr)
-        if s < a.warmup:
+        clean_run = 0 if skip else clean_run + 1
+        if s < warmup:
             warmup_skipped += skip
+            if s == warmup - 1 and scaler is not None and opt is not None and clean_run < 2 and warmup < a.warmup + 20:
+                warmup += 1
             continue
         skipped += skip
         fwd.append(f)
         bwd.append(b)
         step.append(st)
     if warmup_skipped:
-        print(f"{warmup_skipped} of {a.warmup} warmup steps skipped (non-finite gradients)", file=sys.stderr)
+        print(f"{warmup_skipped} of {warmup} warmup steps skipped (non-finite gradients)", file=sys.stderr)
     if scaler is not None and opt is not None:
         print(f"final loss scale {scaler.get_scale():g}", file=sys.stderr)
 

@@ -4,7 +4,8 @@
 #                                 run on a GPU and are reported as skipped without one), then the CUDA emulation
 #                                 build in build-cudasim/ (kernels/cudasim/README.md: the CUDA backend on the CPU, no
 #                                 nvcc, no GPU) whose tests (label cudasim) run in thread order, in reversed thread
-#                                 order, and in reversed order with deferred streams (CLIMSEG_CUDASIM_DEFER=1)
+#                                 order, and in reversed order with deferred streams (CLIMSEG_CUDASIM_DEFER=1); the
+#                                 first pass also rehearses scripts/gpu-check on it (ctest gpu_check_rehearsal)
 #   scripts/run-tests.sh --asan   the same two builds in Debug with AddressSanitizer + UndefinedBehaviorSanitizer
 #                                 (build-asan/, CPU backend only: CUDA's runtime does not run under ASan's shadow
 #                                 memory; build-cudasim-asan/: the emulated CUDA backend)
@@ -37,7 +38,7 @@ t0=$(date +%s)
 ctest --test-dir "$sim" -L cudasim --output-on-failure -j "$jobs" --timeout 900 || status=1
 echo "run-tests: $sim tests (thread order; deferred streams with reversed threads): $(( $(date +%s) - t0 )) s"
 t0=$(date +%s)
-CLIMSEG_CUDASIM_REVERSE=1 ctest --test-dir "$sim" -L cudasim -LE cudasim_deferred --output-on-failure -j "$jobs" \
+CLIMSEG_CUDASIM_REVERSE=1 ctest --test-dir "$sim" -L cudasim -LE 'cudasim_deferred|cudasim_once' --output-on-failure -j "$jobs" \
   --timeout 900 || status=1
 echo "run-tests: $sim tests, reversed thread order: $(( $(date +%s) - t0 )) s"
 exit $status
