@@ -45,6 +45,9 @@
 
 #include <algorithm>
 #include <climits>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -295,6 +298,112 @@ Plan plan_for(cudnnHandle_t h, int device, const ConvGeometry& g, DType dt, Conv
   return p;
 }
 
+// ---- measured choice (cudnnFind*, PyTorch's cudnn.benchmark) -----------------------------------------------------
+bool env_is(const char* name, const char* value) {
+  const char* v = std::getenv(name);
+  return v != nullptr && std::strcmp(v, value) == 0;
+}
+bool benchmark_on() {
+  static const bool on = !env_is("CLIMSEG_CUDNN_BENCHMARK", "0");
+  return on;
+}
+bool log_on() {
+  static const bool on = env_is("CLIMSEG_CUDNN_LOG", "1");
+  return on;
+}
+
+struct Measured {
+  int algo;
+  cudnnStatus_t status;
+  cudnnDeterminism_t determinism;
+  cudnnMathType_t math;
+  float ms;
+  size_t memory;
+};
+
+template <class Perf>
+std::vector<Measured> to_measured(const std::vector<Perf>& perf, int returned) {
+  std::vector<Measured> m;
+  for (int i = 0; i < returned; ++i)
+    m.push_back({static_cast<int>(perf[i].algo), perf[i].status, perf[i].determinism, perf[i].mathType, perf[i].time,
+                 perf[i].memory});
+  return m;
+}
+
+// cudnnFind*: cuDNN runs every algorithm it supports for these descriptors (allocating its own operands and
+// workspace, synchronously) and returns them fastest first, with a status per algorithm: support is what ran.
+std::vector<Measured> find_all(cudnnHandle_t h, Descriptors& d, ConvDir dir) {
+  int max_count = 0, returned = 0;
+  switch (dir) {
+    case ConvDir::forward: {
+      CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithmMaxCount(h, &max_count));
+      std::vector<cudnnConvolutionFwdAlgoPerf_t> perf(std::max(max_count, 1));
+      CUDNN_CHECK(cudnnFindConvolutionForwardAlgorithm(h, d.x, d.f, d.conv, d.y, max_count, &returned, perf.data()));
+      return to_measured(perf, returned);
+    }
+    case ConvDir::backward_data: {
+      CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithmMaxCount(h, &max_count));
+      std::vector<cudnnConvolutionBwdDataAlgoPerf_t> perf(std::max(max_count, 1));
+      CUDNN_CHECK(
+          cudnnFindConvolutionBackwardDataAlgorithm(h, d.f, d.y, d.conv, d.x, max_count, &returned, perf.data()));
+      return to_measured(perf, returned);
+    }
+    case ConvDir::backward_filter: {
+      CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithmMaxCount(h, &max_count));
+      std::vector<cudnnConvolutionBwdFilterAlgoPerf_t> perf(std::max(max_count, 1));
+      CUDNN_CHECK(
+          cudnnFindConvolutionBackwardFilterAlgorithm(h, d.x, d.y, d.conv, d.f, max_count, &returned, perf.data()));
+      return to_measured(perf, returned);
+    }
+  }
+  return {};
+}
+
+struct Choice {
+  Plan plan;
+  bool measured = false;
+  float ms = -1;
+};
+std::map<std::string, Choice>& choice_cache() {
+  static std::map<std::string, Choice> cache;
+  return cache;
+}
+
+Choice choose(cudnnHandle_t h, int device, const ConvGeometry& g, DType dt, ConvDir dir, bool det, size_t max_ws) {
+  const Plan heuristic = plan_for(h, device, g, dt, dir, det);
+  if (!benchmark_on()) return {heuristic, false, -1};
+  const std::string key = plan_key(g, dt, dir, det, device) + " ws<=" + std::to_string(max_ws);
+  std::lock_guard<std::mutex> lock(plan_mutex());
+  auto it = choice_cache().find(key);
+  if (it != choice_cache().end()) return it->second;
+  Choice c{heuristic, false, -1};
+  std::string why;
+  try {
+    Descriptors d(g, dt);  // FMA math for fp32 (no TF32), tensor ops for fp16/bf16
+    for (const Measured& m : find_all(h, d, dir)) {
+      if (m.status != CUDNN_STATUS_SUCCESS || m.ms < 0) continue;
+      if (det && m.determinism != CUDNN_DETERMINISTIC) continue;
+      const cudnnMathType_t math = dt == DType::f32 ? CUDNN_FMA_MATH : m.math;
+      if (dt == DType::f32 && tensor_op_math(m.math)) continue;
+      d.set_math(math);
+      size_t ws = 0;
+      if (!query_workspace(h, d, dir, m.algo, &ws) || ws > max_ws) continue;
+      c = Choice{Plan{m.algo, math, ws}, true, m.ms};
+      break;
+    }
+    if (!c.measured) why = "no measured algorithm fits (deterministic, no TF32, workspace)";
+  } catch (const Error& e) {
+    why = e.what();  // the measurement failed: the heuristic choice stays
+  }
+  choice_cache().emplace(key, c);
+  if (log_on())
+    std::fprintf(stderr, "cudnn: %s %s %s%s: algorithm %d, %zu bytes of workspace (%s; heuristic %d)\n",
+                 dir_name(dir), g.str().c_str(), dtype_name(dt), det ? " deterministic" : "", c.plan.algo, c.plan.ws,
+                 c.measured ? ("measured " + std::to_string(c.ms) + " ms").c_str() : ("heuristic: " + why).c_str(),
+                 heuristic.algo);
+  return c;
+}
+
 // A cuDNN handle per device for planning outside any ExecContext (memory_needs): created on first use and kept for
 // the life of the process (destroying it at exit could run after the CUDA runtime has shut down).
 cudnnHandle_t planning_handle(int device) {
@@ -433,13 +542,19 @@ size_t algo_workspace_bytes(ExecContext& ctx, const ConvGeometry& g, DType dt, C
   return plan_for(ctx.cudnn(), ctx.device_index(), g, dt, dir, ctx.deterministic).ws;
 }
 
+AlgoChoice chosen_algorithm(ExecContext& ctx, const ConvGeometry& g, DType dt, ConvDir dir, size_t max_ws) {
+  check_ctx(ctx, "cudnn::chosen_algorithm");
+  const Choice c = choose(ctx.cudnn(), ctx.device_index(), g, dt, dir, ctx.deterministic, max_ws);
+  return AlgoChoice{c.plan.algo, c.plan.ws, c.measured, c.ms};
+}
+
 namespace {
-// Descriptors with the plan's math type, and the plan; checks the workspace.
+// Descriptors with the chosen algorithm's math type, and the choice; checks the workspace.
 struct Ready {
   Descriptors d;
   Plan p;
   Ready(ExecContext& ctx, const ConvGeometry& g, DType dt, ConvDir dir, size_t ws_bytes, const void* ws)
-      : d(g, dt), p(plan_for(ctx.cudnn(), ctx.device_index(), g, dt, dir, ctx.deterministic)) {
+      : d(g, dt), p(choose(ctx.cudnn(), ctx.device_index(), g, dt, dir, ctx.deterministic, ws_bytes).plan) {
     d.set_math(p.math);
     CS_CHECK(ws_bytes >= p.ws && (p.ws == 0 || ws != nullptr), "cudnn conv ", dir_name(dir), ": ", g.str(),
              ": algorithm ", p.algo, " needs ", p.ws, " bytes of workspace, got ", ws_bytes);

@@ -117,6 +117,19 @@ void conv_transpose2d_backward(ExecContext& ctx, const ConvGeometry& g, const Te
 // alpha = 1, beta = accumulate ? 1 : 0, applied by cuDNN in fp32. `ws` holds at least algo_workspace_bytes().
 enum class ConvDir : uint8_t { forward, backward_data, backward_filter };
 size_t algo_workspace_bytes(ExecContext& ctx, const ConvGeometry& g, DType dt, ConvDir dir);
+// The algorithm a pass runs with `max_ws` bytes of algorithm workspace. By default measured once per geometry,
+// dtype, direction, determinism and device (cudnnFind*, as PyTorch's cudnn.benchmark): the fastest algorithm cuDNN
+// ran successfully that is deterministic when ctx.deterministic, uses no TF32 for fp32 and fits in max_ws; the
+// heuristic choice (algo_workspace_bytes' plan, which memory_needs sized the workspace for) when none does or the
+// measurement fails. CLIMSEG_CUDNN_BENCHMARK=0: the heuristic choice only. CLIMSEG_CUDNN_LOG=1: each choice is
+// printed once on stderr.
+struct AlgoChoice {
+  int algo = 0;
+  size_t ws = 0;          // its workspace bytes
+  bool measured = false;  // chosen by cudnnFind*, not by the heuristics
+  float ms = -1;          // its measured time (-1: not measured)
+};
+AlgoChoice chosen_algorithm(ExecContext& ctx, const ConvGeometry& g, DType dt, ConvDir dir, size_t max_ws);
 void forward(ExecContext& ctx, const ConvGeometry& g, DType dt, const void* x, const void* w, void* y,
              bool accumulate, void* ws, size_t ws_bytes);
 void backward_data(ExecContext& ctx, const ConvGeometry& g, DType dt, const void* dy, const void* w, void* dx,
@@ -160,6 +173,9 @@ inline void conv_transpose2d_backward(ExecContext&, const ConvGeometry&, const T
 }
 inline size_t algo_workspace_bytes(ExecContext&, const ConvGeometry&, DType, ConvDir) {
   detail::no_cudnn("algo_workspace_bytes");
+}
+inline AlgoChoice chosen_algorithm(ExecContext&, const ConvGeometry&, DType, ConvDir, size_t) {
+  detail::no_cudnn("chosen_algorithm");
 }
 inline void forward(ExecContext&, const ConvGeometry&, DType, const void*, const void*, void*, bool, void*, size_t) {
   detail::no_cudnn("forward");

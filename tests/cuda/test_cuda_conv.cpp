@@ -397,3 +397,39 @@ TEST_CASE("conv2d on cuDNN: a planned workspace smaller than the pass needs is r
   gpu.synchronize();
   CS_REQUIRE_CLOSE(f.y, planned_y, 0.0, 0.0);
 }
+
+TEST_CASE("cuDNN algorithm choice: measured once, deterministic when asked, within the workspace it is given",
+          "[cuda][conv2d][algorithm]") {
+  // kernels/cudnn/conv.h, chosen_algorithm: cudnnFind* (PyTorch's cudnn.benchmark), filtered by determinism, no
+  // TF32 for fp32, and the workspace bytes the pass has; the heuristic plan (memory_needs' size) otherwise.
+  ExecContext gpu(Device::cuda, 0);
+  Conv2d layer(conv(32, 3, 1, 1, 1));
+  const cudnn::ConvGeometry g = cudnn::conv2d_geometry(layer, Shape{N, 12, 18, 32});
+  for (DType dt : {DType::f32, DType::f16}) {
+    for (cudnn::ConvDir dir :
+         {cudnn::ConvDir::forward, cudnn::ConvDir::backward_data, cudnn::ConvDir::backward_filter}) {
+      INFO(dtype_name(dt) << " direction " << static_cast<int>(dir));
+      gpu.deterministic = false;
+      const size_t planned = cudnn::algo_workspace_bytes(gpu, g, dt, dir);
+      const cudnn::AlgoChoice a = cudnn::chosen_algorithm(gpu, g, dt, dir, planned);
+      CHECK(a.measured);
+      CHECK(a.ms >= 0);
+      CHECK(a.ws <= planned);
+      const cudnn::AlgoChoice again = cudnn::chosen_algorithm(gpu, g, dt, dir, planned);
+      CHECK(again.algo == a.algo);  // cached: the same answer without measuring again
+      // No workspace at all: an algorithm that needs none (cuDNN always has one for these shapes).
+      const cudnn::AlgoChoice none = cudnn::chosen_algorithm(gpu, g, dt, dir, 0);
+      CHECK(none.ws == 0);
+      // Deterministic mode: never backward-data ALGO_0 or backward-filter ALGO_0/ALGO_3 (atomics).
+      gpu.deterministic = true;
+      const cudnn::AlgoChoice det = cudnn::chosen_algorithm(gpu, g, dt, dir, planned);
+      // With no workspace too, where the fastest workspace-free algorithm may be a non-deterministic one.
+      const cudnn::AlgoChoice det0 = cudnn::chosen_algorithm(gpu, g, dt, dir, 0);
+      for (const cudnn::AlgoChoice& c : {det, det0}) {
+        if (dir == cudnn::ConvDir::backward_data) CHECK(c.algo != 0);
+        if (dir == cudnn::ConvDir::backward_filter) CHECK((c.algo != 0 && c.algo != 3));
+      }
+    }
+  }
+  gpu.deterministic = false;
+}
