@@ -509,7 +509,11 @@ void Net::forward(ExecContext& ctx) {
                                                    Shape{1, 1, 1, static_cast<int64_t>(requests_[n.fws_req].bytes)},
                                                    DType::u8, opt_.device, arena_.buffer());
     a.training = opt_.training;
-    n.layer->forward(ctx, a);
+    try {
+      n.layer->forward(ctx, a);
+    } catch (const Error& e) {
+      throw Error(where(n, "forward") + e.what());
+    }
     if (emulate && std::string_view(n.layer->type()) != "softmax_xent") round_storage(a.y, opt_.emulate_storage);
   }
   if (opt_.training) ++step_;
@@ -544,7 +548,11 @@ void Net::backward(ExecContext& ctx, GradMode param_mode, const std::function<vo
     if (n.bws_req >= 0) a.workspace = Tensor::wrap(static_cast<char*>(arena_.data()) + plan_.offsets[n.bws_req],
                                                    Shape{1, 1, 1, static_cast<int64_t>(requests_[n.bws_req].bytes)},
                                                    DType::u8, opt_.device, arena_.buffer());
-    n.layer->backward(ctx, a);
+    try {
+      n.layer->backward(ctx, a);
+    } catch (const Error& e) {
+      throw Error(where(n, "backward") + e.what());
+    }
     if (opt_.emulate_storage != DType::f32) {
       for (const Tensor& d : a.dx) round_storage(d, opt_.emulate_storage);
       for (const Tensor& d : a.grads) round_storage(d, opt_.emulate_storage);
@@ -557,6 +565,15 @@ std::vector<Shape> Net::node_input_shapes(int node) const {
   std::vector<Shape> in;
   for (Id i : nodes_.at(static_cast<size_t>(node)).inputs) in.push_back(tensors_[i].shape);
   return in;
+}
+
+// "node 'aspp.conv1' (conv2d, input (2,96,144,2048), fp16, cuda) forward: " for errors raised inside a layer, so a
+// refusal deep in a kernel wrapper (no cuDNN algorithm, a bad label) names the layer, its shape and dtype.
+std::string Net::where(const Node& n, const char* pass) const {
+  std::string in;
+  for (Id i : n.inputs) in += (in.empty() ? "" : " ") + tensors_[i].shape.str();
+  return detail::concat("node '", n.name, "' (", n.layer->type(), ", input ", in, ", ", dtype_name(opt_.dtype), ", ",
+                        device_name(opt_.device), ") ", pass, ": ");
 }
 
 double Net::forward_flops() const {

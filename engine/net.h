@@ -169,6 +169,7 @@ class Net {
   NetStats stats_;
 
   void check_compiled(const char* what, bool needs_memory = true) const;
+  std::string where(const Node& n, const char* pass) const;  // error prefix naming a node, its shapes and dtype
   Tensor request_view(int req, Shape s, DType dt) const;
   DType dtype_of(const TensorInfo& t) const { return t.dtype.value_or(opt_.dtype); }
 };

@@ -15,6 +15,7 @@
 #include "layers/pointwise_conv.h"
 #include "layers/relu.h"
 #include "layers/slice.h"
+#include "layers/softmax_xent.h"
 #include "tests/util/tolerances.h"
 
 using namespace climseg;
@@ -437,4 +438,22 @@ TEST_CASE("Net: emulated 16-bit storage rounds every written tensor, and only th
   build(bad, kIn);
   CHECK_THROWS_WITH(bad.compile({.device = Device::cpu, .dtype = DType::f64, .emulate_storage = DType::f16}),
                     Catch::Contains("emulate_storage"));
+}
+
+TEST_CASE("an error inside a layer names the node, its input shapes, dtype and device", "[net]") {
+  // A refusal deep in a kernel (a bad label here; no cuDNN algorithm for a shape on a GPU) must say which layer.
+  Net net;
+  auto x = net.input("x", Shape{1, 2, 2, 4});
+  auto labels = net.input("labels", Shape{1, 2, 2, 1}, DType::i32);
+  auto logits = net.add("head", std::make_unique<PointwiseConv>(3), {x});
+  net.add("loss", std::make_unique<SoftmaxXent>(SoftmaxXentConfig{}), {logits, labels});
+  net.compile(NetOptions{});
+  net.init_params(1);
+  ExecContext ctx;
+  Tensor l = Tensor::zeros(Shape{1, 2, 2, 1}, DType::i32, Device::cpu);
+  l.set_flat(3, 7);  // outside [0, 3)
+  net.input_tensor(labels).copy_from(l, &ctx);
+  REQUIRE_THROWS_WITH(net.forward(ctx),
+                      Catch::StartsWith("node 'loss' (softmax_xent, input (1,2,2,3) (1,2,2,1), fp32, cpu) forward: ") &&
+                          Catch::Contains("label 7"));
 }
