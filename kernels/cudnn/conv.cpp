@@ -157,11 +157,14 @@ struct Plan {
   size_t ws = 0;
 };
 
+// One entry of cuDNN's answer to the heuristics (_v7) or to a measurement (Find): the perf structs' fields.
 struct Candidate {
   int algo;
   cudnnStatus_t status;
   cudnnDeterminism_t determinism;
   cudnnMathType_t math;
+  float ms = -1;       // measured time (Find only)
+  size_t memory = 0;   // workspace cuDNN reports
 };
 
 std::mutex& plan_mutex() {
@@ -201,31 +204,42 @@ template <class Perf>
 std::vector<Candidate> to_candidates(const std::vector<Perf>& perf, int returned) {
   std::vector<Candidate> c;
   for (int i = 0; i < returned; ++i)
-    c.push_back({static_cast<int>(perf[i].algo), perf[i].status, perf[i].determinism, perf[i].mathType});
+    c.push_back({static_cast<int>(perf[i].algo), perf[i].status, perf[i].determinism, perf[i].mathType,
+                 perf[i].time, perf[i].memory});
   return c;
 }
 
-std::vector<Candidate> heuristics(cudnnHandle_t h, Descriptors& d, ConvDir dir) {
+// cuDNN's candidates for `dir`: the heuristics' ranking (_v7), or with `measure` cudnnFind*: cuDNN runs every
+// algorithm it supports for these descriptors (allocating its own operands and workspace, synchronously) and
+// returns them fastest first, with a status per algorithm: support is what ran.
+std::vector<Candidate> candidates(cudnnHandle_t h, Descriptors& d, ConvDir dir, bool measure) {
   int max_count = 0, returned = 0;
   switch (dir) {
     case ConvDir::forward: {
       CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithmMaxCount(h, &max_count));
       std::vector<cudnnConvolutionFwdAlgoPerf_t> perf(std::max(max_count, 1));
-      CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(h, d.x, d.f, d.conv, d.y, max_count, &returned, perf.data()));
+      CUDNN_CHECK(measure ? cudnnFindConvolutionForwardAlgorithm(h, d.x, d.f, d.conv, d.y, max_count, &returned,
+                                                                 perf.data())
+                          : cudnnGetConvolutionForwardAlgorithm_v7(h, d.x, d.f, d.conv, d.y, max_count, &returned,
+                                                                   perf.data()));
       return to_candidates(perf, returned);
     }
     case ConvDir::backward_data: {
       CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithmMaxCount(h, &max_count));
       std::vector<cudnnConvolutionBwdDataAlgoPerf_t> perf(std::max(max_count, 1));
-      CUDNN_CHECK(
-          cudnnGetConvolutionBackwardDataAlgorithm_v7(h, d.f, d.y, d.conv, d.x, max_count, &returned, perf.data()));
+      CUDNN_CHECK(measure ? cudnnFindConvolutionBackwardDataAlgorithm(h, d.f, d.y, d.conv, d.x, max_count, &returned,
+                                                                      perf.data())
+                          : cudnnGetConvolutionBackwardDataAlgorithm_v7(h, d.f, d.y, d.conv, d.x, max_count,
+                                                                        &returned, perf.data()));
       return to_candidates(perf, returned);
     }
     case ConvDir::backward_filter: {
       CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithmMaxCount(h, &max_count));
       std::vector<cudnnConvolutionBwdFilterAlgoPerf_t> perf(std::max(max_count, 1));
-      CUDNN_CHECK(
-          cudnnGetConvolutionBackwardFilterAlgorithm_v7(h, d.x, d.y, d.conv, d.f, max_count, &returned, perf.data()));
+      CUDNN_CHECK(measure ? cudnnFindConvolutionBackwardFilterAlgorithm(h, d.x, d.y, d.conv, d.f, max_count,
+                                                                        &returned, perf.data())
+                          : cudnnGetConvolutionBackwardFilterAlgorithm_v7(h, d.x, d.y, d.conv, d.f, max_count,
+                                                                          &returned, perf.data()));
       return to_candidates(perf, returned);
     }
   }
@@ -284,7 +298,7 @@ Plan plan_for(cudnnHandle_t h, int device, const ConvGeometry& g, DType dt, Conv
   Plan p;
   std::vector<Candidate> cands;
   try {
-    cands = heuristics(h, d, dir);
+    cands = candidates(h, d, dir, false);
   } catch (const Error&) {
     // no heuristic answer: try every algorithm below
   }
@@ -312,53 +326,6 @@ bool log_on() {
   return on;
 }
 
-struct Measured {
-  int algo;
-  cudnnStatus_t status;
-  cudnnDeterminism_t determinism;
-  cudnnMathType_t math;
-  float ms;
-  size_t memory;
-};
-
-template <class Perf>
-std::vector<Measured> to_measured(const std::vector<Perf>& perf, int returned) {
-  std::vector<Measured> m;
-  for (int i = 0; i < returned; ++i)
-    m.push_back({static_cast<int>(perf[i].algo), perf[i].status, perf[i].determinism, perf[i].mathType, perf[i].time,
-                 perf[i].memory});
-  return m;
-}
-
-// cudnnFind*: cuDNN runs every algorithm it supports for these descriptors (allocating its own operands and
-// workspace, synchronously) and returns them fastest first, with a status per algorithm: support is what ran.
-std::vector<Measured> find_all(cudnnHandle_t h, Descriptors& d, ConvDir dir) {
-  int max_count = 0, returned = 0;
-  switch (dir) {
-    case ConvDir::forward: {
-      CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithmMaxCount(h, &max_count));
-      std::vector<cudnnConvolutionFwdAlgoPerf_t> perf(std::max(max_count, 1));
-      CUDNN_CHECK(cudnnFindConvolutionForwardAlgorithm(h, d.x, d.f, d.conv, d.y, max_count, &returned, perf.data()));
-      return to_measured(perf, returned);
-    }
-    case ConvDir::backward_data: {
-      CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithmMaxCount(h, &max_count));
-      std::vector<cudnnConvolutionBwdDataAlgoPerf_t> perf(std::max(max_count, 1));
-      CUDNN_CHECK(
-          cudnnFindConvolutionBackwardDataAlgorithm(h, d.f, d.y, d.conv, d.x, max_count, &returned, perf.data()));
-      return to_measured(perf, returned);
-    }
-    case ConvDir::backward_filter: {
-      CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithmMaxCount(h, &max_count));
-      std::vector<cudnnConvolutionBwdFilterAlgoPerf_t> perf(std::max(max_count, 1));
-      CUDNN_CHECK(
-          cudnnFindConvolutionBackwardFilterAlgorithm(h, d.x, d.y, d.conv, d.f, max_count, &returned, perf.data()));
-      return to_measured(perf, returned);
-    }
-  }
-  return {};
-}
-
 struct Choice {
   Plan plan;
   bool measured = false;
@@ -380,7 +347,7 @@ Choice choose(cudnnHandle_t h, int device, const ConvGeometry& g, DType dt, Conv
   std::string why;
   try {
     Descriptors d(g, dt);  // FMA math for fp32 (no TF32), tensor ops for fp16/bf16
-    for (const Measured& m : find_all(h, d, dir)) {
+    for (const Candidate& m : candidates(h, d, dir, true)) {
       if (m.status != CUDNN_STATUS_SUCCESS || m.ms < 0) continue;
       if (det && m.determinism != CUDNN_DETERMINISTIC) continue;
       const cudnnMathType_t math = dt == DType::f32 ? CUDNN_FMA_MATH : m.math;

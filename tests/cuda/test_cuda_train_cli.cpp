@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "tests/util/python.h"
+#include "tests/util/cli.h"
 #include "tests/util/temp_dir.h"
 #include "tests/util/tolerances.h"
 
@@ -41,31 +42,9 @@ using json = nlohmann::json;
 
 namespace {
 
-int cli(const std::string& args, std::string& out) {
-  out.clear();
-  return test::run_command(std::string(CLIMSEG_CLI) + " " + args, out);
-}
-
-std::string slurp(const fs::path& p) {
-  std::ifstream f(p, std::ios::binary);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
-// One dataset for the whole test binary: 12 samples of 32x48 (9 train, 3 validation).
-const std::string& dataset() {
-  static test::TempDir dir;
-  static std::string path = [] {
-    std::string out;
-    const std::string p = dir.file("data");
-    const int rc = cli("data generate --out " + p + " --samples 12 --height 32 --width 48 --seed 5 --valid-fraction 0.25",
-                       out);
-    if (rc != 0) FAIL("data generate failed:\n" << out);
-    return p;
-  }();
-  return path;
-}
+using test::cli;
+using test::slurp;
+const std::string& dataset() { return test::tiny_dataset(); }
 
 struct Step {
   double loss = 0;
