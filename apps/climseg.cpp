@@ -125,7 +125,7 @@ int main(int argc, char** argv) {
   } catch (const std::exception& e) {
     std::fprintf(stderr, "climseg: error: %s\n", e.what());
 #if defined(CLIMSEG_HAVE_IO)
-    if (*train.train) climseg::apps::abort_ranks(1);  // the other ranks must not wait for this one
+    if (*train.train || *predict.cmd) climseg::apps::abort_ranks(1);  // the other ranks must not wait for this one
 #endif
     return 1;
   }

@@ -39,6 +39,7 @@
 #include "engine/safetensors.h"
 #include "engine/schedule.h"
 #include "engine/weights.h"
+#include "io/input_metadata.h"
 #include "io/pipeline.h"
 #include "kernels/cpu/eltwise.h"
 #include "models/model.h"
@@ -484,6 +485,10 @@ class MetricsLog {
 
 constexpr const char* kOptPrefix = "optimizer.";
 
+std::map<std::string, std::string> input_fields(const ModelConfig& m, const DataSetup& d) {
+  return io::input_metadata(io::read_stats(d.stats, m.in_channels), io::default_channel_names(m.in_channels));
+}
+
 // Fields a resumed run must share with its checkpoint (the model and everything that shapes the state or the data
 // order). Learning-rate and schedule options may change on resume.
 std::map<std::string, std::string> run_fields(const ModelConfig& m, const TrainOptions& o, const DataSetup& d,
@@ -501,6 +506,10 @@ std::map<std::string, std::string> run_fields(const ModelConfig& m, const TrainO
   f["train.loss"] = o.loss;
   f["train.train_files"] = std::to_string(d.train.size());
   f["train.lag"] = std::to_string(o.dist.lag);
+  // The input contract (channels, normalisation) travels with the weights (io/input_metadata.h); a resume must use
+  // the same statistics (their values, wherever the file now is).
+  for (const auto& [k, v] : input_fields(m, d))
+    if (k != "input.stats") f[k] = v;
   return f;
 }
 
@@ -1148,6 +1157,7 @@ int run_train(const TrainOptions& o_in) {
                     dp && dp->has_lag() ? dp->lag_buffer() : Tensor());
   if (!o.save_weights.empty() && rank == 0) {
     std::map<std::string, std::string> md = model_metadata(m);
+    md.merge(input_fields(m, data));
     save_weights(net, o.save_weights, md);
     std::printf("wrote weights %s\n", o.save_weights.c_str());
   }

@@ -76,6 +76,24 @@ void rank_barrier() {
   if (init) MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD));
 }
 
+void send_to_rank(int dest, int tag, const void* data, size_t bytes) {
+  const char* p = static_cast<const char*>(data);
+  for (size_t off = 0; off < bytes || off == 0; off += size_t{1} << 30) {  // MPI counts are int: 1 GiB pieces
+    const size_t n = std::min(bytes - off, size_t{1} << 30);
+    MPI_CHECK(MPI_Send(p + off, static_cast<int>(n), MPI_BYTE, dest, tag, MPI_COMM_WORLD));
+    if (bytes == 0) break;
+  }
+}
+
+void recv_from_rank(int src, int tag, void* data, size_t bytes) {
+  char* p = static_cast<char*>(data);
+  for (size_t off = 0; off < bytes || off == 0; off += size_t{1} << 30) {
+    const size_t n = std::min(bytes - off, size_t{1} << 30);
+    MPI_CHECK(MPI_Recv(p + off, static_cast<int>(n), MPI_BYTE, src, tag, MPI_COMM_WORLD, MPI_STATUS_IGNORE));
+    if (bytes == 0) break;
+  }
+}
+
 namespace {
 
 struct Bucket {

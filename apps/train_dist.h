@@ -40,6 +40,9 @@ struct RankInfo {
 };
 RankInfo init_ranks();
 void rank_barrier();  // MPI_Barrier on the world (no-op with one rank)
+// Point-to-point messages between world ranks (blocking; `bytes` on both sides must agree). Without MPI: an error.
+void send_to_rank(int dest, int tag, const void* data, size_t bytes);
+void recv_from_rank(int src, int tag, void* data, size_t bytes);
 // After an error on one rank of several: MPI_Abort, so the others end too instead of waiting in a collective (and
 // MPI_Finalize at exit cannot hang). No-op with one rank or without MPI.
 void abort_ranks(int code);
