@@ -167,7 +167,8 @@ Setup setup(const PredictCommand& c, bool print) {
     }
   } else if (ic.stats) {
     s.stats = ic.stats;
-    s.stats_from = c.weights + " (trained with " + ic.stats->path + ")";
+    s.stats_from = c.weights + (ic.stats->path != c.weights ? " (trained with " + ic.stats->path + ")"
+                                                             : " (the statistics stored with it)");
   }
   return s;
 }
