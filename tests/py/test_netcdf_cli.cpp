@@ -63,6 +63,12 @@ TEST_CASE("NetCDF: generate, convert, train, predict with the weights' statistic
     CHECK_THAT(out, Catch::Contains("normalisation: " + w) && Catch::Contains("2001-02-28T00:00:00 .. 2001-03-01T03:00:00") &&
                         Catch::Contains("calendar noleap"));
     CHECK_THAT(test::python_run(kCheck + " output " + o1 + " " + inputs), Catch::Contains("ok: 10 steps"));
+    REQUIRE(test::run_command("ncdump -h " + o1, out) == 0);
+    CHECK_THAT(out, Catch::Contains("byte mask(time, lat, lon)") && Catch::Contains(":Conventions = \"CF-1.8\""));
+    if (test::run_command("command -v cdo", out) == 0) {  // CDO is not a dependency; checked where installed
+      REQUIRE(test::run_command("cdo -s sinfon " + o1, out) == 0);
+      CHECK_THAT(out, Catch::Contains("lonlat") && Catch::Contains("10 steps") && Catch::Contains("365_day"));
+    }
     // The same data through the HDF5 path (converted samples, in time order) gives the same mask.
     REQUIRE(cli("predict --weights " + w + " --input '" + conv + "/train/*.h5' '" + conv +
                     "/validation/*.h5' --output " + t.file("p1.h5") + " --batch 3",
