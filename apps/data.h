@@ -25,8 +25,13 @@ struct GenerateOptions {
   int gzip = 0;
   bool force = false;
   bool quiet = false;  // only the summary lines (no per-sample report)
+  // "hdf5" (DeepCAM layout: train/, validation/, stats.h5) or "netcdf" (CAM-like history files, labels/, stats.h5;
+  // needs a build with libnetcdf). The next two are for netcdf only.
+  std::string format = "hdf5";
+  int64_t steps_per_file = 8;                   // 3-hourly steps per history file (8: one day)
+  std::string start_date = "2000-01-01 00:00";  // first step, noleap calendar, from 2000-01-01, hour a multiple of 3
 };
-// Writes the dataset (train/, validation/, stats.h5) and prints its report; throws on bad options or I/O errors.
+// Writes the dataset and prints its report; throws on bad options or I/O errors.
 int run_generate(const GenerateOptions& o);
 
 // Adds the `data` group and its subcommands to `app`.
@@ -38,5 +43,6 @@ Subcommand add_data_check(CLI::App* data);     // apps/data_check.cpp
 Subcommand add_data_stats(CLI::App* data);     // apps/data_stats.cpp
 Subcommand add_data_stage(CLI::App* data);     // apps/data_stage.cpp
 Subcommand add_data_bench(CLI::App* data);     // apps/data_bench.cpp
+Subcommand add_data_convert(CLI::App* data);   // apps/data_convert.cpp
 
 }  // namespace climseg::apps

@@ -1,15 +1,20 @@
-// `climseg data generate`: a synthetic dataset in the DeepCAM layout (io/synthetic.h, docs/data.md): DIR/train/ and
-// DIR/validation/ with one data-YYYY-MM-DD-HH-R.h5 per sample, and DIR/stats.h5 over the training split. Prints per
-// sample the cyclones and rivers labelled (of those placed) and the class fractions, then the fractions overall and
-// per split and the time per sample.
+// `climseg data generate`: a synthetic dataset (io/synthetic.h, docs/data.md "Synthetic data").
+//   --format hdf5 (default): the DeepCAM layout, DIR/train/ and DIR/validation/ with one data-YYYY-MM-DD-HH-R.h5 per
+//     sample, and DIR/stats.h5 over the training split. Prints per sample the cyclones and rivers labelled (of those
+//     placed) and the class fractions, then the fractions overall and per split and the time per sample.
+//   --format netcdf: CAM-like history files DIR/synthetic.cam.h2.YYYY-MM-DD-SSSSS.nc of --steps-per-file 3-hourly
+//     steps (noleap calendar, from --start-date), the truth masks in DIR/labels/synthetic.labels.YYYY-MM-DD-SSSSS.nc
+//     and DIR/stats.h5 over every step. Prints one line per file, then the class fractions.
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <memory>
 #include <string>
 
 #include "apps/data.h"
+#include "engine/atomic_file.h"
 #include "engine/check.h"
 #include "io/dataset_stats.h"
 #include "io/sample_writer.h"
@@ -47,28 +52,47 @@ bool has_entries(const fs::path& dir) {
   return fs::directory_iterator(dir, ec) != fs::directory_iterator();
 }
 
-// With --force: removes what an earlier `data generate` wrote (data-*.h5 in train/ and validation/, stats.h5) and
-// nothing else.
+bool starts_ends(const std::string& name, const char* prefix, const char* suffix) {
+  const std::string p(prefix), x(suffix);
+  return name.size() >= p.size() + x.size() && name.compare(0, p.size(), p) == 0 &&
+         name.compare(name.size() - x.size(), x.size(), x) == 0;
+}
+
+// With --force: removes what an earlier `data generate` wrote in either format (data-*.h5 in train/ and
+// validation/, synthetic.cam.h2.*.nc, labels/synthetic.labels.*.nc, stats.h5) and nothing else.
 int64_t remove_generated(const fs::path& dir) {
   int64_t removed = 0;
-  for (const char* split : {"train", "validation"}) {
-    const fs::path d = dir / split;
-    if (!fs::is_directory(d)) continue;
-    for (const auto& e : fs::directory_iterator(d)) {
-      const std::string name = e.path().filename().string();
-      if (e.is_regular_file() && name.rfind("data-", 0) == 0 && e.path().extension() == ".h5") {
-        fs::remove(e.path());
-        ++removed;
-      }
-    }
-  }
+  auto remove_in = [&](const fs::path& d, const char* prefix, const char* suffix) {
+    if (!fs::is_directory(d)) return;
+    std::vector<fs::path> doomed;
+    for (const auto& e : fs::directory_iterator(d))
+      if (e.is_regular_file() && starts_ends(e.path().filename().string(), prefix, suffix)) doomed.push_back(e.path());
+    for (const fs::path& p : doomed) removed += fs::remove(p) ? 1 : 0;
+  };
+  remove_in(dir / "train", "data-", ".h5");
+  remove_in(dir / "validation", "data-", ".h5");
+  remove_in(dir, "synthetic.cam.h2.", ".nc");
+  remove_in(dir / "labels", "synthetic.labels.", ".nc");
   if (fs::exists(dir / "stats.h5")) removed += fs::remove(dir / "stats.h5") ? 1 : 0;
   return removed;
 }
 
-}  // namespace
+// Refuses a non-empty --out unless --force, which removes the earlier generated files.
+void prepare_out(const GenerateOptions& o) {
+  const fs::path dir(o.out);
+  if (!fs::exists(dir)) return;
+  CS_CHECK(fs::is_directory(dir), "--out ", o.out, " exists and is not a directory");
+  if (!has_entries(dir)) return;
+  if (!o.force)
+    CS_THROW("--out ", o.out,
+             " is not empty; refusing to overwrite it. Pass --force to replace the files an earlier `data generate` "
+             "wrote there (train/ and validation/ data-*.h5, synthetic.cam.h2.*.nc, labels/synthetic.labels.*.nc, "
+             "stats.h5); other files are kept");
+  std::printf("--force: removed %lld earlier generated file(s) from %s\n",
+              static_cast<long long>(remove_generated(dir)), o.out.c_str());
+}
 
-int run_generate(const GenerateOptions& o) {
+int run_generate_hdf5(const GenerateOptions& o) {
   using clock = std::chrono::steady_clock;
   const fs::path dir(o.out);
   CS_CHECK(o.valid_fraction >= 0 && o.valid_fraction < 1, "--valid-fraction ", o.valid_fraction, " must be in [0, 1)");
@@ -76,17 +100,7 @@ int run_generate(const GenerateOptions& o) {
   const int64_t n_train = o.samples - n_valid;
   CS_CHECK(n_train >= 1, "--samples ", o.samples, " with --valid-fraction ", o.valid_fraction,
            " leaves no training sample (stats.h5 is computed over the training split)");
-  if (fs::exists(dir)) {
-    CS_CHECK(fs::is_directory(dir), "--out ", o.out, " exists and is not a directory");
-    if (has_entries(dir)) {
-      if (!o.force)
-        CS_THROW("--out ", o.out,
-                 " is not empty; refusing to overwrite it. Pass --force to replace the files an earlier "
-                 "`data generate` wrote there (train/ and validation/ data-*.h5, stats.h5); other files are kept");
-      std::printf("--force: removed %lld earlier generated file(s) from %s\n",
-                  static_cast<long long>(remove_generated(dir)), o.out.c_str());
-    }
-  }
+  prepare_out(o);
   fs::create_directories(dir / "train");
   if (n_valid > 0) fs::create_directories(dir / "validation");
 
@@ -137,8 +151,8 @@ int run_generate(const GenerateOptions& o) {
     const double t = static_cast<double>(c.total());
     if (!o.quiet)
       std::printf("  [%lld/%lld] %-10s %s  TC %d of %d (%.3f%%)  AR %d of %d (%.3f%%)  generate %.3f s  write %.3f s\n",
-                static_cast<long long>(i + 1), static_cast<long long>(o.samples), is_train ? "train" : "validation",
-                s.file_name.c_str(), tcs, storms, 100.0 * c.n[1] / t, ars, rivers, 100.0 * c.n[2] / t, g, wr);
+                  static_cast<long long>(i + 1), static_cast<long long>(o.samples), is_train ? "train" : "validation",
+                  s.file_name.c_str(), tcs, storms, 100.0 * c.n[1] / t, ars, rivers, 100.0 * c.n[2] / t, g, wr);
     std::fflush(stdout);
   }
   const std::string stats_path = (dir / "stats.h5").string();
@@ -161,31 +175,192 @@ int run_generate(const GenerateOptions& o) {
   return 0;
 }
 
+#if CLIMSEG_HAVE_NETCDF
+// "YYYY-MM-DD", optionally followed by " HH:MM" or "THH:MM" (seconds ":00" allowed): the first 3-hourly step of the
+// noleap calendar, counted from 2000-01-01 00:00.
+int64_t parse_start_step(const std::string& s) {
+  int y = 0, mo = 0, d = 0, h = 0, mi = 0, sec = 0, n = 0;
+  bool ok = std::sscanf(s.c_str(), "%4d-%2d-%2d%n", &y, &mo, &d, &n) == 3 && n == 10;
+  if (ok && static_cast<size_t>(n) < s.size()) {
+    const char sep = s[static_cast<size_t>(n)];
+    const std::string rest = s.substr(static_cast<size_t>(n) + 1);
+    int m = 0;
+    ok = (sep == ' ' || sep == 'T') &&
+         ((std::sscanf(rest.c_str(), "%2d:%2d:%2d%n", &h, &mi, &sec, &m) == 3 && m == 8 && rest.size() == 8) ||
+          (std::sscanf(rest.c_str(), "%2d:%2d%n", &h, &mi, &m) == 2 && m == 5 && rest.size() == 5));
+  }
+  if (!ok || mi != 0 || sec != 0)
+    CS_THROW("--start-date '", s, "': expected YYYY-MM-DD or 'YYYY-MM-DD HH:00' (noleap calendar, HH a multiple of 3)");
+  return io::noleap_step_index(y, mo, d, h);
+}
+
+// History files of steps [first, first + n) (3-hourly steps since 2000-01-01 00:00, noleap). Step g's weather is
+// drawn from (seed, g) and dated by its own time, so a date has the same weather whatever --start-date a run used.
+int run_generate_netcdf(const GenerateOptions& o) {
+  using clock = std::chrono::steady_clock;
+  const fs::path dir(o.out);
+  CS_CHECK(o.steps_per_file >= 1, "--steps-per-file ", o.steps_per_file, " must be >= 1");
+  const int64_t first = parse_start_step(o.start_date);
+  CS_CHECK(first + o.samples < (int64_t{1} << 40), "--samples ", o.samples, " from ", o.start_date,
+           " runs past the noleap calendar's year 9999");
+  prepare_out(o);
+  fs::create_directories(dir / "labels");
+  const int64_t n_files = (o.samples + o.steps_per_file - 1) / o.steps_per_file;
+  const io::SampleTime t0 = io::noleap_step_time(first);
+  std::printf(
+      "data generate: %lld synthetic 3-hourly step(s) of %lldx%lld (16 channels), seed %llu, from "
+      "%04d-%02d-%02d %02d:00 (noleap) -> %s: %lld NetCDF-4 history file(s) of up to %lld step(s), labels/, "
+      "stats.h5\n",
+      static_cast<long long>(o.samples), static_cast<long long>(o.height), static_cast<long long>(o.width),
+      static_cast<unsigned long long>(o.seed), t0.year, t0.month, t0.day, 3 * t0.step, o.out.c_str(),
+      static_cast<long long>(n_files), static_cast<long long>(o.steps_per_file));
+  const auto t_planet = clock::now();
+  const io::SyntheticGenerator gen(o.seed, o.height, o.width);
+  const double planet_s = std::chrono::duration<double>(clock::now() - t_planet).count();
+
+  io::StatsAccumulator stats;
+  ClassCount all;
+  double gen_s = 0, write_s = 0;
+  int64_t labelled_tc = 0, placed_tc = 0, labelled_ar = 0, placed_ar = 0;
+  for (int64_t f = 0; f < n_files; ++f) {
+    const int64_t k0 = f * o.steps_per_file, k1 = std::min(o.samples, k0 + o.steps_per_file);
+    const io::SampleTime first_time = io::noleap_step_time(first + k0);
+    const std::string data_name = io::history_file_name("cam.h2", first_time);
+    const std::string label_name = io::history_file_name("labels", first_time);
+    std::vector<Tensor> data, labels;
+    std::vector<double> time_days;
+    ClassCount c;
+    int tcs = 0, ars = 0, storms = 0, rivers = 0;
+    const auto t0g = clock::now();
+    for (int64_t k = k0; k < k1; ++k) {
+      const int64_t g = first + k;
+      io::SyntheticSample s = gen.generate(g, io::noleap_step_time(g));
+      stats.add(s.data, data_name);
+      c.add(s.labels);
+      for (const auto& cy : s.report.cyclones) tcs += cy.labelled;
+      for (const auto& r : s.report.rivers) ars += r.labelled;
+      for (const auto& st : s.storms) storms += !st.decoy;
+      for (const auto& r : s.rivers) rivers += !r.decoy;
+      data.push_back(std::move(s.data));
+      labels.push_back(std::move(s.labels));
+      time_days.push_back(0.125 * static_cast<double>(g));  // exact: g < 2^40
+    }
+    const auto t1 = clock::now();
+    {
+      AtomicFile out((dir / data_name).string());
+      io::write_history_data(out.tmp_path(), data, time_days, o.seed);
+      out.commit();
+    }
+    {
+      AtomicFile out((dir / "labels" / label_name).string());
+      io::write_history_labels(out.tmp_path(), labels, time_days, o.seed);
+      out.commit();
+    }
+    const auto t2 = clock::now();
+    const double g = std::chrono::duration<double>(t1 - t0g).count(),
+                 wr = std::chrono::duration<double>(t2 - t1).count();
+    gen_s += g;
+    write_s += wr;
+    all.add(c);
+    labelled_tc += tcs;
+    placed_tc += storms;
+    labelled_ar += ars;
+    placed_ar += rivers;
+    const double t = static_cast<double>(c.total());
+    if (!o.quiet)
+      std::printf(
+          "  [%lld/%lld] %s  %lld step(s)  TC %d of %d (%.3f%%)  AR %d of %d (%.3f%%)  generate %.3f s  "
+          "write %.3f s\n",
+          static_cast<long long>(f + 1), static_cast<long long>(n_files), data_name.c_str(),
+          static_cast<long long>(k1 - k0), tcs, storms, 100.0 * c.n[1] / t, ars, rivers, 100.0 * c.n[2] / t, g, wr);
+    std::fflush(stdout);
+  }
+  const std::string stats_path = (dir / "stats.h5").string();
+  io::write_stats(stats_path, stats.result());
+  std::printf(
+      "class fractions (pixels; targets from DeepCAM's train.py: background 98.63%%, TC 0.046%%, AR 1.33%%):\n");
+  all.print("overall", o.samples);
+  std::printf("labelled by the rules: %lld cyclone(s) of %lld placed, %lld river region(s) for %lld river(s) placed\n",
+              static_cast<long long>(labelled_tc), static_cast<long long>(placed_tc),
+              static_cast<long long>(labelled_ar), static_cast<long long>(placed_ar));
+  std::printf("time per step (%lldx%lld, one thread): generate %.3f s, write %.3f s; planet %.3f s once\n",
+              static_cast<long long>(o.height), static_cast<long long>(o.width), gen_s / o.samples, write_s / o.samples,
+              planet_s);
+  std::printf("wrote %lld step(s) in %lld history file(s) and %lld label file(s), and %s\n",
+              static_cast<long long>(o.samples), static_cast<long long>(n_files), static_cast<long long>(n_files),
+              stats_path.c_str());
+  return 0;
+}
+#endif
+
+}  // namespace
+
+int run_generate(const GenerateOptions& o) {
+  if (o.format == "hdf5") return run_generate_hdf5(o);
+  CS_CHECK(o.format == "netcdf", "--format ", o.format, ": expected hdf5 or netcdf");
+#if CLIMSEG_HAVE_NETCDF
+  return run_generate_netcdf(o);
+#else
+  CS_THROW(
+      "--format netcdf: this build has no NetCDF support (libnetcdf was not found when it was configured; "
+      "install libnetcdf-dev and rerun cmake)");
+#endif
+}
+
 Subcommand add_data_generate(CLI::App* data) {
   auto o = std::make_shared<GenerateOptions>();
   CLI::App* cmd = data->add_subcommand(
       "generate",
       "Write a synthetic dataset in the DeepCAM layout: DIR/train/, DIR/validation/ (data-YYYY-MM-DD-HH-R.h5) and "
-      "DIR/stats.h5; deterministic from the seed");
+      "DIR/stats.h5, or (--format netcdf) as CAM-like NetCDF history files; deterministic from the seed");
   cmd->add_option("--out", o->out, "Output directory (must be empty or absent unless --force)")->required();
-  cmd->add_option("--samples", o->samples, "Number of samples")->check(CLI::PositiveNumber)->capture_default_str();
-  cmd->add_option("--height", o->height, "Grid rows (latitudes 90N..90S)")
+  cmd->add_option("--samples", o->samples, "Number of samples (netcdf: of 3-hourly time steps)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd->add_option("--height", o->height, "Grid rows (latitudes from 90S to 90N: row 0 southernmost)")
       ->check(CLI::Range(int64_t{8}, int64_t{16384}))
       ->capture_default_str();
   cmd->add_option("--width", o->width, "Grid columns (longitudes 0..360E)")
       ->check(CLI::Range(int64_t{8}, int64_t{16384}))
       ->capture_default_str();
   cmd->add_option("--seed", o->seed, "Seed: the planet (continents) and every sample's weather")->capture_default_str();
-  cmd->add_option("--valid-fraction", o->valid_fraction,
-                  "Fraction of the samples (the last ones) that go to validation/")
-      ->check(CLI::Range(0.0, 0.999))
-      ->capture_default_str();
-  cmd->add_option("--gzip", o->gzip, "Compress with gzip at this level (0: off, as DeepCAM's files)")
-      ->check(CLI::Range(0, 9))
-      ->capture_default_str();
+  CLI::Option* valid = cmd->add_option("--valid-fraction", o->valid_fraction,
+                                       "Fraction of the samples (the last ones) that go to validation/")
+                           ->check(CLI::Range(0.0, 0.999))
+                           ->capture_default_str();
+  CLI::Option* gzip =
+      cmd->add_option("--gzip", o->gzip, "Compress with gzip at this level (0: off, as DeepCAM's files)")
+          ->check(CLI::Range(0, 9))
+          ->capture_default_str();
   cmd->add_flag("--force", o->force,
-                "Write into a non-empty directory, replacing an earlier run's data-*.h5 and stats.h5");
-  return {cmd, [o] { return run_generate(*o); }};
+                "Write into a non-empty directory, replacing an earlier run's generated files (data-*.h5, "
+                "synthetic.*.nc, stats.h5)");
+  CLI::Option* steps = cmd->add_option("--steps-per-file", o->steps_per_file,
+                                       "netcdf: 3-hourly time steps per history file (the last may hold fewer)")
+                           ->check(CLI::PositiveNumber)
+                           ->capture_default_str();
+  CLI::Option* start =
+      cmd->add_option("--start-date", o->start_date,
+                      "netcdf: date of the first step, 'YYYY-MM-DD[ HH:00]' in the noleap calendar, 2000-01-01 or "
+                      "later, HH a multiple of 3")
+          ->capture_default_str();
+  cmd->add_option("--format", o->format,
+                  "hdf5: DeepCAM layout (train/, validation/, stats.h5); netcdf: CAM-like history files "
+                  "synthetic.cam.h2.YYYY-MM-DD-SSSSS.nc, labels/synthetic.labels.*.nc and stats.h5, --samples "
+                  "3-hourly steps")
+      ->check(CLI::IsMember({"hdf5", "netcdf"}))
+      ->capture_default_str();
+  return {cmd, [o, valid, gzip, steps, start] {
+            if (o->format == "netcdf") {
+              CS_CHECK(valid->count() == 0 && gzip->count() == 0,
+                       "--valid-fraction and --gzip are for --format hdf5 (NetCDF history files have no split and "
+                       "are not compressed)");
+            } else {
+              CS_CHECK(steps->count() == 0 && start->count() == 0,
+                       "--steps-per-file and --start-date are for --format netcdf");
+            }
+            return run_generate(*o);
+          }};
 }
 
 }  // namespace climseg::apps

@@ -61,7 +61,7 @@ struct ReadOptions {
   Reduce reduce = Reduce::none;
   int64_t crop_h = 0, crop_w = 0;  // Reduce::crop: window size
   // Reduce::crop: top-left corner; -1 centres the window on that axis at ((H - crop_h) / 2, (W - crop_w) / 2). The
-  // default is centred because rows run 90N..90S: a centred window keeps the tropics and mid-latitudes, where the
+  // default is centred because rows run from pole to pole (90S..90N): a centred window keeps the tropics and mid-latitudes, where the
   // cyclones and rivers are, and drops polar rows.
   int64_t crop_y = -1, crop_x = -1;
   int64_t stride = 1;  // Reduce::stride: k >= 1

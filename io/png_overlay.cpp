@@ -76,7 +76,7 @@ RgbImage render_overlay(const Tensor& data, const Tensor& mask, const Tensor& la
       const uint8_t g = std::isfinite(v) && hi > lo
                             ? static_cast<uint8_t>(std::lround(255.0 * (double(v) - lo) / (double(hi) - lo)))
                             : 0;
-      uint8_t* p = img.at(y, x);
+      uint8_t* p = img.at(H - 1 - y, x);  // north up: row 0 (the south) is the image's bottom line
       p[0] = p[1] = p[2] = g;
       const size_t k = static_cast<size_t>(y * W + x);
       if (!m.empty() && m[k] != 0) {

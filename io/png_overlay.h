@@ -5,7 +5,7 @@
 //   mask      TC pixels blended with red (255,0,0), AR pixels with blue (0,0,255): (1 - alpha) * grey + alpha * colour
 //   contour   labelled pixels with a 4-neighbour of another class, drawn opaque: TC yellow (255,255,0), AR cyan
 //             (0,255,255), so the label's outline stays visible over the prediction's tint
-// Rows are drawn as stored (row 0 at the top: 90N for DeepCAM data).
+// North up: row 0 (the southernmost latitude, climseg's one orientation: docs/data.md) is the image's bottom line.
 #pragma once
 
 #include <array>

@@ -9,6 +9,7 @@
 #include <bit>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <limits>
 #include <queue>
 
@@ -246,6 +247,9 @@ enum Purpose : uint64_t { kModes = 0, kStorms = 1, kLows = 2, kRivers = 3, kPlum
 enum PlanetPurpose : uint64_t { kContinents = 0, kRidges = 1 };
 
 // ---- the grid ---------------------------------------------------------------------------------------------
+// North-first: row i at latitude 90 - (i + 0.5) 180 / H, as the model was first written. Everything inside this file
+// computes in this orientation (iteration orders, tie-breaks and sums stay as they were, so the values are
+// unchanged); the public API is south-first and flips rows at its boundary (flip_rows).
 struct Grid {
   int64_t H = 0, W = 0;
   double dlat = 0, dlon = 0;  // radians
@@ -1009,14 +1013,96 @@ std::string sample_file_name(const SampleTime& t) {
   return buf;
 }
 
+namespace {
+constexpr int kNoleapBefore[] = {0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334};  // days before each month
+constexpr int kNoleapMonthDays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+}  // namespace
+
+SampleTime noleap_step_time(int64_t step) {
+  CS_CHECK(step >= 0, "noleap step must be >= 0 (2000-01-01 00:00 or later), got ", step);
+  const int64_t days = step / 8;
+  SampleTime t;
+  t.step = static_cast<int>(step % 8);
+  t.year = static_cast<int>(2000 + days / 365);
+  t.day_of_year = static_cast<int>(days % 365);
+  t.month = 1;
+  while (t.month < 12 && kNoleapBefore[t.month] <= t.day_of_year) ++t.month;
+  t.day = t.day_of_year - kNoleapBefore[t.month - 1] + 1;
+  t.run = 1;
+  return t;
+}
+
+int64_t noleap_step_index(int year, int month, int day, int hour) {
+  CS_CHECK(year >= 2000 && year <= 9999 && month >= 1 && month <= 12 && day >= 1 &&
+               day <= kNoleapMonthDays[month - 1] && hour >= 0 && hour < 24 && hour % 3 == 0,
+           "date ", year, "-", month, "-", day, " ", hour,
+           ":00 is not a 3-hourly time of the noleap calendar from 2000-01-01 (no Feb 29; hours 0, 3, .., 21)");
+  return ((static_cast<int64_t>(year) - 2000) * 365 + kNoleapBefore[month - 1] + day - 1) * 8 + hour / 3;
+}
+
+std::string history_file_name(const std::string& kind, const SampleTime& t) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02d-%05d.nc", t.year, t.month, t.day, t.step * 10800);
+  return "synthetic." + kind + "." + buf;
+}
+
+const char* history_units(int64_t c) {
+  static constexpr const char* units[kNumChannels] = {"kg/m2", "m/s", "m/s", "m/s", "m/s", "kg/kg", "Pa", "Pa",
+                                                      "K",     "K",   "m/s", "K",   "K",   "m",     "m",  "m"};
+  CS_CHECK(c >= 0 && c < kNumChannels, "channel ", c, " is outside 0..", kNumChannels - 1);
+  return units[c];
+}
+
+const char* history_long_name(int64_t c) {
+  // As CAM5's history files describe these fields (cam_history addfld long names).
+  static constexpr const char* names[kNumChannels] = {
+      "Total (vertically integrated) precipitable water",
+      "Zonal wind at 850 mbar pressure surface",
+      "Meridional wind at 850 mbar pressure surface",
+      "Lowest model level zonal wind",
+      "Lowest model level meridional wind",
+      "Reference height humidity",
+      "Surface pressure",
+      "Sea level pressure",
+      "Temperature at 200 mbar pressure surface",
+      "Temperature at 500 mbar pressure surface",
+      "Total (convective and large-scale) precipitation rate (liq + ice)",
+      "Surface temperature (radiative)",
+      "Reference height temperature",
+      "Geopotential Z at 1000 mbar pressure surface",
+      "Geopotential Z at 200 mbar pressure surface",
+      "Lowest model level height"};
+  CS_CHECK(c >= 0 && c < kNumChannels, "channel ", c, " is outside 0..", kNumChannels - 1);
+  return names[c];
+}
+
 // ---- labels from the fields -------------------------------------------------------------------------------
-Tensor derive_labels(const Tensor& data, const LabelRules& rules, LabelReport* report) {
-  CS_CHECK(data.defined() && data.device() == Device::cpu && data.dtype() == DType::f32,
-           "derive_labels: needs a host float32 tensor, got ", data.defined() ? data.str() : "an undefined tensor");
-  const Shape& s = data.shape();
-  CS_CHECK(s.n == 1 && s.c == kNumChannels && s.h >= 2 && s.w >= 2, "derive_labels: needs (1,H,W,", kNumChannels,
-           "), got ", s.str());
-  const Tensor dc = data.is_contiguous() ? data : data.clone();
+namespace {
+
+// A copy of a contiguous host (1,H,W,C) tensor with its rows in reverse order: the generator computes north-first
+// (row 0 at 90N, as the model was written) and the API is south-first (io/synthetic.h); flipping at the boundary keeps
+// every value at its latitude bit for bit.
+Tensor flip_rows(const Tensor& t) {
+  const Tensor c = t.is_contiguous() ? t : t.clone();
+  Tensor out = Tensor::empty(c.shape(), c.dtype(), Device::cpu);
+  const int64_t H = c.shape().h;
+  const size_t row = c.nbytes() / static_cast<size_t>(H);
+  const auto* src = static_cast<const unsigned char*>(c.data());
+  auto* dst = static_cast<unsigned char*>(out.data());
+  for (int64_t i = 0; i < H; ++i)
+    std::memcpy(dst + static_cast<size_t>(i) * row, src + static_cast<size_t>(H - 1 - i) * row, row);
+  return out;
+}
+
+std::vector<float> flip_rows(const std::vector<float>& v, int64_t H, int64_t W) {
+  std::vector<float> out(v.size());
+  for (int64_t i = 0; i < H; ++i) std::copy_n(v.begin() + (H - 1 - i) * W, W, out.begin() + i * W);
+  return out;
+}
+
+// derive_labels on north-first data (row 0 at 90N): the rules as written. Returns north-first labels and rows.
+Tensor derive_labels_north_first(const Tensor& dc, const LabelRules& rules, LabelReport* report) {
+  const Shape& s = dc.shape();
   const float* x = dc.data_as<float>();
   const int64_t H = s.h, W = s.w;
   const Grid g(H, W);
@@ -1027,7 +1113,7 @@ Tensor derive_labels(const Tensor& data, const LabelRules& rules, LabelReport* r
   LabelReport& rep = report ? *report : local;
   rep = LabelReport{};
 
-  // Tropical cyclones. Ties between equal pressures go to the earlier pixel in row-major order.
+  // Tropical cyclones. Ties between equal pressures go to the earlier pixel in (north-first) row-major order.
   auto lower = [&](int64_t i, int64_t j, int64_t i2, int64_t j2) {  // is (i2,j2) "below" (i,j)?
     const double a = at(i, j, kPSL), b = at(i2, j2, kPSL);
     return b < a || (b == a && (i2 * W + j2) < (i * W + j));
@@ -1195,17 +1281,44 @@ Tensor derive_labels(const Tensor& data, const LabelRules& rules, LabelReport* r
   return labels;
 }
 
+// Report rows from the north-first computation to the API's south-first rows.
+void report_south_first(LabelReport& rep, int64_t H) {
+  for (DetectedCyclone& c : rep.cyclones) c.row = H - 1 - c.row;
+}
+
+}  // namespace
+
+Tensor derive_labels(const Tensor& data, const LabelRules& rules, LabelReport* report) {
+  CS_CHECK(data.defined() && data.device() == Device::cpu && data.dtype() == DType::f32,
+           "derive_labels: needs a host float32 tensor, got ", data.defined() ? data.str() : "an undefined tensor");
+  const Shape& s = data.shape();
+  CS_CHECK(s.n == 1 && s.c == kNumChannels && s.h >= 2 && s.w >= 2, "derive_labels: needs (1,H,W,", kNumChannels,
+           "), got ", s.str());
+  const Tensor labels = flip_rows(derive_labels_north_first(flip_rows(data), rules, report));
+  if (report) report_south_first(*report, s.h);
+  return labels;
+}
+
 // ---- the generator ------------------------------------------------------------------------------------------
 SyntheticGenerator::SyntheticGenerator(uint64_t seed, int64_t height, int64_t width)
     : seed_(seed), h_(height), w_(width) {
   CS_CHECK(height >= 8 && width >= 8, "synthetic grid ", height, "x", width, " is too small (at least 8x8)");
   CS_CHECK(height <= 16384 && width <= 16384, "synthetic grid ", height, "x", width, " is too large (at most 16384)");
-  Planet(seed).rasterize(Grid(height, width), land_, zs_);
+  Planet(seed).rasterize(Grid(height, width), land_nf_, zs_nf_);
+  land_ = flip_rows(land_nf_, height, width);
+  zs_ = flip_rows(zs_nf_, height, width);
 }
 
 SyntheticSample SyntheticGenerator::generate(int64_t index) const {
+  return generate(index, synthetic_sample_time(index));
+}
+
+SyntheticSample SyntheticGenerator::generate(int64_t index, const SampleTime& time) const {
+  CS_CHECK(index >= 0 && index < (int64_t{1} << 56), "synthetic sample index ", index, " is outside [0, 2^56)");
+  CS_CHECK(time.step >= 0 && time.step < 8 && time.day_of_year >= 0 && time.day_of_year < 366,
+           "synthetic sample time: step ", time.step, " (0..7), day of year ", time.day_of_year, " (0..365)");
   SyntheticSample out;
-  out.time = synthetic_sample_time(index);
+  out.time = time;
   out.file_name = sample_file_name(out.time);
   const Grid g(h_, w_);
   const Planet planet(seed_);
@@ -1228,8 +1341,11 @@ SyntheticSample SyntheticGenerator::generate(int64_t index) const {
       render_plume(g, p, near, pert);
       out.rivers.push_back(p.r);
     }
-  out.data = assemble(g, land_, zs_, out.time, modes, pert);
-  out.labels = derive_labels(out.data, LabelRules{}, &out.report);
+  // Computed north-first (Grid), handed out south-first.
+  const Tensor data = assemble(g, land_nf_, zs_nf_, out.time, modes, pert);
+  out.labels = flip_rows(derive_labels_north_first(data, LabelRules{}, &out.report));
+  report_south_first(out.report, h_);
+  out.data = flip_rows(data);
   return out;
 }
 

@@ -2,8 +2,12 @@
 // describes the model and the class fractions it reaches).
 //
 // A sample is 16 channels (DeepCAM order: TMQ U850 V850 UBOT VBOT QREFHT PS PSL T200 T500 PRECT TS TREFHT Z1000
-// Z200 ZBOT) on a global H x W latitude-longitude grid: row i at latitude 90 - (i + 0.5) * 180 / H degrees (90N at
-// the top), column j at longitude j * 360 / W degrees east. The weather is built from
+// Z200 ZBOT) on a global H x W latitude-longitude grid, south first as everywhere in climseg (io/cf_grid.h): row i at
+// latitude -90 + (i + 0.5) * 180 / H degrees (row 0 southernmost, as in CAM history files; global_grid(H, W)), column
+// j at longitude j * 360 / W degrees east. Data, labels, land_fraction(), topography() and the rows in a LabelReport
+// all use this orientation, and derive_labels() expects it (the cyclonic sense of the wind depends on the
+// hemisphere). Until 2026-12-06 row 0 was 90N; the weather at each (lat, lon) is bit for bit what it was then (the
+// model still computes north-first inside io/synthetic.cpp and flips rows at the API). The weather is built from
 //   - a planet fixed by the seed alone (land fraction and topography: the same continents in every sample);
 //   - a zonal climatology for the sample's date and time (season, thermal equator, diurnal cycle over land);
 //   - smooth large-scale anomalies (a few zonal-wave modes) with geostrophic winds from their pressure gradients;
@@ -14,8 +18,10 @@
 // temperature by Clausius-Clapeyron, heights from the hypsometric equation, surface pressure from the topography).
 // The labels are then derived from the float32 fields alone by TECA-like rules (derive_labels), never painted.
 //
-// Determinism: a sample is a function of (seed, index, H, W) only. Random parameters come from engine/philox.h
-// (counter-based: stream = sample index and a purpose tag), not from any library RNG. Only IEEE-754 operations that
+// Determinism: a sample is a function of (seed, index, H, W) and its date only; generate(index) dates sample `index`
+// by synthetic_sample_time(index), generate(index, time) by the caller's date (the NetCDF history files: 3-hourly
+// steps of a noleap calendar). Random parameters come from engine/philox.h (counter-based: stream = sample index and
+// a purpose tag), not from any library RNG. Only IEEE-754 operations that
 // are correctly rounded everywhere are used where bits reach the output: + - * / and std::sqrt in double, exact
 // operations (floor, comparisons, conversions), and this file's own exp/log/sin/cos (polynomials after exact range
 // reduction), never libm's transcendental functions, whose last bit differs between libm versions and machines. The
@@ -44,6 +50,16 @@ struct SampleTime {
 SampleTime synthetic_sample_time(int64_t index);
 std::string sample_file_name(const SampleTime& t);  // "data-1996-01-21-03-1.h5"
 
+// The NetCDF history files (`data generate --format netcdf`): 3-hourly steps of the noleap calendar (365-day years,
+// no Feb 29) counted from 2000-01-01 00:00, the origin of their time axis ("days since 2000-01-01 00:00:00"; step k
+// is at 0.125 k days). noleap_step_time(k) is step k's date (k >= 0; run 1); noleap_step_index inverts it for a
+// date of the noleap calendar at a 3-hourly time (year 2000..9999; throws otherwise, naming the date).
+SampleTime noleap_step_time(int64_t step);
+int64_t noleap_step_index(int year, int month, int day, int hour);
+// "synthetic.cam.h2.2000-01-01-10800.nc" for kind "cam.h2" (CAM's history-file name: date of the first step and its
+// seconds of the day, 5 digits), "synthetic.labels.2000-01-01-10800.nc" for kind "labels".
+std::string history_file_name(const std::string& kind, const SampleTime& first);
+
 // ---- what was placed (for tests and diagnostics; the labels never read it) -----------------------------------
 struct SyntheticStorm {
   double lat = 0, lon = 0;  // centre, degrees
@@ -63,8 +79,9 @@ struct SyntheticRiver {
 };
 
 // ---- labels from the fields ------------------------------------------------------------------------------------
-// TECA-like rules, applied to the float32 channels only (distances from the grid geometry).
-// Tropical cyclone: a PSL minimum (strict within tc_min_radius_km) at |lat| <= tc_max_lat whose deficit below the
+// TECA-like rules, applied to the float32 channels only (distances from the grid geometry; rows south first).
+// Tropical cyclone: a PSL minimum (strict within tc_min_radius_km; of equal pressures the pixel in the northernmost
+// row, then the lowest column, wins) at |lat| <= tc_max_lat whose deficit below the
 // mean PSL of the 600..900 km annulus is >= tc_min_deficit_pa, with a warm core (max of (T200+T500)/2 within
 // 250 km minus its annulus mean >= tc_warm_core_k) and an azimuthal-mean cyclonic tangential wind (UBOT, VBOT)
 // >= tc_wind in some distance bin. It is labelled out to the radius where that mean wind falls below tc_wind
@@ -102,7 +119,8 @@ struct LabelReport {
   std::vector<DetectedRiver> rivers;      // every connected IVT region
 };
 
-// data: host float32 (1,H,W,16), the raw (unnormalised) channels. Returns (1,H,W,1) uint8 labels.
+// data: host float32 (1,H,W,16), the raw (unnormalised) channels, row 0 southernmost. Returns (1,H,W,1) uint8 labels
+// in the same orientation (and report rows counted from the south).
 Tensor derive_labels(const Tensor& data, const LabelRules& rules = {}, LabelReport* report = nullptr);
 
 // ---- the generator -------------------------------------------------------------------------------------------
@@ -121,19 +139,41 @@ class SyntheticGenerator {
   // Builds the planet (land fraction, topography) for this seed on an H x W grid (H, W >= 8).
   SyntheticGenerator(uint64_t seed, int64_t height, int64_t width);
 
+  // Sample `index` dated synthetic_sample_time(index): what `data generate` writes to HDF5.
   SyntheticSample generate(int64_t index) const;
+  // The weather drawn from (seed, index), dated `time` (season, thermal equator and diurnal cycle from its
+  // day_of_year and step; year, month, day and run only name the file). 0 <= index < 2^56.
+  SyntheticSample generate(int64_t index, const SampleTime& time) const;
 
   int64_t height() const { return h_; }
   int64_t width() const { return w_; }
   uint64_t seed() const { return seed_; }
-  const std::vector<float>& land_fraction() const { return land_; }  // (H,W) row-major, 0 ocean .. 1 land
-  const std::vector<float>& topography() const { return zs_; }       // (H,W) surface height, m
+  // (H,W) row-major, row 0 southernmost.
+  const std::vector<float>& land_fraction() const { return land_; }  // 0 ocean .. 1 land
+  const std::vector<float>& topography() const { return zs_; }       // surface height, m
 
  private:
   uint64_t seed_;
   int64_t h_, w_;
-  std::vector<float> land_, zs_;
+  std::vector<float> land_, zs_;        // south first (the API)
+  std::vector<float> land_nf_, zs_nf_;  // north first (the model's own computation)
 };
+
+// ---- CAM-like NetCDF history files (io/synthetic_netcdf.cpp; only in builds with libnetcdf: CLIMSEG_HAVE_NETCDF) --
+// A history file of consecutive steps on global_grid(H, W) (io/cf_grid.h: dims time (unlimited), lat, lon; time in
+// "days since 2000-01-01 00:00:00", calendar noleap), NetCDF-4, written to `path` as given (the caller makes it
+// atomic). write_history_data: the 16 channels as NC_FLOAT (time, lat, lon) variables named and described as CAM
+// writes them (units, long_name); write_history_labels: `mask` (time, lat, lon) NC_BYTE with CF flag attributes
+// (0 background, 1 tropical_cyclone, 2 atmospheric_river), the layout `climseg predict` writes for NetCDF output.
+// `steps` are (1,H,W,16) float32 / (1,H,W,1) uint8 host tensors, south first; time_days one value per step.
+// Global attributes: Conventions "CF-1.8", title, source, seed. Throws naming the file.
+void write_history_data(const std::string& path, const std::vector<Tensor>& steps, const std::vector<double>& time_days,
+                        uint64_t seed);
+void write_history_labels(const std::string& path, const std::vector<Tensor>& steps,
+                          const std::vector<double>& time_days, uint64_t seed);
+// CAM's units and long_name of channel c (DeepCAM order, 0..15).
+const char* history_units(int64_t c);
+const char* history_long_name(int64_t c);
 
 // ---- deterministic elementary functions (exposed for their tests) --------------------------------------------
 // Only + - * / on doubles, exact range reduction and fixed polynomials: the same bits on every IEEE-754 machine.

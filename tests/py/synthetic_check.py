@@ -2,6 +2,11 @@
 
   synthetic_check.py layout DIR H W N_TRAIN N_VALID   every file: datasets, shapes, dtypes, label values, names
   synthetic_check.py stats DIR                        DIR/stats.h5 against numpy over DIR/train/*.h5
+  synthetic_check.py netcdf DIR H W N PER_FILE START REF
+                                                      `data generate --format netcdf` output read with netCDF4,
+                                                      xarray (cftime) and ncdump: names, coordinates, noleap times,
+                                                      attributes, mask flags, stats.h5, and the values against
+                                                      REF/data_K.npy and REF/labels_K.npy (the generator in-process)
 Prints one line per check and exits non-zero (with the reason) on the first failure.
 """
 import glob
@@ -76,10 +81,177 @@ def check_stats(d):
     print(f"stats.h5 OK over {len(files)} training files ({n} pixels)")
 
 
+# CAM's names, units and long names of the 16 channels (DeepCAM order), written out here independently.
+CAM_FIELDS = [
+    ("TMQ", "kg/m2", "Total (vertically integrated) precipitable water"),
+    ("U850", "m/s", "Zonal wind at 850 mbar pressure surface"),
+    ("V850", "m/s", "Meridional wind at 850 mbar pressure surface"),
+    ("UBOT", "m/s", "Lowest model level zonal wind"),
+    ("VBOT", "m/s", "Lowest model level meridional wind"),
+    ("QREFHT", "kg/kg", "Reference height humidity"),
+    ("PS", "Pa", "Surface pressure"),
+    ("PSL", "Pa", "Sea level pressure"),
+    ("T200", "K", "Temperature at 200 mbar pressure surface"),
+    ("T500", "K", "Temperature at 500 mbar pressure surface"),
+    ("PRECT", "m/s", "Total (convective and large-scale) precipitation rate (liq + ice)"),
+    ("TS", "K", "Surface temperature (radiative)"),
+    ("TREFHT", "K", "Reference height temperature"),
+    ("Z1000", "m", "Geopotential Z at 1000 mbar pressure surface"),
+    ("Z200", "m", "Geopotential Z at 200 mbar pressure surface"),
+    ("ZBOT", "m", "Lowest model level height"),
+]
+
+
+def check_coords(f, ds, h, w):
+    if ds.data_model != "NETCDF4":
+        fail(f"{f}: data model {ds.data_model}, expected NETCDF4")
+    if not ds.dimensions["time"].isunlimited():
+        fail(f"{f}: time is not the unlimited dimension")
+    if len(ds.dimensions["lat"]) != h or len(ds.dimensions["lon"]) != w:
+        fail(f"{f}: lat/lon sizes {len(ds.dimensions['lat'])}/{len(ds.dimensions['lon'])}, expected {h}/{w}")
+    lat, lon = ds["lat"][:].data, ds["lon"][:].data
+    want_lat = -90 + (np.arange(h) + 0.5) * 180 / h
+    want_lon = np.arange(w) * 360 / w
+    if not (np.diff(lat) > 0).all() or not -90 < lat[0] < -90 + 180 / h:
+        fail(f"{f}: lat must ascend from the southernmost row, got {lat[:3]} .. {lat[-1]}")
+    if np.abs(lat - want_lat).max() > 1e-12 or np.abs(lon - want_lon).max() > 1e-12:
+        fail(f"{f}: lat/lon are not the cell centres -90 + (i + 0.5) 180/H, j 360/W")
+    for v, units in (("lat", "degrees_north"), ("lon", "degrees_east"), ("time", "days since 2000-01-01 00:00:00")):
+        if ds[v].units != units:
+            fail(f"{f}: {v}:units {ds[v].units!r}, expected {units!r}")
+    if ds["time"].calendar != "noleap":
+        fail(f"{f}: time:calendar {ds['time'].calendar!r}")
+    for a, want in (("Conventions", "CF-1.8"), ("source", "climseg data generate --format netcdf (synthetic)")):
+        if getattr(ds, a, None) != want:
+            fail(f"{f}: global {a} {getattr(ds, a, None)!r}, expected {want!r}")
+    for a in ("title", "seed"):
+        if a not in ds.ncattrs():
+            fail(f"{f}: global attribute {a} missing")
+    return ds["time"][:].data
+
+
+def check_netcdf(d, h, w, n, per_file, start, ref):
+    import subprocess
+
+    import cftime
+    import netCDF4
+    import xarray as xr
+
+    y, m, day = map(int, start.split("-"))
+    t0 = cftime.DatetimeNoLeap(y, m, day)
+    step = cftime.DatetimeNoLeap(2000, 1, 1, 3) - cftime.DatetimeNoLeap(2000, 1, 1)
+    starts = [t0 + step * k for k in range(0, n, per_file)]
+    names = [f"synthetic.cam.h2.{t.year:04d}-{t.month:02d}-{t.day:02d}-{t.hour * 3600:05d}.nc" for t in starts]
+    got = sorted(os.path.basename(f) for f in glob.glob(os.path.join(d, "*.nc")))
+    if got != sorted(names):
+        fail(f"files {got}, expected {names}")
+    labels = sorted(os.path.basename(f) for f in glob.glob(os.path.join(d, "labels", "*.nc")))
+    if labels != sorted(x.replace(".cam.h2.", ".labels.") for x in names):
+        fail(f"label files {labels}")
+    print(f"{len(names)} history files and {len(labels)} label files, named by their first step")
+
+    times, k = [], 0
+    n1, s1, s2 = 0, np.zeros(16), np.zeros(16)
+    lo, hi = np.full(16, np.inf), np.full(16, -np.inf)
+    for name in names:
+        f = os.path.join(d, name)
+        fl = os.path.join(d, "labels", name.replace(".cam.h2.", ".labels."))
+        with netCDF4.Dataset(f) as ds, netCDF4.Dataset(fl) as dl:
+            tv = check_coords(f, ds, h, w)
+            if not np.array_equal(check_coords(fl, dl, h, w), tv):
+                fail(f"{fl}: time values differ from {f}")
+            nt = len(tv)
+            want_nt = min(per_file, n - k)
+            if nt != want_nt:
+                fail(f"{f}: {nt} steps, expected {want_nt}")
+            if not np.array_equal(np.diff(tv), np.full(nt - 1, 0.125)):
+                fail(f"{f}: time values {tv} are not 0.125 days apart")
+            fields = [v for v in ds.variables if v not in ("time", "lat", "lon")]
+            if fields != [c[0] for c in CAM_FIELDS]:
+                fail(f"{f}: variables {fields}")
+            for name_, units, long_name in CAM_FIELDS:
+                v = ds[name_]
+                if v.dimensions != ("time", "lat", "lon") or v.dtype != np.float32:
+                    fail(f"{f}: {name_} {v.dimensions} {v.dtype}")
+                if v.units != units or v.long_name != long_name:
+                    fail(f"{f}: {name_} units {v.units!r} long_name {v.long_name!r}")
+            mask = dl["mask"]
+            if mask.dimensions != ("time", "lat", "lon") or mask.dtype != np.int8:
+                fail(f"{fl}: mask {mask.dimensions} {mask.dtype}")
+            fv = mask.getncattr("flag_values")
+            if fv.dtype != np.int8 or list(fv) != [0, 1, 2]:
+                fail(f"{fl}: flag_values {fv!r}")
+            if mask.flag_meanings != "background tropical_cyclone atmospheric_river":
+                fail(f"{fl}: flag_meanings {mask.flag_meanings!r}")
+            if mask.long_name != "class of each cell":
+                fail(f"{fl}: mask long_name {mask.long_name!r}")
+            ds.set_auto_mask(False)
+            dl.set_auto_mask(False)
+            x = np.stack([ds[c[0]][:] for c in CAM_FIELDS], axis=-1)  # (time, lat, lon, 16)
+            lab = dl["mask"][:]
+            for t in range(nt):
+                want = np.load(os.path.join(ref, f"data_{k + t}.npy")).reshape(h, w, 16)
+                want_l = np.load(os.path.join(ref, f"labels_{k + t}.npy")).reshape(h, w)
+                if not np.array_equal(x[t].view(np.uint32), want.view(np.uint32)):
+                    bad = np.argwhere(x[t] != want)[0]
+                    fail(f"{f}: step {t} differs from the generator at (row, col, channel) {tuple(bad)}")
+                if not np.array_equal(lab[t].astype(np.uint8), want_l):
+                    fail(f"{fl}: step {t} mask differs from the generator's labels")
+            # South at row 0: the Antarctic plateau lowers the surface pressure along the first row.
+            ps, psl = ds["PS"][:], ds["PSL"][:]
+            if not (ps[:, 0, :] < 0.8 * psl[:, 0, :]).all() or (ps[:, -1, :] < 0.8 * psl[:, -1, :]).all():
+                fail(f"{f}: row 0 is not the Antarctic plateau (PS vs PSL)")
+            xs = x.astype(np.float64).reshape(-1, 16)
+            n1 += xs.shape[0]
+            s1 += xs.sum(0)
+            s2 += (xs * xs).sum(0)
+            lo, hi = np.minimum(lo, xs.min(0)), np.maximum(hi, xs.max(0))
+            k += nt
+        with xr.open_dataset(f, use_cftime=True) as xd:
+            ft = list(xd["time"].values)
+            if ft[0] != starts[names.index(name)]:
+                fail(f"{f}: first time {ft[0]}, expected {starts[names.index(name)]} (the file name)")
+            times += ft
+        with xr.open_dataset(fl, use_cftime=True) as xl:
+            if list(xl["time"].values) != ft:
+                fail(f"{fl}: times differ from {f}")
+            xlat = xl["lat"].values
+            if not (np.diff(xlat) > 0).all() or not -90 < xlat[0] < -90 + 180 / h:
+                fail(f"{fl}: xarray reads lat {xlat[:2]} .., not ascending from the south")
+        r = subprocess.run(["ncdump", "-h", f], capture_output=True, text=True)
+        rl = subprocess.run(["ncdump", "-h", fl], capture_output=True, text=True)
+        if r.returncode or rl.returncode or "UNLIMITED" not in r.stdout or "mask:flag_values" not in rl.stdout:
+            fail(f"ncdump -h {f} / {fl}: {r.returncode} {rl.returncode} {r.stderr} {rl.stderr}")
+    if k != n:
+        fail(f"{k} steps in all, expected {n}")
+    if not all(isinstance(t, cftime.DatetimeNoLeap) for t in times):
+        fail(f"times decode as {type(times[0])}, expected cftime.DatetimeNoLeap")
+    if times[0] != t0 or any(b - a != step for a, b in zip(times, times[1:])):
+        fail(f"times {times} are not 3-hourly from {t0}")
+    if any(t.month == 2 and t.day == 29 for t in times):
+        fail("a Feb 29 in a noleap calendar")
+    print(f"{n} steps, 3-hourly noleap from {times[0]} to {times[-1]}; lat ascending; units, flags, values OK")
+    print("ncdump -h reads every file")
+
+    with h5py.File(os.path.join(d, "stats.h5"), "r") as h5:
+        st = {k_: h5["climate"][k_][...] for k_ in ("count", "mean", "sqmean", "minval", "maxval")}
+    if not (st["count"] == n1).all():
+        fail(f"stats.h5 count {st['count']} != {n1}")
+    for k_, want in (("mean", s1 / n1), ("sqmean", s2 / n1)):
+        err = np.abs(st[k_] - want) / np.maximum(np.abs(want), 1e-30)
+        if err.max() > 1e-11:
+            fail(f"stats.h5 {k_}: relative error {err.max()} (channel {err.argmax()})")
+    if not (st["minval"] == lo).all() or not (st["maxval"] == hi).all():
+        fail("stats.h5 minval/maxval differ from numpy's over the history files")
+    print(f"stats.h5 OK over all {n} steps")
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "layout":
         check_layout(sys.argv[2], *map(int, sys.argv[3:7]))
     elif sys.argv[1] == "stats":
         check_stats(sys.argv[2])
+    elif sys.argv[1] == "netcdf":
+        check_netcdf(sys.argv[2], *map(int, sys.argv[3:7]), sys.argv[7], sys.argv[8])
     else:
         fail("unknown command " + sys.argv[1])

@@ -89,34 +89,34 @@ TEST_CASE("overlay PNG: size, 8-bit RGB, grey field, tinted classes, label conto
   CHECK(img.pixels == render_overlay(data, mask, labels, opt).pixels);
 
   // Field min and max; a grey pixel in between.
-  CHECK(img.rgb(0, 0) == Rgb{0, 0, 0});
-  CHECK(img.rgb(H - 1, W - 1) == Rgb{255, 255, 255});
+  CHECK(img.rgb(H - 1, 0) == Rgb{0, 0, 0});
+  CHECK(img.rgb(0, W - 1) == Rgb{255, 255, 255});
   const auto g = static_cast<uint8_t>(std::lround(grey(6, 3)));
-  CHECK(img.rgb(6, 3) == Rgb{g, g, g});
+  CHECK(img.rgb(H - 1 - 6, 3) == Rgb{g, g, g});
   // Predicted TC tinted red, AR blue: (1 - alpha) * grey + alpha * colour.
   const double g1 = std::lround(grey(3, 4)), g2 = std::lround(grey(7, 9));
-  CHECK(img.rgb(3, 4) == Rgb{blend(g1, 255, 0.4), blend(g1, 0, 0.4), blend(g1, 0, 0.4)});
-  CHECK(img.rgb(7, 9) == Rgb{blend(g2, 0, 0.4), blend(g2, 0, 0.4), blend(g2, 255, 0.4)});
+  CHECK(img.rgb(H - 1 - 3, 4) == Rgb{blend(g1, 255, 0.4), blend(g1, 0, 0.4), blend(g1, 0, 0.4)});
+  CHECK(img.rgb(H - 1 - 7, 9) == Rgb{blend(g2, 0, 0.4), blend(g2, 0, 0.4), blend(g2, 255, 0.4)});
   // TC label outline yellow, its interior untouched; the AR row is all outline (cyan): its neighbours differ.
-  CHECK(img.rgb(1, 12) == kTcContour);
-  CHECK(img.rgb(3, 16) == kTcContour);
-  CHECK(img.rgb(5, 14) == kTcContour);
+  CHECK(img.rgb(H - 1 - 1, 12) == kTcContour);
+  CHECK(img.rgb(H - 1 - 3, 16) == kTcContour);
+  CHECK(img.rgb(H - 1 - 5, 14) == kTcContour);
   const auto gi = static_cast<uint8_t>(std::lround(grey(3, 14)));
-  CHECK(img.rgb(3, 14) == Rgb{gi, gi, gi});
-  CHECK(img.rgb(10, 0) == kArContour);
-  CHECK(img.rgb(10, 19) == kArContour);
+  CHECK(img.rgb(H - 1 - 3, 14) == Rgb{gi, gi, gi});
+  CHECK(img.rgb(H - 1 - 10, 0) == kArContour);
+  CHECK(img.rgb(H - 1 - 10, 19) == kArContour);
   CHECK(kTcContour == Rgb{255, 255, 0});
   CHECK(kArContour == Rgb{0, 255, 255});
 
   SECTION("without contour, without labels, without a mask") {
     opt.label_contour = false;
     const RgbImage a = render_overlay(data, mask, labels, opt);
-    CHECK(a.rgb(1, 12) == Rgb{static_cast<uint8_t>(std::lround(grey(1, 12))),
+    CHECK(a.rgb(H - 1 - 1, 12) == Rgb{static_cast<uint8_t>(std::lround(grey(1, 12))),
                               static_cast<uint8_t>(std::lround(grey(1, 12))),
                               static_cast<uint8_t>(std::lround(grey(1, 12)))});
     CHECK(a.pixels == render_overlay(data, mask, Tensor{}, opt).pixels);
     const RgbImage b = render_overlay(data, Tensor{}, Tensor{}, opt);
-    CHECK(b.rgb(3, 4) == Rgb{static_cast<uint8_t>(g1), static_cast<uint8_t>(g1), static_cast<uint8_t>(g1)});
+    CHECK(b.rgb(H - 1 - 3, 4) == Rgb{static_cast<uint8_t>(g1), static_cast<uint8_t>(g1), static_cast<uint8_t>(g1)});
   }
   SECTION("a constant field is black; sample selection in a batch") {
     Tensor batch = Tensor::zeros(Shape{2, H, W, C}, DType::f32, Device::cpu);
@@ -127,8 +127,8 @@ TEST_CASE("overlay PNG: size, 8-bit RGB, grey field, tinted classes, label conto
     mask2.set(1, 7, 9, 0, 2);
     opt.sample = 0;
     const RgbImage a = render_overlay(batch, mask2, Tensor{}, opt);
-    CHECK(a.rgb(5, 5) == Rgb{0, 0, 0});
-    CHECK(a.rgb(3, 4) == Rgb{0, 0, 0});  // sample 0's mask is all background
+    CHECK(a.rgb(H - 1 - 5, 5) == Rgb{0, 0, 0});
+    CHECK(a.rgb(H - 1 - 3, 4) == Rgb{0, 0, 0});  // sample 0's mask is all background
     const RgbImage single = render_overlay(data, mask, Tensor{}, opt);
     opt.sample = 1;
     CHECK(render_overlay(batch, mask2, Tensor{}, opt).pixels == single.pixels);

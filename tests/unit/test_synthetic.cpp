@@ -1,7 +1,7 @@
-// io/synthetic and io/sample_writer: the deterministic elementary functions against libm, the sample dates, the
-// generator's determinism, physical sanity of the fields, cyclones and rivers as the labels see them, the class
-// fractions over 40 samples (band documented in docs/data.md), and the writer (round trip, identical bytes,
-// refusals).
+// io/synthetic and io/sample_writer: the deterministic elementary functions against libm, the sample dates and the
+// noleap dates of the NetCDF history files, the grid orientation (row 0 south), the generator's determinism,
+// physical sanity of the fields, cyclones and rivers as the labels see them, the class fractions over 40 samples
+// (band documented in docs/data.md), and the writer (round trip, identical bytes, refusals).
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <cmath>
@@ -36,8 +36,8 @@ bool same_bytes(const Tensor& a, const Tensor& b) {
   return a.shape() == b.shape() && a.dtype() == b.dtype() && std::memcmp(a.data(), b.data(), a.nbytes()) == 0;
 }
 
-// The grid as documented in io/synthetic.h, computed here independently (libm is fine in a test).
-double row_lat(int64_t i, int64_t H) { return 90.0 - (static_cast<double>(i) + 0.5) * 180.0 / static_cast<double>(H); }
+// The grid as documented in io/synthetic.h (row 0 southernmost), computed here independently (libm is fine in a test).
+double row_lat(int64_t i, int64_t H) { return -90.0 + (static_cast<double>(i) + 0.5) * 180.0 / static_cast<double>(H); }
 
 struct Field {
   const Tensor& t;
@@ -148,6 +148,62 @@ TEST_CASE("sample dates step 163 x 3 hours from 1996-01-01 00 and name the files
   CHECK_THROWS_WITH(synthetic_sample_time(-1), Catch::Contains("index"));
 }
 
+TEST_CASE("noleap 3-hourly steps from 2000-01-01 00:00 date the NetCDF history files", "[io][synthetic]") {
+  // Against a day-by-day walk of 365-day years.
+  static const int month_len[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  int y = 2000, m = 1, d = 1, doy = 0;
+  for (int64_t day = 0; day < 3 * 365 + 40; ++day) {
+    for (int hh = 0; hh < 8; ++hh) {
+      const int64_t step = day * 8 + hh;
+      const SampleTime t = noleap_step_time(step);
+      INFO("step " << step);
+      REQUIRE(t.year == y);
+      REQUIRE(t.month == m);
+      REQUIRE(t.day == d);
+      REQUIRE(t.day_of_year == doy);
+      REQUIRE(t.step == hh);
+      REQUIRE(noleap_step_index(y, m, d, 3 * hh) == step);
+    }
+    ++doy;
+    if (++d > month_len[m - 1]) {
+      d = 1;
+      if (++m > 12) {
+        m = 1;
+        ++y;
+        doy = 0;
+      }
+    }
+  }
+  CHECK(noleap_step_index(2001, 3, 1, 0) == noleap_step_index(2001, 2, 28, 21) + 1);  // no Feb 29
+  CHECK_THROWS_WITH(noleap_step_index(2004, 2, 29, 0), Catch::Contains("noleap"));
+  CHECK_THROWS_WITH(noleap_step_index(2000, 1, 1, 4), Catch::Contains("3-hourly"));
+  CHECK_THROWS(noleap_step_index(1999, 12, 31, 21));
+  CHECK_THROWS_WITH(noleap_step_time(-1), Catch::Contains("2000-01-01"));
+  CHECK(history_file_name("cam.h2", noleap_step_time(0)) == "synthetic.cam.h2.2000-01-01-00000.nc");
+  CHECK(history_file_name("labels", noleap_step_time(365 * 8 + 58 * 8 + 7)) == "synthetic.labels.2001-02-28-75600.nc");
+}
+
+TEST_CASE("generate(index, time): the weather of (seed, index) at another date", "[io][synthetic]") {
+  const SyntheticGenerator gen(5, 48, 72);
+  // generate(index) is generate(index, synthetic_sample_time(index)), byte for byte.
+  const SyntheticSample a = gen.generate(3), b = gen.generate(3, synthetic_sample_time(3));
+  CHECK(same_bytes(a.data, b.data));
+  CHECK(same_bytes(a.labels, b.labels));
+  CHECK(a.file_name == b.file_name);
+  // Another date: the season and the diurnal cycle change the fields, deterministically.
+  SampleTime summer = synthetic_sample_time(3);
+  summer.day_of_year = (summer.day_of_year + 182) % 365;
+  summer.step = (summer.step + 4) % 8;
+  const SyntheticSample c = gen.generate(3, summer), c2 = gen.generate(3, summer);
+  CHECK_FALSE(same_bytes(a.data, c.data));
+  CHECK(same_bytes(c.data, c2.data));
+  CHECK(same_bytes(derive_labels(c.data), c.labels));
+  SampleTime bad = summer;
+  bad.step = 8;
+  CHECK_THROWS_WITH(gen.generate(3, bad), Catch::Contains("step 8"));
+  CHECK_THROWS_WITH(gen.generate(-1, summer), Catch::Contains("index -1"));
+}
+
 TEST_CASE("the generator is a function of (seed, index, H, W)", "[io][synthetic]") {
   const SyntheticGenerator a(5, 48, 72), b(5, 48, 72), c(6, 48, 72);
   const SyntheticSample s0 = a.generate(3), s1 = b.generate(3), s2 = c.generate(3), s3 = a.generate(4);
@@ -169,18 +225,69 @@ TEST_CASE("the generator is a function of (seed, index, H, W)", "[io][synthetic]
   CHECK_THROWS_WITH(SyntheticGenerator(1, 4, 72), Catch::Contains("too small"));
 }
 
+TEST_CASE("rows run south to north: data, labels, land, topography, report and derive_labels", "[io][synthetic]") {
+  const int64_t H = 96, W = 144;
+  const SyntheticGenerator gen(1, H, W);
+  const std::vector<float>& land = gen.land_fraction();
+  const std::vector<float>& zs = gen.topography();
+  REQUIRE(land.size() == static_cast<size_t>(H * W));
+  // Row 0 (89.06S) is Antarctica: land under the 2600 m plateau, all the way round.
+  for (int64_t j = 0; j < W; ++j) {
+    REQUIRE(land[static_cast<size_t>(j)] > 0.99f);
+    REQUIRE(zs[static_cast<size_t>(j)] > 2000.0f);
+  }
+  // The polar cold sits at both ends; the surface is warmest near the equator (rows H/2 - 1, H/2).
+  bool checked = false;
+  for (int64_t n = 0; n < 8 && !checked; ++n) {
+    const SyntheticSample s = gen.generate(n);
+    const Field f{s.data, H, W};
+    double south = 0, north = 0, equator = 0;
+    for (int64_t j = 0; j < W; ++j) {
+      south += f(0, j, TS) / W;
+      north += f(H - 1, j, TS) / W;
+      equator += f(H / 2, j, TS) / W;
+      // Over the Antarctic plateau the surface pressure is far below sea-level pressure.
+      REQUIRE(f(0, j, PS) < 0.8 * f(0, j, PSL));
+    }
+    CHECK(equator > south + 20);
+    CHECK(equator > north + 20);
+    for (const DetectedCyclone& c : s.report.cyclones) {
+      CHECK(c.lat == Approx(row_lat(c.row, H)).margin(1e-9));  // report rows count from the south too
+      CHECK(c.lon == Approx(c.col * 360.0 / W).margin(1e-9));
+    }
+    // Labels are the rules applied to the south-first fields (the cyclone test below checks that labelled
+    // cyclones turn counter-clockwise where row_lat > 0).
+    int labelled = 0;
+    for (const DetectedCyclone& c : s.report.cyclones) labelled += c.labelled;
+    if (labelled > 0) {
+      CHECK(same_bytes(derive_labels(s.data), s.labels));
+      LabelReport again;
+      derive_labels(s.data, LabelRules{}, &again);
+      REQUIRE(again.cyclones.size() == s.report.cyclones.size());
+      for (size_t k = 0; k < again.cyclones.size(); ++k) CHECK(again.cyclones[k].row == s.report.cyclones[k].row);
+      checked = true;
+    }
+  }
+  CHECK(checked);
+}
+
 TEST_CASE("the generated bytes are the same on every machine and compiler (golden checksum)", "[io][synthetic]") {
-  // FNV-1a over the data and label bytes of samples 0..5 at 96x144 and 0..1 at 192x288, seed 3. Recorded with GCC 12
+  // FNV-1a over the data and label bytes of samples 0..5 at 96x144 and 0..1 at 192x288, seed 3, rows taken from north
+  // to south (the order of the files before 2026-12-06, when the API turned south-first: the value did not change, so
+  // every value sits at the latitude it had, bit for bit). Recorded with GCC 12
   // (-O0, -O2, -O3 -march=native) and Clang 14 (-O2, -O3 -march=native), which all agree. A change here means the
   // model changed (update the value and the numbers in docs/data.md) or arithmetic that should be portable is not
   // (an FMA contraction, a libm call, an unspecified evaluation order): find out which before updating it.
   uint64_t h = 1469598103934665603ULL;
   auto fnv = [&](const Tensor& t) {
     const auto* c = static_cast<const unsigned char*>(t.data());
-    for (size_t i = 0; i < t.nbytes(); ++i) {
-      h ^= c[i];
-      h *= 1099511628211ULL;
-    }
+    const int64_t H = t.shape().h;
+    const size_t row = t.nbytes() / static_cast<size_t>(H);
+    for (int64_t r = H - 1; r >= 0; --r)
+      for (size_t i = 0; i < row; ++i) {
+        h ^= c[static_cast<size_t>(r) * row + i];
+        h *= 1099511628211ULL;
+      }
   };
   for (const auto& [H, W, N] : {std::tuple<int64_t, int64_t, int64_t>{96, 144, 6}, {192, 288, 2}}) {
     const SyntheticGenerator gen(3, H, W);
@@ -230,7 +337,7 @@ TEST_CASE("fields are in realistic ranges and physically consistent", "[io][synt
         const double lat = row_lat(i, H);
         if (lat > 30 && lat < 60 && i > 0 && i + 1 < H) {  // geostrophic westerlies where pressure falls poleward
           u850.push_back(f(i, j, U850));
-          dpdy.push_back(f(i - 1, j, PSL) - f(i + 1, j, PSL));
+          dpdy.push_back(f(i + 1, j, PSL) - f(i - 1, j, PSL));  // row i + 1 is north of row i
         }
       }
     // Background sea-level pressure (away from the cyclones) in the spec's 97000..104000 Pa.
@@ -297,7 +404,7 @@ TEST_CASE("labelled cyclones sit on pressure minima and turn cyclonically in eac
     // Decoy lows (weak, cold-core) are never labelled as cyclones.
     for (const SyntheticStorm& st : s.storms)
       if (st.decoy) {
-        const int64_t i = std::clamp<int64_t>(static_cast<int64_t>((90 - st.lat) * H / 180), 0, H - 1);
+        const int64_t i = std::clamp<int64_t>(static_cast<int64_t>((st.lat + 90) * H / 180), 0, H - 1);
         const int64_t j = static_cast<int64_t>(std::lround(st.lon * W / 360)) % W;
         CHECK(lab[i * W + j] != 1);
         ++checked_decoys;
