@@ -61,6 +61,10 @@ void add_predict_command(CLI::App& app, PredictCommand& c) {
   c.cmd->add_option("--dtype", c.dtype, "Compute dtype (fp16/bf16 on cuda)")
       ->check(CLI::IsMember({"fp32", "fp16", "bf16"}))
       ->capture_default_str();
+  c.cmd->add_flag("--no-fold", c.no_fold,
+                  "Run batch norms (and the other per-channel maps after a convolution) as separate layers instead of "
+                  "folding them into the convolution's weights (docs/inference.md); for bit-exact comparisons with "
+                  "the training code's evaluation");
   c.cmd->add_option("--batch", c.batch, "Samples per forward pass")->check(CLI::PositiveNumber)->capture_default_str();
   c.cmd->add_option("--crop", c.crop, "Read a centred H W window of each sample")->expected(2);
   c.cmd->add_option("--stride", c.stride, "Read every k-th row and column")->check(CLI::PositiveNumber);
@@ -173,13 +177,16 @@ Setup setup(const PredictCommand& c, bool print) {
   return s;
 }
 
-void load_into(Net& net, const PredictCommand& c, const Setup& s) {
+// Loads the weights and, unless --no-fold, folds the per-channel maps into the convolutions (docs/inference.md).
+// Returns the number of folded map layers.
+int load_into(Net& net, const PredictCommand& c, const Setup& s) {
   if (s.torch_file)
     import_pytorch(net, c.weights);
   else if (is_checkpoint_file(c.weights))
     load_checkpoint_weights(net, c.weights);  // a training checkpoint: its master weights
   else
     load_weights(net, c.weights);
+  return c.no_fold ? 0 : net.fold_batchnorm();
 }
 
 int run_predict_hdf5(const PredictCommand& c, const std::vector<std::string>& inputs);
@@ -249,12 +256,13 @@ int run_predict_hdf5(const PredictCommand& c, const std::vector<std::string>& in
   // ---- build, load, run -----------------------------------------------------------------------------------------
   Net net;
   ModelGraph g = build_model(net, m, B, H, W);
-  net.compile(NetOptions{.device = dev, .dtype = dt, .training = false});
-  load_into(net, c, su);
-  std::printf("predict: %s on %s (%s), %lld sample(s) of %lldx%lld, batch %lld, weights %s%s\n", m.name.c_str(),
-              device_name(dev), dtype_name(dt), static_cast<long long>(N), static_cast<long long>(H),
+  net.compile(NetOptions{.device = dev, .dtype = dt, .training = false, .fold = !c.no_fold});
+  const int folded = load_into(net, c, su);
+  std::printf("predict: %s on %s (%s), %lld sample(s) of %lldx%lld, batch %lld, weights %s%s; %d layer(s) folded into "
+              "convolutions\n",
+              m.name.c_str(), device_name(dev), dtype_name(dt), static_cast<long long>(N), static_cast<long long>(H),
               static_cast<long long>(W), static_cast<long long>(B), c.weights.c_str(),
-              torch_file ? " (PyTorch names)" : "");
+              torch_file ? " (PyTorch names)" : "", folded);
 
   ExecContext ctx(dev);
   const int64_t K = m.num_classes;
@@ -403,16 +411,16 @@ int run_predict_netcdf(const PredictCommand& c, const std::vector<std::string>& 
 
   Net net;
   ModelGraph g = build_model(net, m, B, H, W);
-  net.compile(NetOptions{.device = su.dev, .dtype = su.dt, .training = false});
-  load_into(net, c, su);
+  net.compile(NetOptions{.device = su.dev, .dtype = su.dt, .training = false, .fold = !c.no_fold});
+  const int folded = load_into(net, c, su);
   if (root) {
     std::printf("predict: %s on %s (%s), %lld time step(s) %s .. %s of %lldx%lld (lat %g..%g%s, lon %g..%g), "
-                "batch %lld, %d rank(s)\n",
+                "batch %lld, %d rank(s), %d layer(s) folded into convolutions\n",
                 m.name.c_str(), device_name(su.dev), dtype_name(su.dt), static_cast<long long>(N),
                 reader.time_iso(0).c_str(), reader.time_iso(N - 1).c_str(), static_cast<long long>(H),
                 static_cast<long long>(W), reader.grid().lat.front(), reader.grid().lat.back(),
                 reader.lat_flipped() ? ", flipped from north-first" : "", reader.grid().lon.front(),
-                reader.grid().lon.back(), static_cast<long long>(B), ranks.size);
+                reader.grid().lon.back(), static_cast<long long>(B), ranks.size, folded);
     std::printf("  calendar %s, time units '%s'\n", reader.time_axis().calendar.c_str(),
                 reader.time_axis().units.c_str());
     for (const std::string& d : reader.describe_channels()) std::printf("  channel %s\n", d.c_str());

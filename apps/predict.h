@@ -34,6 +34,7 @@ struct PredictCommand {
   std::string start, end;                  // ISO dates
   bool fill_missing = false;
   bool probabilities = false;
+  bool no_fold = false;  // keep batch norms as separate layers (docs/inference.md)
 };
 
 void add_predict_command(CLI::App& app, PredictCommand& c);

@@ -225,6 +225,11 @@ int main(int argc, char** argv) {
   model->add_flag("--train", mb.train,
                   "Whole training steps: also the Adam update (fp32 master weights) and, in fp16, dynamic loss "
                   "scaling; the skipped column counts timed steps skipped for non-finite gradients");
+  model->add_flag("--infer", mb.infer,
+                  "Inference as `climseg predict` computes it: forward only, no loss, training false, batch norm and "
+                  "the other per-channel maps folded into the convolutions; its own CSV (as bench/torch_model.py "
+                  "--infer)");
+  model->add_flag("--no-fold", mb.no_fold, "With --infer: run the batch norms instead of folding them");
   model->add_option("--peak-tflops", mb.peak_tflops,
                     "The device's dense peak for the dtype (TFLOP/s): fills pct_peak (model FLOPs / time / peak)")
       ->check(CLI::NonNegativeNumber);

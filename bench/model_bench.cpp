@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdio>
 #include <memory>
+#include <omp.h>
 #include <vector>
 
 #include "engine/device_allocator.h"
@@ -25,7 +26,66 @@ double median(std::vector<double> v) {
 }
 }  // namespace
 
+// --infer: forward passes of an inference net on one fixed input, timed after o.warmup untimed ones.
+int run_infer_bench(const ModelBenchOptions& o) {
+  const Device dev = parse_device(o.device);
+  const DType dt = parse_dtype(o.dtype);
+  CS_CHECK(!o.train, "climseg-bench model: --infer and --train exclude each other");
+  CS_CHECK(o.steps > 0 && o.warmup >= 0, "--steps must be positive and --warmup non-negative");
+  ModelConfig m = ModelConfig::defaults(o.model);
+  m.width = o.width;
+  Net net;
+  ModelGraph g = build_model(net, m, o.batch, o.height, o.width_px);
+  net.compile(NetOptions{.device = dev, .dtype = dt, .training = false, .fold = !o.no_fold});
+  net.init_params(1);
+  const int folded = o.no_fold ? 0 : net.fold_batchnorm();
+  ExecContext ctx(dev);
+  Profiler prof(dev);
+  {
+    Tensor x = Tensor::empty(net.shape(g.input), DType::f32);
+    for (int64_t i = 0; i < x.numel(); ++i) x.set_flat(i, philox_uniform(2, 1, static_cast<uint64_t>(i)));
+    net.input_tensor(g.input).copy_from(dt == DType::f32 ? x : x.cast(dt), &ctx);
+    ctx.synchronize();
+  }
+  if (o.profile) ctx.profiler = &prof;
+  using clock = std::chrono::steady_clock;
+  std::vector<double> fwd;
+  for (int s = 0; s < o.warmup + o.steps; ++s) {
+    const bool profiled = o.profile && s >= o.warmup;
+    if (profiled) prof.begin_step(ctx.stream());
+    const auto t0 = clock::now();
+    net.forward(ctx);
+    ctx.synchronize();
+    const auto t1 = clock::now();
+    if (profiled) prof.end_step(ctx.stream());
+    if (s >= o.warmup) fwd.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
+  }
+  const double f = median(fwd), fmin = *std::min_element(fwd.begin(), fwd.end());
+  const double gflop = net.forward_flops() / 1e9;
+  if (o.header) std::printf("%s\n", kInferHeader);
+  std::printf("%s,climseg,%s,%s,%lld,%lld,%lld,%g,%d,%.3f,%.3f,%.4f,%d,%d,%.3f,%.2f\n", o.model.c_str(),
+              device_name(dev), dtype_name(dt), static_cast<long long>(o.batch), static_cast<long long>(o.height),
+              static_cast<long long>(o.width_px), o.width, omp_get_max_threads(), f, fmin,
+              1000.0 * static_cast<double>(o.batch) / f, o.steps, folded, gflop, 1000.0 * gflop / f);
+  if (o.profile) {
+    std::printf("\n%s\n", prof.report().table().c_str());
+    // Per layer ("climseg time"), heaviest first: ms per forward, share of the total, GFLOP/s.
+    std::vector<Profiler::NameRow> rows = prof.by_name();
+    double total = 0;
+    for (const auto& r : rows) total += r.ms;
+    std::printf("layer,calls,ms_per_step,pct,gflops\n");
+    for (size_t i = 0; i < rows.size() && i < 25; ++i) {
+      const auto& r = rows[i];
+      const double per = r.ms / static_cast<double>(o.steps);
+      std::printf("%s,%lld,%.2f,%.1f,%.2f\n", r.name.c_str(), static_cast<long long>(r.calls), per,
+                  100.0 * r.ms / total, r.ms > 0 ? r.flops / r.ms / 1e6 : 0.0);
+    }
+  }
+  return 0;
+}
+
 int run_model_bench(const ModelBenchOptions& o) {
+  if (o.infer) return run_infer_bench(o);
   const Device dev = parse_device(o.device);
   const DType dt = parse_dtype(o.dtype);
   CS_CHECK(o.steps > 0 && o.warmup >= 0, "--steps must be positive and --warmup non-negative");

@@ -16,8 +16,17 @@ struct ModelBenchOptions {
   int warmup = 2, steps = 10;
   bool header = true, profile = false;
   bool train = false;        // also the optimizer step and loss scaling
+  // Inference (`climseg predict`'s compute): forward only, no loss, NetOptions::training false, the per-channel maps
+  // folded into the convolutions (Net::fold_batchnorm) unless no_fold. Its own CSV (kInferHeader), which
+  // bench/torch_model.py --infer also prints.
+  bool infer = false;
+  bool no_fold = false;
   double peak_tflops = 0;    // > 0: the pct_peak column is model TFLOP/s over this (the card's dense peak)
 };
+
+inline constexpr const char* kInferHeader =
+    "model,framework,device,dtype,batch,height,width,width_mult,threads,fwd_ms,fwd_min_ms,samples_per_s,steps,"
+    "folded_maps,gflop_per_step,gflops";
 
 int run_model_bench(const ModelBenchOptions& o);
 

@@ -46,6 +46,9 @@ import deepcam  # noqa: E402
 import deeplabv3plus  # noqa: E402
 import tiramisu  # noqa: E402
 
+# climseg-bench model --infer's columns (bench/model_bench.h kInferHeader).
+INFER_HEADER = ("model,framework,device,dtype,batch,height,width,width_mult,threads,fwd_ms,fwd_min_ms,samples_per_s,"
+                "steps,folded_maps,gflop_per_step,gflops")
 HEADER = ("model,device,dtype,batch,height,width,width_mult,fwd_ms,bwd_ms,step_ms,samples_per_s,arena_gib,"
           "device_peak_gib,steps,skipped")
 
@@ -93,6 +96,9 @@ def parse_args(argv):
                    help="CPU bf16: keep PyTorch's oneDNN (mkldnn) convolutions on (off by default: Debian's torch "
                    "1.13 corrupts the heap in the bf16 channels_last backward of 1x1 stride-2 convolutions with few "
                    "channels, e.g. tiramisu at width 0.0625, 64x96)")
+    p.add_argument("--infer", action="store_true",
+                   help="inference as climseg-bench model --infer: model.eval(), torch.no_grad(), channels_last, "
+                   "forward only (no loss), fp32; its CSV columns")
     p.add_argument("--no-header", action="store_true", help="omit the CSV header")
     a = p.parse_args(argv)
     if a.batch <= 0 or a.height <= 0 or a.width <= 0:
@@ -117,7 +123,9 @@ def parse_args(argv):
         if v % q:
             lo, hi = max(q, v // q * q), -(-v // q) * q
             p.error(f"model {a.model}: {name} {v} is not divisible by {q} (try {lo} or {hi})")
-    if a.model == "deeplabv3plus" and a.batch == 1:
+    if a.infer and a.dtype != "fp32":
+        p.error("--infer: fp32 only (the CPU inference comparison)")
+    if a.model == "deeplabv3plus" and a.batch == 1 and not a.infer:
         p.error("deeplabv3plus with --batch 1: PyTorch's BatchNorm2d cannot train the image-level ASPP branch "
                 "(one value per channel); use --batch 2 or more")
     a.tiramisu_opts = tiramisu_opts
@@ -181,6 +189,38 @@ def check_cpu_fp16():
              "use --dtype fp32 or bf16 on the CPU")
 
 
+def run_infer(a, dev, cuda):
+    """--infer: eval mode (running statistics, no dropout), no autograd, channels_last, forward passes of one fixed
+    input; --warmup untimed, then --steps timed (the upper median and the minimum reported)."""
+    model = build_model(a).to(dev, memory_format=torch.channels_last)
+    model.eval()
+    g = torch.Generator().manual_seed(2)
+    x = torch.rand(a.batch, 16, a.height, a.width, generator=g).to(dev).contiguous(memory_format=torch.channels_last)
+    print(f"torch {torch.__version__}, {a.model} inference, {a.device}"
+          + (f" ({torch.cuda.get_device_name()})" if cuda else f", {torch.get_num_threads()} threads")
+          + ", fp32, eval, no_grad, channels_last", file=sys.stderr)
+    times = []
+    with torch.no_grad():
+        for s in range(a.warmup + a.steps):
+            if cuda:
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            y = model(x)
+            if cuda:
+                torch.cuda.synchronize()
+            t1 = time.perf_counter()
+            del y
+            if s >= a.warmup:
+                times.append(1e3 * (t1 - t0))
+    f = median(times)
+    if not a.no_header:
+        print(INFER_HEADER)
+    print(f"{a.model},torch,{a.device},fp32,{a.batch},{a.height},{a.width},{a.width_multiplier:g},"
+          f"{torch.get_num_threads()},{f:.3f},{min(times):.3f},{1000.0 * a.batch / f:.4f},{a.steps},nan,nan,nan")
+    sys.stdout.flush()
+    return 0
+
+
 def main(argv=None):
     a = parse_args(sys.argv[1:] if argv is None else argv)
     cuda = a.device == "cuda"
@@ -201,6 +241,8 @@ def main(argv=None):
     torch.backends.cudnn.benchmark = True
     torch.manual_seed(1)
 
+    if a.infer:
+        return run_infer(a, dev, cuda)
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     model = build_model(a).to(dev, memory_format=torch.channels_last)

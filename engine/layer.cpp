@@ -26,6 +26,10 @@ LayerCost Layer::backward_cost(const std::vector<Shape>& in, DType t) const {
   return c;
 }
 
+void Layer::scale_output_channels(const std::vector<Shape>&, double*, const double*) const {
+  CS_THROW(name(), " (", type(), "): cannot fold a per-channel scale into its weights");
+}
+
 bool Layer::supports(Device d, DType t) const {
   if (d == Device::cpu) return t == DType::f32 || t == DType::f64;
   return t == DType::f32 || t == DType::f16 || t == DType::bf16;
@@ -88,6 +92,20 @@ void Layer::forward(ExecContext& ctx, const ForwardArgs& a) {
       check_tensor(nm, ("state " + st[i].name).c_str(), a.state[i], ctx, stat_dtype(dt));
       CS_CHECK(a.state[i].shape() == st[i].shape, nm, ": state ", st[i].name, " is ", a.state[i].shape().str(),
                ", expected ", st[i].shape.str());
+    }
+  }
+  if (a.epilogue.active()) {
+    CS_CHECK(supports_epilogue(), nm, " (", type(), ") has no inference epilogue (fused bias / residual / ReLU)");
+    CS_CHECK(!a.training, nm, ": the inference epilogue is not for training");
+    if (a.epilogue.bias.defined()) {
+      check_tensor(nm, "epilogue bias", a.epilogue.bias, ctx, dt);
+      CS_CHECK(a.epilogue.bias.shape() == (Shape{1, 1, 1, want.c}), nm, ": epilogue bias is ",
+               a.epilogue.bias.shape().str(), ", expected (1,1,1,", want.c, ")");
+    }
+    if (a.epilogue.residual.defined()) {
+      check_tensor(nm, "epilogue residual", a.epilogue.residual, ctx, dt);
+      CS_CHECK(a.epilogue.residual.shape() == want, nm, ": epilogue residual is ", a.epilogue.residual.shape().str(),
+               ", expected ", want.str());
     }
   }
   LayerCost cost = ctx.profiler ? forward_cost(in, dt) : LayerCost{};

@@ -67,6 +67,26 @@ struct LayerCost {
   double bytes = 0;  // bytes read and written at least once
 };
 
+// Inference epilogue (Net::fold_batchnorm, layers with supports_epilogue()): after the layer has written y,
+//   y = act(y + bias + residual)
+// in one pass. `bias` (1,1,1,K), when defined, replaces the layer's own bias parameter (which is then not applied);
+// `residual` has y's shape. Never set in training.
+struct Epilogue {
+  Tensor bias;
+  Tensor residual;
+  bool relu = false;
+  bool active() const { return bias.defined() || residual.defined() || relu; }
+};
+
+// A per-channel map y = act(scale[c] * x + shift[c] + residual) that an inference net can fold into the
+// preceding convolution (Layer::inference_affine): scale into the weights, shift into the bias, the residual add
+// and the ReLU into the convolution's Epilogue. Values in double.
+struct ChannelAffine {
+  std::vector<double> scale, shift;  // C each
+  bool residual = false;             // input 1 is added (before the ReLU)
+  bool relu = false;
+};
+
 struct ForwardArgs {
   std::vector<Tensor> x;       // inputs
   Tensor y;                    // output, allocated by the caller
@@ -83,6 +103,7 @@ struct ForwardArgs {
   // mask is reproducible from (seed, step) alone. The caller advances it once per forward pass that must draw
   // fresh randomness (each training step, each micro-batch).
   uint64_t step = 0;
+  Epilogue epilogue;  // inference only, for layers with supports_epilogue()
 };
 
 struct BackwardArgs {
@@ -129,6 +150,21 @@ class Layer {
   virtual LayerCost backward_cost(const std::vector<Shape>& in, DType t) const;
   // Capability gating (ggml supports_op): whether this layer has a path for the device and dtype.
   virtual bool supports(Device d, DType t) const;
+
+  // ---- inference folding (Net::fold_batchnorm, docs/inference.md) ----
+  // Layers whose output channels are linear in parameter 0 (convolutions) and that apply ForwardArgs::epilogue
+  // on both device paths. They also scale that weight per output channel: w (param_specs()[0] shape, contiguous,
+  // on the host, in double) becomes w * scale[output channel of the element] (scale: K values).
+  virtual bool supports_epilogue() const { return false; }
+  virtual void scale_output_channels(const std::vector<Shape>& in, double* w, const double* scale) const;
+  // Layers that in inference are the per-channel map of ChannelAffine (batch norm with running statistics, affine,
+  // scale, relu): fill *out from the parameters and state (host copies in double, in param_specs / state_specs
+  // order) and return true; they must also run correctly in place (y aliasing x), since an inference Net plans
+  // them so. Default: false (not foldable).
+  virtual bool inference_affine(const std::vector<Shape>& in, const std::vector<std::vector<double>>& params,
+                                const std::vector<std::vector<double>>& state, ChannelAffine* out) const {
+    return false;
+  }
 
   void forward(ExecContext& ctx, const ForwardArgs& a);
   void backward(ExecContext& ctx, const BackwardArgs& a);

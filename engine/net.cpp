@@ -221,6 +221,50 @@ void Net::compile(const NetOptions& opt) {
     }
   }
 
+  // ---- inference folding: chains conv -> per-channel maps share the chain output's memory -----------------------
+  // A map joins the chain when it is the only consumer of the previous tensor (as its input 0 only), is a
+  // per-channel map at inference (Layer::inference_affine), and any residual it adds is computed before the
+  // convolution (the epilogue adds it there). A map with a ReLU or a residual ends the chain (after those the
+  // composition is no longer affine). The net output may end a chain but not sit inside one.
+  chains_.clear();
+  if (!opt.training && opt.fold) {
+    for (int k = 0; k < L; ++k) {
+      Node& cn = nodes_[k];
+      if (!cn.layer->supports_epilogue() || cn.output == output_) continue;
+      FoldChain ch;
+      ch.conv = k;
+      Id t = cn.output;
+      while (t != output_ && tensors_[t].consumers.size() == 1) {
+        const int f = tensors_[t].consumers[0];
+        const Node& fn = nodes_[f];
+        if (fn.inputs.empty() || fn.inputs[0] != t || tensors_[fn.output].view_of >= 0) break;
+        if (std::count(fn.inputs.begin(), fn.inputs.end(), t) != 1 || fn.inputs.size() > 2) break;
+        std::vector<Shape> in;
+        for (Id i : fn.inputs) in.push_back(tensors_[i].shape);
+        std::vector<std::vector<double>> pz, sz;
+        for (const ParamSpec& s : fn.layer->param_specs(in)) pz.emplace_back(static_cast<size_t>(s.shape.numel()), 0.0);
+        for (const ParamSpec& s : fn.layer->state_specs(in)) sz.emplace_back(static_cast<size_t>(s.shape.numel()), 1.0);
+        ChannelAffine probe;
+        if (!fn.layer->inference_affine(in, pz, sz, &probe)) break;
+        if (probe.residual != (fn.inputs.size() == 2)) break;
+        if (probe.residual && tensors_[fn.inputs[1]].producer >= k) break;
+        ch.maps.push_back(f);
+        t = fn.output;
+        if (probe.residual) ch.residual = fn.inputs[1];
+        ch.relu = probe.relu;
+        if (probe.relu || probe.residual) break;
+      }
+      if (ch.maps.empty()) continue;
+      // Every tensor of the chain but the last becomes a view of the last.
+      for (Id u = cn.output; u != t; u = nodes_[tensors_[u].consumers[0]].output) tensors_[u].fold_into = t;
+      cn.fold_chain = static_cast<int>(chains_.size());
+      for (int f : ch.maps) nodes_[f].fold_member = true;
+      stats_.fold_chains++;
+      stats_.fold_maps += static_cast<int>(ch.maps.size());
+      chains_.push_back(std::move(ch));
+    }
+  }
+
   // ---- live ranges ----------------------------------------------------------------------------------------------
   requests_.clear();
   auto add_req = [&](std::string name, size_t bytes, int first, int last, MemKind kind) {
@@ -308,6 +352,17 @@ void Net::compile(const NetOptions& opt) {
     a.bytes = (static_cast<size_t>(ti.shape.pixels() - 1) * static_cast<size_t>(pi.shape.c) +
                static_cast<size_t>(ti.shape.c)) * ves;
   }
+  // Fold chains: the convolution's output and the maps' intermediate outputs are slices at offset 0 of the chain
+  // output's request (itself possibly a concat slice), so the planner keeps it alive from the convolution on.
+  for (int t = 0; t < T; ++t) {
+    TensorInfo& ti = tensors_[t];
+    if (ti.fold_into < 0) continue;
+    const MemRequest& root = requests_[tensors_[ti.fold_into].act_req];
+    MemRequest& a = requests_[ti.act_req];
+    a.parent = tensors_[ti.fold_into].act_req;
+    a.parent_offset = 0;
+    a.bytes = root.bytes;
+  }
   // In place: output takes over input 0's memory (and dx[0] dy's) when the planner finds the lives adjacent.
   if (opt.in_place) {
     for (int k = 0; k < L; ++k) {
@@ -316,6 +371,7 @@ void Net::compile(const NetOptions& opt) {
       const TensorInfo& xi = tensors_[n.inputs[0]];
       const TensorInfo& yi = tensors_[n.output];
       if (xi.producer < 0 || n.output == output_) continue;  // graph inputs and the net output stay untouched
+      if (xi.fold_into >= 0 || yi.fold_into >= 0) continue;  // a fold chain shares one request already
       if (xi.alias_concat < 0 && yi.alias_concat < 0 && xi.view_of < 0 && yi.view_of < 0)
         requests_[yi.act_req].inplace_of = xi.act_req;
       if (xi.grad_req >= 0 && yi.grad_req >= 0 && !xi.grad_aliased && !yi.grad_aliased)
@@ -352,7 +408,10 @@ void Net::compile(const NetOptions& opt) {
   auto bind = [&](auto&& self, int t) -> void {
     if (bound[t]) return;
     TensorInfo& ti = tensors_[t];
-    if (ti.view_of >= 0) {
+    if (ti.fold_into >= 0) {
+      self(self, ti.fold_into);
+      ti.act = tensors_[ti.fold_into].act;
+    } else if (ti.view_of >= 0) {
       self(self, ti.view_of);
       ti.act = tensors_[ti.view_of].act.channel_slice(ti.view_channel, ti.shape.c);
       if (ti.grad_req >= 0) ti.grad = request_view(ti.grad_req, ti.shape, opt_.dtype);
@@ -484,6 +543,84 @@ void Net::init_params(uint64_t seed) {
   check_compiled("init_params");
   init_flat(params_, param_buf_, seed, 0);
   init_flat(state_, state_buf_, seed, uint64_t(1) << 32);
+  unfold();  // folded values of the old parameters would be stale
+}
+
+void Net::unfold() {
+  folded_ = false;
+  fold_buf_ = Tensor();
+  for (FoldChain& ch : chains_) ch.weight = ch.bias = Tensor();
+}
+
+int Net::fold_batchnorm() {
+  check_compiled("fold_batchnorm");
+  CS_CHECK(!opt_.training, "Net::fold_batchnorm(): folding is for inference nets (NetOptions::training false); a "
+                           "training net must keep its batch norms");
+  unfold();
+  if (chains_.empty()) return 0;
+  const DType dt = opt_.dtype;
+  const size_t es = dtype_size(dt);
+  const int64_t align_elems = std::max<int64_t>(1, static_cast<int64_t>(opt_.align / es));
+  auto padded = [&](int64_t n) { return (n + align_elems - 1) / align_elems * align_elems; };
+  // Host copies of the parameters and state, read in double.
+  const Tensor ph = param_buf_.to(Device::cpu);
+  const Tensor sh = state_buf_.defined() ? state_buf_.to(Device::cpu) : Tensor();
+  auto read = [](const Tensor& host, const Param& p) {
+    std::vector<double> v(static_cast<size_t>(p.spec.shape.numel()));
+    for (size_t j = 0; j < v.size(); ++j) v[j] = host.get_flat(p.offset + static_cast<int64_t>(j));
+    return v;
+  };
+  int64_t total = 0;
+  for (const FoldChain& ch : chains_) {
+    const Node& cn = nodes_[ch.conv];
+    total += padded(params_[cn.param_index.at(0)].spec.shape.numel()) + padded(tensors_[cn.output].shape.c);
+  }
+  Tensor fh = Tensor::zeros(Shape{1, 1, 1, total}, dt, Device::cpu);
+  std::vector<int64_t> offsets;
+  int64_t off = 0, skipped = 0;
+  for (const FoldChain& ch : chains_) {
+    const Node& cn = nodes_[ch.conv];
+    const int64_t K = tensors_[cn.output].shape.c;
+    // Composed map: y = s * conv_nobias(x) + t, starting from the convolution's own bias.
+    std::vector<double> s(static_cast<size_t>(K), 1.0), t(static_cast<size_t>(K), 0.0);
+    if (cn.param_index.size() > 1) t = read(ph, params_[cn.param_index[1]]);
+    for (int f : ch.maps) {
+      const Node& fn = nodes_[f];
+      std::vector<std::vector<double>> pv, sv;
+      for (int pi : fn.param_index) pv.push_back(read(ph, params_[pi]));
+      for (int si : fn.state_index) sv.push_back(read(sh, state_[si]));
+      ChannelAffine a;
+      CS_CHECK(fn.layer->inference_affine(node_input_shapes(f), pv, sv, &a) &&
+                   a.scale.size() == static_cast<size_t>(K) && a.shift.size() == static_cast<size_t>(K),
+               "Net::fold_batchnorm(): node '", fn.name, "' (", fn.layer->type(), ") is no longer foldable");
+      for (size_t c = 0; c < s.size(); ++c) {
+        s[c] *= a.scale[c];
+        t[c] = t[c] * a.scale[c] + a.shift[c];
+      }
+      ++skipped;
+    }
+    const Param& wp = params_[cn.param_index.at(0)];
+    std::vector<double> w = read(ph, wp);
+    cn.layer->scale_output_channels(node_input_shapes(ch.conv), w.data(), s.data());
+    for (size_t j = 0; j < w.size(); ++j) fh.set_flat(off + static_cast<int64_t>(j), w[j]);
+    const int64_t boff = off + padded(wp.spec.shape.numel());
+    for (int64_t c = 0; c < K; ++c) fh.set_flat(boff + c, t[static_cast<size_t>(c)]);
+    offsets.push_back(off);
+    off = boff + padded(K);
+  }
+  fold_buf_ = fh.to(opt_.device);
+  for (size_t i = 0; i < chains_.size(); ++i) {
+    FoldChain& ch = chains_[i];
+    const Node& cn = nodes_[ch.conv];
+    const Shape ws = params_[cn.param_index.at(0)].spec.shape;
+    const int64_t K = tensors_[cn.output].shape.c;
+    char* base = static_cast<char*>(fold_buf_.data());
+    ch.weight = Tensor::wrap(base + static_cast<size_t>(offsets[i]) * es, ws, dt, opt_.device, fold_buf_.buffer());
+    ch.bias = Tensor::wrap(base + static_cast<size_t>(offsets[i] + padded(ws.numel())) * es, Shape{1, 1, 1, K}, dt,
+                           opt_.device, fold_buf_.buffer());
+  }
+  folded_ = true;
+  return static_cast<int>(skipped);
 }
 
 void Net::forward(ExecContext& ctx) {
@@ -496,10 +633,18 @@ void Net::forward(ExecContext& ctx) {
       if (ti.producer < 0 && !ti.dtype) round_storage(ti.act, opt_.emulate_storage);
   for (size_t k = 0; k < nodes_.size(); ++k) {
     Node& n = nodes_[k];
+    if (folded_ && n.fold_member) continue;  // folded into its chain's convolution
     ForwardArgs a;
     for (Id i : n.inputs) a.x.push_back(tensors_[i].act);
     a.y = tensors_[n.output].act;
     for (int pi : n.param_index) a.params.push_back(params_[pi].value);
+    if (folded_ && n.fold_chain >= 0) {
+      const FoldChain& ch = chains_[static_cast<size_t>(n.fold_chain)];
+      a.params[0] = ch.weight;
+      a.epilogue.bias = ch.bias;
+      if (ch.residual >= 0) a.epilogue.residual = tensors_[ch.residual].act;
+      a.epilogue.relu = ch.relu;
+    }
     for (int si : n.state_index) a.state.push_back(state_[si].value);
     a.step = step_;
     if (n.saved_req >= 0) a.saved = Tensor::wrap(static_cast<char*>(arena_.data()) + plan_.offsets[n.saved_req],
@@ -622,9 +767,9 @@ std::string Net::summary() const {
   os << line;
   std::snprintf(line, sizeof line,
                 "concat inputs aliased %d, copied %d; concat gradients aliased %d; channel views %d; in-place "
-                "merges %d\n",
+                "merges %d; fold chains %d (%d maps)\n",
                 stats_.concat_inputs_aliased, stats_.concat_inputs_copied, stats_.concat_grads_aliased, stats_.views,
-                stats_.in_place_granted);
+                stats_.in_place_granted, stats_.fold_chains, stats_.fold_maps);
   os << line << plan_.report();
   return os.str();
 }

@@ -46,6 +46,11 @@ struct NetOptions {
   // follow real 16-bit storage. Parameters are the caller's to keep rounded (the optimizer writes its model copy
   // rounded). f32 (default): off. Used by `climseg train --precision fp16|bf16` on the CPU.
   DType emulate_storage = DType::f32;
+  // Inference only (training false): plan every foldable chain "convolution -> per-channel maps" (batch norm with
+  // running statistics, affine, scale, ReLU; Layer::inference_affine) so that the convolution writes straight into
+  // the chain's output and the maps run in place on it. Results are the same as without; fold_batchnorm() can then
+  // fold the maps into the convolution and skip them. Off: every tensor gets its own request, as in training.
+  bool fold = true;
 };
 
 struct NetStats {
@@ -54,6 +59,8 @@ struct NetStats {
   int concat_grads_aliased = 0;   // concat input gradients that are slices of the concat's gradient
   int views = 0;                  // channel-slice outputs bound as views of their input (no copy)
   int in_place_granted = 0;       // forward and backward in-place merges granted by the planner
+  int fold_chains = 0;            // convolution -> per-channel map chains planned for folding (NetOptions::fold)
+  int fold_maps = 0;              // per-channel map nodes in those chains
 };
 
 class Net {
@@ -93,6 +100,19 @@ class Net {
   void set_step(uint64_t step) { step_ = step; }
   uint64_t step() const { return step_; }
   void forward(ExecContext& ctx);
+
+  // ---- inference folding (docs/inference.md) ----
+  // For a net compiled with training false and fold true, after its parameters and state are final (loaded or
+  // initialised): folds each planned chain conv -> [batch norm | affine | scale]* -> [ReLU] into the convolution,
+  //   w' = w * s[k],  b' = b * s[k] + t[k]     (s, t: the chain's composed per-channel scale and shift, in double)
+  // and its residual add and ReLU into the convolution's epilogue (engine/layer.h Epilogue); forward() then skips
+  // the folded maps. The folded weights and biases live in a buffer of their own: params(), param_buffer() and
+  // state() keep the loaded values, so saving weights or exporting still writes the originals. Call it again after
+  // changing parameters or state (it refolds from them); init_params() drops the fold. Returns the number of map
+  // nodes that forward() now skips. Throws for a training net.
+  int fold_batchnorm();
+  void unfold();                                 // back to running every node with the original parameters
+  bool folded() const { return folded_; }
   // after_node (optional) is called after each node's backward, in backward order, with the node index: from then
   // on that node's parameter gradients (params() with .node == node) are final for this step, which lets gradient
   // buckets start their allreduce while backward goes on.
@@ -138,6 +158,16 @@ class Net {
     std::vector<int> state_index;  // into state_
     int saved_req = -1, fws_req = -1, bws_req = -1;
     std::vector<GradMode> dx_mode;
+    int fold_chain = -1;      // index into chains_: the chain's convolution
+    bool fold_member = false;  // a per-channel map of a chain (skipped by forward() once folded)
+  };
+  // A convolution and the per-channel maps that follow it (NetOptions::fold).
+  struct FoldChain {
+    int conv = -1;
+    std::vector<int> maps;  // node indices, in order
+    Id residual = -1;       // the last map's residual input, if any
+    bool relu = false;      // the last map ends in a ReLU
+    Tensor weight, bias;    // folded values (views of fold_buf_), set by fold_batchnorm()
   };
   struct TensorInfo {
     std::string name;
@@ -148,6 +178,7 @@ class Net {
     bool requires_grad = false;
     int act_req = -1, grad_req = -1;
     int view_of = -1;  // tensor id this tensor is a channel view of (Layer::view_channel_offset)
+    int fold_into = -1;  // tensor id of its fold chain's output, which this tensor shares memory with (NetOptions::fold)
   int64_t view_channel = 0;
   int alias_concat = -1;  // tensor id of the concat output this tensor is a slice of
     int64_t alias_channel = 0;
@@ -167,6 +198,9 @@ class Net {
   MemoryPlan plan_;
   Tensor arena_;
   NetStats stats_;
+  std::vector<FoldChain> chains_;
+  bool folded_ = false;
+  Tensor fold_buf_;
 
   void check_compiled(const char* what, bool needs_memory = true) const;
   std::string where(const Node& n, const char* pass) const;  // error prefix naming a node, its shapes and dtype

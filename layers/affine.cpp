@@ -72,6 +72,21 @@ void Scale::backward_cpu(ExecContext&, const BackwardArgs& a) {
   });
 }
 
+bool Affine::inference_affine(const std::vector<Shape>& in, const std::vector<std::vector<double>>& params,
+                              const std::vector<std::vector<double>>&, ChannelAffine* out) const {
+  out->scale = params.at(0);
+  out->shift = params.at(1);
+  return true;
+}
+
+bool Scale::inference_affine(const std::vector<Shape>& in, const std::vector<std::vector<double>>&,
+                             const std::vector<std::vector<double>>&, ChannelAffine* out) const {
+  const size_t C = static_cast<size_t>(in.at(0).c);
+  out->scale.assign(C, alpha_);
+  out->shift.assign(C, 0.0);
+  return true;
+}
+
 #if !defined(CLIMSEG_HAVE_CUDA)
 CS_STUB_CUDA(Affine)
 CS_STUB_CUDA(Scale)

@@ -24,6 +24,8 @@ class Affine : public Layer {
   std::vector<ParamSpec> param_specs(const std::vector<Shape>& in) const override;
   MemoryNeeds memory_needs(const std::vector<Shape>& in, DType t) const override;  // CUDA backward partials
   LayerCost forward_cost(const std::vector<Shape>& in, DType t) const override;
+  bool inference_affine(const std::vector<Shape>& in, const std::vector<std::vector<double>>& params,
+                        const std::vector<std::vector<double>>& state, ChannelAffine* out) const override;
 
  protected:
   void forward_cpu(ExecContext& ctx, const ForwardArgs& a) override;
@@ -45,6 +47,8 @@ class Scale : public Layer {
   bool in_place_ok() const override { return true; }
   double alpha() const { return alpha_; }
   LayerCost forward_cost(const std::vector<Shape>& in, DType t) const override;
+  bool inference_affine(const std::vector<Shape>& in, const std::vector<std::vector<double>>& params,
+                        const std::vector<std::vector<double>>& state, ChannelAffine* out) const override;
 
  protected:
   void forward_cpu(ExecContext& ctx, const ForwardArgs& a) override;

@@ -1,5 +1,6 @@
 #include "layers/batchnorm.h"
 
+#include <cmath>
 #include <cstring>
 #include <vector>
 
@@ -145,6 +146,21 @@ void BatchNorm2d::backward_cpu(ExecContext&, const BackwardArgs& a) {
                         want_dres ? a.dx[1].pixel_stride() : 0,
                         want_dres && a.dx_mode[1] == GradMode::accumulate);
   });
+}
+
+bool BatchNorm2d::inference_affine(const std::vector<Shape>& in, const std::vector<std::vector<double>>& params,
+                                   const std::vector<std::vector<double>>& state, ChannelAffine* out) const {
+  if (state.size() != 2) return false;
+  const size_t C = static_cast<size_t>(in.at(0).c);
+  out->scale.resize(C);
+  out->shift.resize(C);
+  for (size_t c = 0; c < C; ++c) {
+    out->scale[c] = params[0][c] / std::sqrt(state[1][c] + cfg_.eps);
+    out->shift[c] = params[1][c] - state[0][c] * out->scale[c];
+  }
+  out->residual = cfg_.residual;
+  out->relu = cfg_.relu;
+  return true;
 }
 
 #if !defined(CLIMSEG_HAVE_CUDA)

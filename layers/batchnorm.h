@@ -46,6 +46,9 @@ class BatchNorm2d : public Layer {
   LayerCost forward_cost(const std::vector<Shape>& in, DType t) const override;
   LayerCost backward_cost(const std::vector<Shape>& in, DType t) const override;
   const BatchNormConfig& config() const { return cfg_; }
+  // Inference: scale = gamma / sqrt(running_var + eps), shift = beta - running_mean * scale (Net::fold_batchnorm).
+  bool inference_affine(const std::vector<Shape>& in, const std::vector<std::vector<double>>& params,
+                        const std::vector<std::vector<double>>& state, ChannelAffine* out) const override;
 
   // Saved-state layout: header bytes, then mean at mean_offset and inv_std at inv_std_offset (stat_dtype(t)).
   struct SavedLayout {

@@ -130,9 +130,29 @@ void Conv2d::forward_cpu(ExecContext&, const ForwardArgs& a) {
     using T = decltype(tag);
     cpu::conv2d_fwd<T>(g, x.data_as<T>(), x.pixel_stride(), w.data_as<T>(), a.y.data_as<T>(), a.y.pixel_stride(),
                        false, a.workspace.data(), workspace_of(a.workspace));
-    if (cfg_.bias)
-      cpu::add_bias<T>(a.y.shape().pixels(), cfg_.out_channels, a.params[1].data_as<T>(), a.y.data_as<T>(),
-                       a.y.pixel_stride());
+  });
+  conv_epilogue_cpu(cfg_.bias ? a.params[1] : Tensor(), a.epilogue, a.y);
+}
+
+void Conv2d::scale_output_channels(const std::vector<Shape>& in, double* w, const double* scale) const {
+  const int64_t per_k = param_specs(in).at(0).shape.numel() / cfg_.out_channels;  // KRSC: K outermost
+  for (int64_t k = 0; k < cfg_.out_channels; ++k)
+    for (int64_t i = 0; i < per_k; ++i) w[k * per_k + i] *= scale[k];
+}
+
+void conv_epilogue_cpu(const Tensor& own_bias, const Epilogue& e, const Tensor& y) {
+  const Tensor& b = e.bias.defined() ? e.bias : own_bias;
+  if (!b.defined() && !e.residual.defined() && !e.relu) return;
+  dispatch_cpu_float(y.dtype(), "conv epilogue", [&](auto tag) {
+    using T = decltype(tag);
+    if (!e.residual.defined() && !e.relu) {
+      cpu::add_bias<T>(y.shape().pixels(), y.shape().c, b.data_as<T>(), y.data_as<T>(), y.pixel_stride());
+      return;
+    }
+    cpu::bias_residual_relu<T>(y.shape().pixels(), y.shape().c, b.defined() ? b.data_as<T>() : nullptr,
+                               e.residual.defined() ? e.residual.data_as<T>() : nullptr,
+                               e.residual.defined() ? e.residual.pixel_stride() : 0, e.relu, y.data_as<T>(),
+                               y.pixel_stride());
   });
 }
 

@@ -12,7 +12,14 @@ namespace climseg {
 void Conv2d::forward_cuda(ExecContext& ctx, const ForwardArgs& a) {
   const cudnn::ConvGeometry g = cudnn::conv2d_geometry(*this, a.x[0].shape());
   cudnn::conv2d_forward(ctx, g, a.x[0], a.params[0], a.y, a.workspace);
-  if (cfg_.bias) cuda::add_bias(ctx, a.params[1], a.y);
+  conv_epilogue_cuda(ctx, cfg_.bias ? a.params[1] : Tensor(), a.epilogue, a.y);
+}
+
+void conv_epilogue_cuda(ExecContext& ctx, const Tensor& own_bias, const Epilogue& e, const Tensor& y) {
+  const Tensor& b = e.bias.defined() ? e.bias : own_bias;
+  if (b.defined()) cuda::add_bias(ctx, b, y);
+  if (e.residual.defined()) cuda::add_fwd(ctx, y, e.residual, y);
+  if (e.relu) cuda::relu_fwd(ctx, y, y);
 }
 
 void Conv2d::backward_cuda(ExecContext& ctx, const BackwardArgs& a) {

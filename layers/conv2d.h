@@ -29,6 +29,12 @@ struct Pads {
 };
 Pads resolve_conv_pads(const Conv2dConfig& cfg, int64_t in_h, int64_t in_w);
 
+// The convolutions' bias and inference epilogue (engine/layer.h Epilogue) after the output is written:
+// y = act(y + bias + residual), bias = epilogue.bias when defined, else `own_bias` (the layer's bias parameter, or
+// undefined). CPU: one pass (cpu::bias_residual_relu); CUDA (defined in conv2d.cu): the eltwise launchers in turn.
+void conv_epilogue_cpu(const Tensor& own_bias, const Epilogue& e, const Tensor& y);
+void conv_epilogue_cuda(ExecContext& ctx, const Tensor& own_bias, const Epilogue& e, const Tensor& y);
+
 class Conv2d : public Layer {
  public:
   explicit Conv2d(const Conv2dConfig& cfg);
@@ -40,6 +46,8 @@ class Conv2d : public Layer {
   LayerCost forward_cost(const std::vector<Shape>& in, DType t) const override;
   LayerCost backward_cost(const std::vector<Shape>& in, DType t) const override;
   const Conv2dConfig& config() const { return cfg_; }
+  bool supports_epilogue() const override { return true; }
+  void scale_output_channels(const std::vector<Shape>& in, double* w, const double* scale) const override;
 
  protected:
   void forward_cpu(ExecContext& ctx, const ForwardArgs& a) override;
@@ -87,6 +95,8 @@ class ConvTranspose2d : public Layer {
   LayerCost forward_cost(const std::vector<Shape>& in, DType t) const override;
   LayerCost backward_cost(const std::vector<Shape>& in, DType t) const override;
   const ConvTranspose2dConfig& config() const { return cfg_; }
+  bool supports_epilogue() const override { return true; }
+  void scale_output_channels(const std::vector<Shape>& in, double* w, const double* scale) const override;
 
  protected:
   void forward_cpu(ExecContext& ctx, const ForwardArgs& a) override;

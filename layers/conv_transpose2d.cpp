@@ -144,10 +144,21 @@ void ConvTranspose2d::forward_cpu(ExecContext&, const ForwardArgs& a) {
     using T = decltype(tag);
     cpu::conv2d_bwd_data<T>(g, x.data_as<T>(), x.pixel_stride(), w.data_as<T>(), a.y.data_as<T>(),
                             a.y.pixel_stride(), false, a.workspace.data(), workspace_of(a.workspace));
-    if (cfg_.bias)
-      cpu::add_bias<T>(a.y.shape().pixels(), cfg_.out_channels, a.params[1].data_as<T>(), a.y.data_as<T>(),
-                       a.y.pixel_stride());
   });
+  conv_epilogue_cpu(cfg_.bias ? a.params[1] : Tensor(), a.epilogue, a.y);
+}
+
+void ConvTranspose2d::scale_output_channels(const std::vector<Shape>& in, double* w, const double* scale) const {
+  // (C_in, R, S, K/g): input channel ci belongs to group ci / (C_in / g), whose outputs are g * K/g + k.
+  const Shape ws = param_specs(in).at(0).shape;
+  const int64_t cin = ws.n, kg = ws.c, rs = ws.h * ws.w, cg = cin / cfg_.groups;
+  for (int64_t ci = 0; ci < cin; ++ci) {
+    const double* sg = scale + (ci / cg) * kg;
+    for (int64_t t = 0; t < rs; ++t) {
+      double* wp = w + (ci * rs + t) * kg;
+      for (int64_t k = 0; k < kg; ++k) wp[k] *= sg[k];
+    }
+  }
 }
 
 void ConvTranspose2d::backward_cpu(ExecContext&, const BackwardArgs& a) {

@@ -14,7 +14,7 @@ namespace climseg {
 void ConvTranspose2d::forward_cuda(ExecContext& ctx, const ForwardArgs& a) {
   const cudnn::ConvGeometry g = cudnn::conv_transpose2d_geometry(*this, a.x[0].shape());
   cudnn::conv_transpose2d_forward(ctx, g, a.x[0], a.params[0], a.y, a.workspace);
-  if (cfg_.bias) cuda::add_bias(ctx, a.params[1], a.y);
+  conv_epilogue_cuda(ctx, cfg_.bias ? a.params[1] : Tensor(), a.epilogue, a.y);
 }
 
 void ConvTranspose2d::backward_cuda(ExecContext& ctx, const BackwardArgs& a) {

@@ -3,6 +3,7 @@
 #include "engine/dispatch.h"
 #include "kernels/cpu/eltwise.h"
 #include "kernels/cpu/gemm.h"
+#include "layers/conv2d.h"
 
 namespace climseg {
 
@@ -40,8 +41,14 @@ void PointwiseConv::forward_cpu(ExecContext&, const ForwardArgs& a) {
     // y (P x K) = x (P x C) * W^T (C x K)
     cpu::gemm<T>(false, true, P, k_, C, T(1), x.data_as<T>(), x.pixel_stride(), a.params[0].data_as<T>(), a.params[0].pixel_stride(), T(0),
                  a.y.data_as<T>(), a.y.pixel_stride());
-    if (bias_) cpu::add_bias<T>(P, k_, a.params[1].data_as<T>(), a.y.data_as<T>(), a.y.pixel_stride());
   });
+  conv_epilogue_cpu(bias_ ? a.params[1] : Tensor(), a.epilogue, a.y);
+}
+
+void PointwiseConv::scale_output_channels(const std::vector<Shape>& in, double* w, const double* scale) const {
+  const int64_t c = in.at(0).c;  // (K, 1, 1, C)
+  for (int64_t k = 0; k < k_; ++k)
+    for (int64_t i = 0; i < c; ++i) w[k * c + i] *= scale[k];
 }
 
 void PointwiseConv::backward_cpu(ExecContext&, const BackwardArgs& a) {

@@ -3,6 +3,7 @@
 // pixel strides are the leading dimensions, so channel-slice inputs and outputs need no copies.
 #include "kernels/cublas/gemm.h"
 #include "kernels/cuda/eltwise.h"
+#include "layers/conv2d.h"
 #include "layers/pointwise_conv.h"
 
 namespace climseg {
@@ -13,7 +14,7 @@ void PointwiseConv::forward_cuda(ExecContext& ctx, const ForwardArgs& a) {
   // y (P x K) = x (P x C) * W^T (C x K)
   cuda::gemm(ctx, false, true, P, k_, C, 1.0, x.data(), x.pixel_stride(), a.params[0].data(), a.params[0].pixel_stride(), 0.0, a.y.data(),
              a.y.pixel_stride(), x.dtype());
-  if (bias_) cuda::add_bias(ctx, a.params[1], a.y);
+  conv_epilogue_cuda(ctx, bias_ ? a.params[1] : Tensor(), a.epilogue, a.y);
 }
 
 void PointwiseConv::backward_cuda(ExecContext& ctx, const BackwardArgs& a) {

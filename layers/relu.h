@@ -12,6 +12,15 @@ class Relu : public Layer {
   bool backward_needs_input(int) const override { return false; }
   bool backward_needs_output() const override { return true; }
   bool in_place_ok() const override { return true; }
+  // Foldable into a preceding convolution's epilogue at inference (Net::fold_batchnorm): identity map, then ReLU.
+  bool inference_affine(const std::vector<Shape>& in, const std::vector<std::vector<double>>& params,
+                        const std::vector<std::vector<double>>& state, ChannelAffine* out) const override {
+    const size_t C = static_cast<size_t>(in.at(0).c);
+    out->scale.assign(C, 1.0);
+    out->shift.assign(C, 0.0);
+    out->relu = true;
+    return true;
+  }
 
  protected:
   void forward_cpu(ExecContext& ctx, const ForwardArgs& a) override;

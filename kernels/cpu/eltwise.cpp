@@ -72,6 +72,22 @@ void add_bias(int64_t P, int64_t C, const T* b, T* y, int64_t ys) {
 }
 
 template <class T>
+void bias_residual_relu(int64_t P, int64_t C, const T* b, const T* r, int64_t rs, bool relu, T* y, int64_t ys) {
+#pragma omp parallel for schedule(static) if (P * C >= kParallelMin)
+  for (int64_t p = 0; p < P; ++p) {
+    T* yp = y + p * ys;
+    if (b)
+      for (int64_t c = 0; c < C; ++c) yp[c] += b[c];
+    if (r) {
+      const T* rp = r + p * rs;
+      for (int64_t c = 0; c < C; ++c) yp[c] += rp[c];
+    }
+    if (relu)
+      for (int64_t c = 0; c < C; ++c) yp[c] = yp[c] <= T(0) ? T(0) : yp[c];  // NaN stays NaN
+  }
+}
+
+template <class T>
 void bias_grad(int64_t P, int64_t C, const T* dy, int64_t dys, T* db, bool accumulate) {
   // Sums in a fixed order (pixel blocks, then blocks in order) so results do not depend on the thread count.
   constexpr int64_t kBlock = 1024;
@@ -118,6 +134,7 @@ void round_to_storage(int64_t P, int64_t C, float* y, int64_t ys, bool bf16) {
   template void copy_or_accumulate<T>(int64_t, int64_t, const T*, int64_t, T*, int64_t, bool);            \
   template void add_bias<T>(int64_t, int64_t, const T*, T*, int64_t);                                     \
   template void bias_grad<T>(int64_t, int64_t, const T*, int64_t, T*, bool);                              \
+  template void bias_residual_relu<T>(int64_t, int64_t, const T*, const T*, int64_t, bool, T*, int64_t);   \
   template void axpy<T>(int64_t, T, const T*, T*);
 CS_INSTANTIATE(float)
 CS_INSTANTIATE(double)

@@ -23,6 +23,10 @@ void copy_or_accumulate(int64_t P, int64_t C, const T* src, int64_t ss, T* dst, 
 // y[p, c] += b[c]
 template <class T>
 void add_bias(int64_t P, int64_t C, const T* b, T* y, int64_t ys);
+// y[p, c] = act(y[p, c] + b[c] + r[p, c]), act = ReLU or identity; b or r may be null (left out). One pass over y:
+// a convolution's inference epilogue (engine/layer.h Epilogue). Adds in that order (bias, then residual).
+template <class T>
+void bias_residual_relu(int64_t P, int64_t C, const T* b, const T* r, int64_t rs, bool relu, T* y, int64_t ys);
 // db (=|+=) sum over pixels of dy
 template <class T>
 void bias_grad(int64_t P, int64_t C, const T* dy, int64_t dys, T* db, bool accumulate);

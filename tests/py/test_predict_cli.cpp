@@ -85,6 +85,7 @@ TEST_CASE("climseg predict: logits equal an in-process forward, mask their argma
   ModelGraph g = build_model(net, m, 2, H, W);
   net.compile(NetOptions{.device = Device::cpu, .dtype = DType::f32, .training = false});
   load_weights(net, t.file("w.safetensors"));
+  REQUIRE(net.fold_batchnorm() > 0);  // as predict does by default (docs/inference.md)
   load_inputs(net, g.input);
   net.forward(ctx);
   Tensor ref = net.output().clone();

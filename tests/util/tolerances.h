@@ -72,6 +72,13 @@ inline constexpr Tolerance cpu_f32_vs_f64{
     "sums of up to ~2e4 terms (K*R*S), about sqrt(n) * 2^-24 relative to the sum of magnitudes; as the fp32 GEMM "
     "row. Used by climseg-bench op to verify CPU rows"};
 
+inline constexpr Tolerance cpu_folded_f32{
+    "cpu fp32 folded inference", 0, 5e-5,
+    "applied norm-wise: |folded - unfolded| <= rtol * max|unfolded logit| over the batch. The same network in fp32 with the per-channel maps folded into the convolutions (Net::fold_batchnorm: w * s rounded once to fp32, the bias b * s + t computed in double) against running them: every folded layer rounds differently (a few 2^-24 per output), compounded through 20-60 layers whose batch norms scale by up to ~3x (small widths, statistics calibrated on the batch then perturbed); measured at most 7.4e-6 of the largest logit (DeepCAM and DeepLabv3+ at width 1/8, 32x48); a forgotten shift or scale changes logits by 0.6-20x of the largest logit"};
+inline constexpr Tolerance cpu_folded_f64{
+    "cpu fp64 folded inference", 0, 1e-12,
+    "as the fp32 row in fp64: measured at most 9.1e-15 of the largest logit, budget 100x that; a forgotten shift shows even where it is small next to the logits (DeepCAM without batch norm: 1.4e-5)"};
+
 // ---- CUDA vs CPU ----------------------------------------------------------------------------------------------
 
 inline constexpr Tolerance cuda_f32_exact{
@@ -216,6 +223,7 @@ inline constexpr Tolerance data_parallel_f64{
 inline constexpr Tolerance kTolerances[] = {
     tol::gradcheck_f64,   tol::cpu_same_ops_f64,  tol::cpu_winograd_f64,    tol::optimizer_f64_reference,
     tol::torch_f64,       tol::torch_f64_network, tol::torch_f32_net,       tol::cpu_f32_vs_f64,
+    tol::cpu_folded_f32, tol::cpu_folded_f64,
     tol::cuda_f32_exact,  tol::cuda_f16_eltwise,  tol::cuda_bf16_eltwise,   tol::cuda_f32_gemm,
     tol::cuda_f16_gemm,   tol::cuda_bf16_gemm,    tol::cuda_f32_conv,       tol::cuda_f16_conv,
     tol::cuda_bf16_conv,  tol::cuda_f32_net,      tol::cuda_f32_loss_track, tol::scaling_formula_f64,
