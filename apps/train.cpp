@@ -135,11 +135,11 @@ std::string cache_root() {
   return (fs::temp_directory_path() / "climseg-cache").string();
 }
 
-// The synthetic default: generated once into the cache (into a temporary folder renamed into place, so a run
+// The synthetic default: generated once into the cache (v2: row 0 south since 2026-12-06; v1 caches are not reused) (into a temporary folder renamed into place, so a run
 // killed while generating never leaves a half dataset under the final name).
 std::string synthetic_dataset(int64_t samples, int64_t h, int64_t w, uint64_t seed) {
   char name[128];
-  std::snprintf(name, sizeof name, "synthetic-v1-%lldx%lld-n%lld-seed%llu", static_cast<long long>(h),
+  std::snprintf(name, sizeof name, "synthetic-v2-%lldx%lld-n%lld-seed%llu", static_cast<long long>(h),
                 static_cast<long long>(w), static_cast<long long>(samples), static_cast<unsigned long long>(seed));
   const fs::path root = cache_root(), dir = root / name;
   if (fs::exists(dir / "stats.h5")) return dir.string();
