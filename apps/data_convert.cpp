@@ -41,11 +41,7 @@ int run_convert(const ConvertOptions& o) {
   for (const std::string& f : inputs) CS_CHECK(fs::is_regular_file(f), "--input ", f, ": no such file");
   for (const std::string& f : labels) CS_CHECK(fs::is_regular_file(f), "--labels ", f, ": no such file");
   io::CfReaderOptions ro;
-  ro.channels = io::default_channel_map(io::default_channel_names());
-  if (!o.channel_map.empty()) io::override_channel_map(ro.channels, io::read_channel_map_file(o.channel_map), o.channel_map);
-  std::vector<io::ChannelSource> flags;
-  for (const std::string& spec : o.channel_specs) flags.push_back(io::parse_channel_source(spec, "--channel"));
-  io::override_channel_map(ro.channels, flags, "--channel");
+  ro.channels = io::channel_map(io::default_channel_names(), o.channel_map, o.channel_specs);
   ro.start = o.start;
   ro.end = o.end;
   ro.fill_missing = o.fill_missing;

@@ -117,6 +117,14 @@ std::string find_stats(const std::string& input) {
 
 namespace {
 
+// The class of one pixel's logits: the first maximum on ties, as torch.argmax.
+int64_t argmax(const float* l, int64_t K) {
+  int64_t best = 0;
+  for (int64_t k = 1; k < K; ++k)
+    if (l[k] > l[best]) best = k;
+  return best;
+}
+
 // What both paths share: the model, the device, the loaded network (built for a batch and a size), the statistics.
 struct Setup {
   ModelConfig m;
@@ -288,15 +296,9 @@ int run_predict_hdf5(const PredictCommand& c, const std::vector<std::string>& in
     std::memcpy(static_cast<char*>(logits.data()) + static_cast<size_t>(n0) * logit_bytes, out.data(),
                 static_cast<size_t>(nb) * logit_bytes);
   }
-  // Argmax per pixel (first maximum on ties, as torch.argmax).
   const float* lp = static_cast<const float*>(logits.data());
   uint8_t* mp = static_cast<uint8_t*>(mask.data());
-  for (int64_t p = 0; p < N * H * W; ++p) {
-    int64_t best = 0;
-    for (int64_t k = 1; k < K; ++k)
-      if (lp[p * K + k] > lp[p * K + best]) best = k;
-    mp[p] = static_cast<uint8_t>(best);
-  }
+  for (int64_t p = 0; p < N * H * W; ++p) mp[p] = static_cast<uint8_t>(argmax(lp + p * K, K));
 
   // ---- report and write ---------------------------------------------------------------------------------------------
   for (int64_t n = 0; n < N; ++n) {
@@ -395,11 +397,7 @@ int run_predict_netcdf(const PredictCommand& c, const std::vector<std::string>& 
 
   // The channel map: the defaults for the network's channels, then --channel-map, then --channel.
   io::CfReaderOptions ro;
-  ro.channels = io::default_channel_map(su.channels);
-  if (!c.channel_map.empty()) io::override_channel_map(ro.channels, io::read_channel_map_file(c.channel_map), c.channel_map);
-  std::vector<io::ChannelSource> flags;
-  for (const std::string& spec : c.channel_specs) flags.push_back(io::parse_channel_source(spec, "--channel"));
-  io::override_channel_map(ro.channels, flags, "--channel");
+  ro.channels = io::channel_map(su.channels, c.channel_map, c.channel_specs);
   ro.start = c.start;
   ro.end = c.end;
   ro.fill_missing = c.fill_missing;
@@ -499,9 +497,7 @@ int run_predict_netcdf(const PredictCommand& c, const std::vector<std::string>& 
       const float* lp = static_cast<const float*>(out.data());
       for (size_t p = 0; p < static_cast<size_t>(nb) * plane; ++p) {
         const float* l = lp + p * static_cast<size_t>(K);
-        int64_t best = 0;  // first maximum on ties, as torch.argmax
-        for (int64_t k = 1; k < K; ++k)
-          if (l[k] > l[best]) best = k;
+        const int64_t best = argmax(l, K);
         masks[p] = static_cast<uint8_t>(best);
         if (c.probabilities) {
           double z = 0;

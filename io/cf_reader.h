@@ -55,6 +55,10 @@ void override_channel_map(std::vector<ChannelSource>& map, const std::vector<Cha
                           const std::string& what);
 // Reads a map file: one spec per line, '#' comments and blank lines ignored.
 std::vector<ChannelSource> read_channel_map_file(const std::string& path);
+// The map a command uses: default_channel_map(channels), then the specs of `map_file` (if not empty), then `specs`
+// (the --channel flags), each overriding by channel name.
+std::vector<ChannelSource> channel_map(const std::vector<std::string>& channels, const std::string& map_file,
+                                       const std::vector<std::string>& specs);
 
 struct CfReaderOptions {
   std::vector<ChannelSource> channels;  // in network order

@@ -124,6 +124,16 @@ std::vector<ChannelSource> read_channel_map_file(const std::string& path) {
   return out;
 }
 
+std::vector<ChannelSource> channel_map(const std::vector<std::string>& channels, const std::string& map_file,
+                                       const std::vector<std::string>& specs) {
+  std::vector<ChannelSource> map = default_channel_map(channels);
+  if (!map_file.empty()) override_channel_map(map, read_channel_map_file(map_file), map_file);
+  std::vector<ChannelSource> flags;
+  for (const std::string& spec : specs) flags.push_back(parse_channel_source(spec, "--channel"));
+  override_channel_map(map, flags, "--channel");
+  return map;
+}
+
 // ---- the reader ---------------------------------------------------------------------------------------------------------
 
 namespace {
