@@ -10,6 +10,7 @@
 #include "apps/plan.h"
 #if defined(CLIMSEG_HAVE_IO)
 #include "apps/data.h"
+#include "apps/events.h"
 #include "apps/predict.h"
 #include "apps/train.h"
 #endif
@@ -105,6 +106,8 @@ int main(int argc, char** argv) {
   climseg::apps::PredictCommand predict;
   climseg::apps::add_predict_command(app, predict);
   std::vector<climseg::apps::Subcommand> data_cmds = climseg::apps::add_data_commands(app);
+  climseg::apps::EventsCommand events;
+  climseg::apps::add_events_command(app, events);
 #endif
 
   CLI11_PARSE(app, argc, argv);
@@ -119,13 +122,14 @@ int main(int argc, char** argv) {
     if (*train.train) return climseg::apps::run_train(train.t);
     if (*train.eval) return climseg::apps::run_eval(train.e);
     if (*predict.cmd) return climseg::apps::run_predict(predict);
+    if (*events.cmd) return climseg::apps::run_events(events);
     for (const auto& d : data_cmds)
       if (*d.cmd) return d.run();
 #endif
   } catch (const std::exception& e) {
     std::fprintf(stderr, "climseg: error: %s\n", e.what());
 #if defined(CLIMSEG_HAVE_IO)
-    if (*train.train || *predict.cmd) climseg::apps::abort_ranks(1);  // the other ranks must not wait for this one
+    if (*train.train || *predict.cmd || *events.cmd) climseg::apps::abort_ranks(1);  // the other ranks must not wait for this one
 #endif
     return 1;
   }
