@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "bench/bench_allreduce.h"
+#include "bench/events_bench.h"
 #include "bench/model_bench.h"
 #include "bench/op.h"
 #include "bench/scaling.h"
@@ -236,6 +237,10 @@ int main(int argc, char** argv) {
   model->add_flag("--no-header", no_header, "Omit the CSV header");
   bench::ScalingOptions scaling_opts;
   auto* scaling = bench::add_scaling_subcommand(app, scaling_opts);
+#if defined(CLIMSEG_BENCH_EVENTS)
+  bench::EventsBenchOptions events_opts;
+  auto* events = bench::add_events_subcommand(app, events_opts);
+#endif
 #if defined(CLIMSEG_BENCH_ALLREDUCE)
   bench::AllreduceBenchOptions ar;
   auto* allr = app.add_subcommand("allreduce", "Allreduce sweep in nccl-tests' style (run under mpirun): our "
@@ -272,6 +277,9 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   try {
     if (*scaling) return bench::run_scaling(scaling_opts);
+#if defined(CLIMSEG_BENCH_EVENTS)
+    if (*events) return bench::run_events_bench(events_opts);
+#endif
 #if defined(CLIMSEG_BENCH_ALLREDUCE)
     if (*allr) return bench::run_allreduce_bench(ar);
 #endif
