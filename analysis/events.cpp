@@ -194,7 +194,12 @@ Tracking track_events(const std::vector<Object>& objects, const std::vector<doub
     for (size_t p : open) {
       const Provisional& ev = prov[p];
       const Object& last = objects[ev.objects.back()];
-      const int64_t gap = s - ev.last_step - 1;
+      // Missing steps: in the series, and in time (a hole in the files: k typical steps count as k - 1 missing).
+      int64_t gap = s - ev.last_step - 1;
+      if (out.dt_hours > 0)
+        gap = std::max<int64_t>(gap, std::llround((hours[static_cast<size_t>(s)] -
+                                                   hours[static_cast<size_t>(ev.last_step)]) / out.dt_hours) - 1);
+      if (gap > opt.max_gap) continue;
       std::vector<size_t> touched;
       for (const Run& r : last.runs)
         for (int64_t c = r.c0; c <= r.c1; ++c) {

@@ -15,7 +15,9 @@
 //     current step: by overlap (the pixels they share, counted on the grid), and for cyclones also by centroid
 //     distance when they do not overlap (at most tc_max_speed_kmh times the hours between them).
 //   - An event may miss up to max_gap steps (a detector that blinks keeps one event); links across a gap are
-//     considered only after every link between consecutive steps.
+//     considered only after every link between consecutive steps. Gaps count in time as well: where the series has
+//     a hole (a missing file), k typical steps between two times count as k - 1 missing steps, so events are never
+//     joined across a hole longer than max_gap steps.
 //   - Links are taken greedily in the order: no gap before a gap, larger overlap first, then shorter distance, then
 //     the older event, then the object first in raster order. Each event continues into at most one object and each
 //     object continues at most one event.
