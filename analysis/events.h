@@ -29,7 +29,8 @@
 //     1, 2, ... in the order they started (then raster order of their first object). A split_from or merged_into
 //     naming a dropped event becomes 0.
 // Duration is (time of the last step - time of the first) + dt, dt the series' typical step (the median difference
-// of consecutive times): an event seen at one 3-hourly step lasts 3 hours.
+// of consecutive times): an event seen at one 3-hourly step lasts 3 hours. A series of one step has no typical step
+// (dt 0), so every event in it lasts 0 hours.
 #pragma once
 
 #include <cstdint>
