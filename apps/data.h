@@ -30,6 +30,7 @@ struct GenerateOptions {
   std::string format = "hdf5";
   int64_t steps_per_file = 8;                   // 3-hourly steps per history file (8: one day)
   std::string start_date = "2000-01-01 00:00";  // first step, noleap calendar, from 2000-01-01, hour a multiple of 3
+  bool sequence = false;  // netcdf: events that persist and move, with a truth catalogue (io::SyntheticSequence)
 };
 // Writes the dataset and prints its report; throws on bad options or I/O errors.
 int run_generate(const GenerateOptions& o);

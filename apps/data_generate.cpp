@@ -5,12 +5,16 @@
 //   --format netcdf: CAM-like history files DIR/synthetic.cam.h2.YYYY-MM-DD-SSSSS.nc of --steps-per-file 3-hourly
 //     steps (noleap calendar, from --start-date), the truth masks in DIR/labels/synthetic.labels.YYYY-MM-DD-SSSSS.nc
 //     and DIR/stats.h5 over every step. Prints one line per file, then the class fractions.
+//     --sequence: the steps are a coherent time series (io::SyntheticSequence: cyclones and rivers that live for
+//     several steps and move) and DIR/truth.csv, DIR/truth_events.csv catalogue what was placed (write_truth).
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <map>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "apps/data.h"
@@ -59,7 +63,8 @@ bool starts_ends(const std::string& name, const char* prefix, const char* suffix
 }
 
 // With --force: removes what an earlier `data generate` wrote in either format (data-*.h5 in train/ and
-// validation/, synthetic.cam.h2.*.nc, labels/synthetic.labels.*.nc, stats.h5) and nothing else.
+// validation/, synthetic.cam.h2.*.nc, labels/synthetic.labels.*.nc, stats.h5, truth.csv, truth_events.csv) and
+// nothing else.
 int64_t remove_generated(const fs::path& dir) {
   int64_t removed = 0;
   auto remove_in = [&](const fs::path& d, const char* prefix, const char* suffix) {
@@ -73,7 +78,8 @@ int64_t remove_generated(const fs::path& dir) {
   remove_in(dir / "validation", "data-", ".h5");
   remove_in(dir, "synthetic.cam.h2.", ".nc");
   remove_in(dir / "labels", "synthetic.labels.", ".nc");
-  if (fs::exists(dir / "stats.h5")) removed += fs::remove(dir / "stats.h5") ? 1 : 0;
+  for (const char* name : {"stats.h5", "truth.csv", "truth_events.csv"})
+    if (fs::exists(dir / name)) removed += fs::remove(dir / name) ? 1 : 0;
   return removed;
 }
 
@@ -87,7 +93,7 @@ void prepare_out(const GenerateOptions& o) {
     CS_THROW("--out ", o.out,
              " is not empty; refusing to overwrite it. Pass --force to replace the files an earlier `data generate` "
              "wrote there (train/ and validation/ data-*.h5, synthetic.cam.h2.*.nc, labels/synthetic.labels.*.nc, "
-             "stats.h5); other files are kept");
+             "stats.h5, truth.csv, truth_events.csv); other files are kept");
   std::printf("--force: removed %lld earlier generated file(s) from %s\n",
               static_cast<long long>(remove_generated(dir)), o.out.c_str());
 }
@@ -194,9 +200,74 @@ int64_t parse_start_step(const std::string& s) {
   return io::noleap_step_index(y, mo, d, h);
 }
 
+// "2000-01-01T03:00:00": the date of absolute 3-hourly noleap step g.
+std::string iso_time(int64_t g) {
+  const io::SampleTime t = io::noleap_step_time(g);
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:00:00", t.year, t.month, t.day, 3 * t.step);
+  return buf;
+}
+
+// "%.<digits>f" of a longitude in [0, 360), never printed as 360.
+std::string lon_text(double lon, int digits) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.*f", digits, lon);
+  if (std::strtod(buf, nullptr) >= 360.0) std::snprintf(buf, sizeof buf, "%.*f", digits, 0.0);
+  return buf;
+}
+
+void write_text_atomically(const fs::path& path, const std::string& text) {
+  AtomicFile out(path.string());
+  std::FILE* f = std::fopen(out.tmp_path().c_str(), "wb");
+  CS_CHECK(f, "cannot write ", out.tmp_path());
+  const bool ok = std::fwrite(text.data(), 1, text.size(), f) == text.size();
+  CS_CHECK(std::fclose(f) == 0 && ok, "writing ", out.tmp_path(), " failed");
+  out.commit();
+}
+
+// DIR/truth.csv: one row per (event, step) of the window, by event id then step (io::SyntheticSequence::truth());
+// step is the 0-based index of the time step in the files written, time its date. DIR/truth_events.csv: one row per
+// event, its first and last step in the window. Returns (cyclones, rivers).
+std::pair<int64_t, int64_t> write_truth(const fs::path& dir, const io::SyntheticSequence& seq) {
+  const int64_t first = seq.first_step();
+  auto cls = [](bool cyclone) { return cyclone ? "tropical_cyclone" : "atmospheric_river"; };
+  std::string points = "event_id,class,step,time,lat_deg,lon_deg,strength,path\n";
+  std::map<int64_t, std::pair<int64_t, int64_t>> span;  // event id -> first, last absolute step in the window
+  for (const io::TruthPoint& p : seq.truth()) {
+    char buf[160];
+    std::snprintf(buf, sizeof buf, "%lld,%s,%lld,%s,%.4f,%s,%.3f,", static_cast<long long>(p.event_id), cls(p.cyclone),
+                  static_cast<long long>(p.step - first), iso_time(p.step).c_str(), p.lat, lon_text(p.lon, 4).c_str(),
+                  p.strength);
+    points += buf;
+    for (size_t k = 0; k < p.path.size(); ++k) {
+      std::snprintf(buf, sizeof buf, "%s%.3f %s", k ? ";" : "", p.path[k].first, lon_text(p.path[k].second, 3).c_str());
+      points += buf;
+    }
+    points += "\n";
+    auto [it, fresh] = span.emplace(p.event_id, std::make_pair(p.step, p.step));
+    if (!fresh) it->second.second = p.step;
+  }
+  std::string events = "event_id,class,first_step,last_step,first_time,last_time,steps\n";
+  int64_t cyclones = 0, rivers = 0;
+  for (const io::SequenceEvent& e : seq.events()) {
+    const auto [g0, g1] = span.at(e.id);
+    char buf[160];
+    std::snprintf(buf, sizeof buf, "%lld,%s,%lld,%lld,%s,%s,%lld\n", static_cast<long long>(e.id), cls(e.cyclone),
+                  static_cast<long long>(g0 - first), static_cast<long long>(g1 - first), iso_time(g0).c_str(),
+                  iso_time(g1).c_str(), static_cast<long long>(g1 - g0 + 1));
+    events += buf;
+    ++(e.cyclone ? cyclones : rivers);
+  }
+  write_text_atomically(dir / "truth.csv", points);
+  write_text_atomically(dir / "truth_events.csv", events);
+  return {cyclones, rivers};
+}
+
 // History files of steps [first, first + n) (3-hourly steps since 2000-01-01 00:00, noleap). Step g's weather is
 // drawn from (seed, g) and dated by its own time, so a date has the same weather whatever --start-date a run used.
-int run_generate_netcdf(const GenerateOptions& o) {
+// With `sequence`, io::SyntheticSequence draws the steps (events that persist and move, the same for a date
+// whatever the window) and the truth catalogue is written too.
+int run_generate_netcdf(const GenerateOptions& o, bool sequence) {
   using clock = std::chrono::steady_clock;
   const fs::path dir(o.out);
   CS_CHECK(o.steps_per_file >= 1, "--steps-per-file ", o.steps_per_file, " must be >= 1");
@@ -210,12 +281,18 @@ int run_generate_netcdf(const GenerateOptions& o) {
   std::printf(
       "data generate: %lld synthetic 3-hourly step(s) of %lldx%lld (16 channels), seed %llu, from "
       "%04d-%02d-%02d %02d:00 (noleap) -> %s: %lld NetCDF-4 history file(s) of up to %lld step(s), labels/, "
-      "stats.h5\n",
+      "stats.h5%s\n",
       static_cast<long long>(o.samples), static_cast<long long>(o.height), static_cast<long long>(o.width),
       static_cast<unsigned long long>(o.seed), t0.year, t0.month, t0.day, 3 * t0.step, o.out.c_str(),
-      static_cast<long long>(n_files), static_cast<long long>(o.steps_per_file));
+      static_cast<long long>(n_files), static_cast<long long>(o.steps_per_file),
+      sequence ? ", truth.csv, truth_events.csv (sequence: events that persist and move)" : "");
   const auto t_planet = clock::now();
-  const io::SyntheticGenerator gen(o.seed, o.height, o.width);
+  std::optional<io::SyntheticSequence> seq;
+  std::optional<io::SyntheticGenerator> single;
+  if (sequence)
+    seq.emplace(o.seed, o.height, o.width, first, o.samples);
+  else
+    single.emplace(o.seed, o.height, o.width);
   const double planet_s = std::chrono::duration<double>(clock::now() - t_planet).count();
 
   io::StatsAccumulator stats;
@@ -234,7 +311,7 @@ int run_generate_netcdf(const GenerateOptions& o) {
     const auto t0g = clock::now();
     for (int64_t k = k0; k < k1; ++k) {
       const int64_t g = first + k;
-      io::SyntheticSample s = gen.generate(g, io::noleap_step_time(g));
+      io::SyntheticSample s = seq ? seq->generate(k) : single->generate(g, io::noleap_step_time(g));
       stats.add(s.data, data_name);
       c.add(s.labels);
       for (const auto& cy : s.report.cyclones) tcs += cy.labelled;
@@ -277,6 +354,14 @@ int run_generate_netcdf(const GenerateOptions& o) {
   }
   const std::string stats_path = (dir / "stats.h5").string();
   io::write_stats(stats_path, stats.result());
+  if (seq) {
+    const auto [cyclones, rivers] = write_truth(dir, *seq);
+    std::printf(
+        "sequence: placed %lld tropical cyclone(s) and %lld atmospheric river(s), %lld (event, step) point(s) -> "
+        "%s, %s\n",
+        static_cast<long long>(cyclones), static_cast<long long>(rivers), static_cast<long long>(seq->truth().size()),
+        (dir / "truth.csv").string().c_str(), (dir / "truth_events.csv").string().c_str());
+  }
   std::printf(
       "class fractions (pixels; targets from DeepCAM's train.py: background 98.63%%, TC 0.046%%, AR 1.33%%):\n");
   all.print("overall", o.samples);
@@ -293,19 +378,25 @@ int run_generate_netcdf(const GenerateOptions& o) {
 }
 #endif
 
-}  // namespace
-
-int run_generate(const GenerateOptions& o) {
+int generate(const GenerateOptions& o) {
+  CS_CHECK(!o.sequence || o.format == "netcdf",
+           "--sequence is for --format netcdf (a time series of history files with a truth catalogue); got --format ",
+           o.format);
   if (o.format == "hdf5") return run_generate_hdf5(o);
   CS_CHECK(o.format == "netcdf", "--format ", o.format, ": expected hdf5 or netcdf");
 #if CLIMSEG_HAVE_NETCDF
-  return run_generate_netcdf(o);
+  return run_generate_netcdf(o, o.sequence);
 #else
   CS_THROW(
       "--format netcdf: this build has no NetCDF support (libnetcdf was not found when it was configured; "
       "install libnetcdf-dev and rerun cmake)");
 #endif
 }
+
+}  // namespace
+
+int run_generate(const GenerateOptions& o) { return generate(o); }
+
 
 Subcommand add_data_generate(CLI::App* data) {
   auto o = std::make_shared<GenerateOptions>();
@@ -350,6 +441,9 @@ Subcommand add_data_generate(CLI::App* data) {
                   "3-hourly steps")
       ->check(CLI::IsMember({"hdf5", "netcdf"}))
       ->capture_default_str();
+  cmd->add_flag("--sequence", o->sequence,
+                "netcdf: a coherent time series in which tropical cyclones and atmospheric rivers live for several "
+                "steps and move, with their truth catalogue in DIR/truth.csv and DIR/truth_events.csv");
   return {cmd, [o, valid, gzip, steps, start] {
             if (o->format == "netcdf") {
               CS_CHECK(valid->count() == 0 && gzip->count() == 0,

@@ -243,7 +243,8 @@ class Rng {
   uint64_t n_ = 0;
 };
 
-enum Purpose : uint64_t { kModes = 0, kStorms = 1, kLows = 2, kRivers = 3, kPlumes = 4 };
+// kSeqEvents and kSeqModes are SyntheticSequence's: indexed by a block of 64 steps and by a day, not by a sample.
+enum Purpose : uint64_t { kModes = 0, kStorms = 1, kLows = 2, kRivers = 3, kPlumes = 4, kSeqEvents = 5, kSeqModes = 6 };
 enum PlanetPurpose : uint64_t { kContinents = 0, kRidges = 1 };
 
 // ---- the grid ---------------------------------------------------------------------------------------------
@@ -461,8 +462,7 @@ double great_circle_km(double lat1, double lon1, double lat2, double lon2) {
   return kEarthRadius * 1e-3 * std::sqrt(dx * dx + dy * dy + dz * dz);
 }
 
-std::vector<Mode> draw_modes(uint64_t seed, int64_t index, double season) {
-  Rng r(seed, Rng::sample_stream(index, kModes));
+std::vector<Mode> draw_modes(Rng& r, double season) {
   std::vector<Mode> modes;
   for (int k = 0; k < 12; ++k) {  // extratropical pressure waves, six per hemisphere
     const double h = k % 2 == 0 ? 1.0 : -1.0;
@@ -500,6 +500,11 @@ std::vector<Mode> draw_modes(uint64_t seed, int64_t index, double season) {
     modes.push_back(m);
   }
   return modes;
+}
+
+std::vector<Mode> draw_modes(uint64_t seed, int64_t index, double season) {
+  Rng r(seed, Rng::sample_stream(index, kModes));
+  return draw_modes(r, season);
 }
 
 // The wind profile of Holland et al. (2010): v = vmax [(rm/r)^B exp(1 - (rm/r)^B)]^x, x = 0.5 inside the radius of
@@ -1345,6 +1350,405 @@ SyntheticSample SyntheticGenerator::generate(int64_t index, const SampleTime& ti
   const Tensor data = assemble(g, land_nf_, zs_nf_, out.time, modes, pert);
   out.labels = flip_rows(derive_labels_north_first(data, LabelRules{}, &out.report));
   report_south_first(out.report, h_);
+  out.data = flip_rows(data);
+  return out;
+}
+
+// ---- sequences ------------------------------------------------------------------------------------------------
+namespace {
+
+constexpr int64_t kSeqBlock = 64;    // steps per block of geneses
+constexpr int64_t kSeqMaxLife = 48;  // < kSeqBlock: an event meets only events of its own and the adjacent blocks
+constexpr double kStepSeconds = 10800.0;
+constexpr double kCycloneSepKm = 1800.0;  // between cyclone centres
+constexpr double kRiverSepKm = 1500.0;    // a river filament from a cyclone centre or another filament
+constexpr double kDecoySepKm = 1500.0;    // a decoy from an active event
+constexpr double kDecoyMaxWind = 9.0;     // m/s, decoy lows
+
+double wrap360(double d) { return d - 360.0 * std::floor(d / 360.0); }
+
+struct Xyz {
+  double x = 0, y = 0, z = 0;
+};
+Xyz to_xyz(double lat, double lon) {  // radians
+  const double c = dm::cos(lat);
+  return {c * dm::cos(lon), c * dm::sin(lon), dm::sin(lat)};
+}
+// Chord length in km: never longer than the arc, so a separation checked on chords holds on the sphere.
+double chord_km(const Xyz& a, const Xyz& b) {
+  const double dx = a.x - b.x, dy = a.y - b.y, dz = a.z - b.z;
+  return kEarthRadius * 1e-3 * std::sqrt(dx * dx + dy * dy + dz * dz);
+}
+// From p to the straight segment ab (km): the filament's segments are ~200 km, whose chords sag 1 km below the sphere.
+double segment_km(const Xyz& p, const Xyz& a, const Xyz& b) {
+  const double ex = b.x - a.x, ey = b.y - a.y, ez = b.z - a.z;
+  const double px = p.x - a.x, py = p.y - a.y, pz = p.z - a.z;
+  const double l2 = ex * ex + ey * ey + ez * ez;
+  const double t = l2 > 0 ? std::clamp((px * ex + py * ey + pz * ez) / l2, 0.0, 1.0) : 0.0;
+  const double dx = px - t * ex, dy = py - t * ey, dz = pz - t * ez;
+  return kEarthRadius * 1e-3 * std::sqrt(dx * dx + dy * dy + dz * dz);
+}
+
+// An event (or a decoy) at one step, for the separation tests: a point (cyclone, low) or a filament's polyline.
+struct Footprint {
+  Xyz centre;             // cyclone centre, or the filament's midpoint
+  std::vector<Xyz> line;  // filament: every other vertex of the plume (17 points); empty for a point
+  double reach_km = 0;    // farthest line point from the centre
+};
+Footprint point_footprint(double lat, double lon) { return {to_xyz(lat, lon), {}, 0.0}; }
+Footprint plume_footprint(const Plume& p) {
+  Footprint f;
+  const size_t mid = p.lat.size() / 2;
+  f.centre = to_xyz(p.lat[mid], p.lon[mid]);
+  for (size_t s = 0; s < p.lat.size(); s += 2) {
+    f.line.push_back(to_xyz(p.lat[s], p.lon[s]));
+    f.reach_km = std::max(f.reach_km, chord_km(f.centre, f.line.back()));
+  }
+  return f;
+}
+double point_line_km(const Xyz& p, const std::vector<Xyz>& line) {
+  double d = std::numeric_limits<double>::infinity();
+  for (size_t s = 0; s + 1 < line.size(); ++s) d = std::min(d, segment_km(p, line[s], line[s + 1]));
+  return d;
+}
+// True when a and b are at least `need` km apart (point to point, point to polyline, polyline to polyline: the
+// closest approach of two non-crossing polylines is at a vertex of one of them; crossing ones fail at a vertex near
+// the crossing, the segments being far shorter than `need`).
+bool apart(const Footprint& a, const Footprint& b, double need) {
+  if (chord_km(a.centre, b.centre) - a.reach_km - b.reach_km >= need) return true;
+  if (a.line.empty() && b.line.empty()) return chord_km(a.centre, b.centre) >= need;
+  if (a.line.empty()) return point_line_km(a.centre, b.line) >= need;
+  if (b.line.empty()) return point_line_km(b.centre, a.line) >= need;
+  for (const Xyz& p : a.line)
+    if (point_line_km(p, b.line) < need) return false;
+  for (const Xyz& p : b.line)
+    if (point_line_km(p, a.line) < need) return false;
+  return true;
+}
+
+// A river event at step k of its life: the filament of make_plume with the shape interpolated over the life.
+Plume river_plume(const SequenceEvent& e, int64_t k) {
+  const int64_t life = e.last_step - e.first_step + 1;
+  const double f = life > 1 ? static_cast<double>(k) / static_cast<double>(life - 1) : 0.0;
+  const double a0 = e.lat0_begin + (e.lat0_end - e.lat0_begin) * f, a1 = e.lat1_begin + (e.lat1_end - e.lat1_begin) * f;
+  const double dlon = e.dlon_begin + (e.dlon_end - e.dlon_begin) * f;
+  const double bend = e.bend_begin + (e.bend_end - e.bend_begin) * f;
+  const double lon0 = e.lon0_deg * kDeg + e.sweep_ms * kStepSeconds * static_cast<double>(k) /
+                                              (kEarthRadius * dm::cos(e.lat0_begin * kDeg));
+  Plume p = make_plume(e.hemisphere * a0 * kDeg, lon0, e.hemisphere * a1 * kDeg, dlon * kDeg, bend);
+  p.r.sigma_km = e.sigma_km;
+  p.r.dtmq = e.dtmq;
+  p.r.dwind = e.dwind;
+  p.rain = e.rain;
+  p.r.decoy = false;
+  return p;
+}
+
+// A cyclone event at step k of its life: a Holland vortex as draw_storms makes them, at that step's deficit.
+Vortex cyclone_vortex(const SequenceEvent& e, int64_t k) {
+  const size_t kz = static_cast<size_t>(k);
+  Vortex v{};
+  v.s.lat = e.lat_deg[kz];
+  v.s.lon = e.lon_deg[kz];
+  v.s.holland_b = e.holland_b;
+  v.s.rmax_km = e.rmax_km;
+  v.s.outer_x = e.outer_x;
+  v.rout_km = 650;  // winds gone by 650 km: no ring of river-like vapour transport outside the TC label
+  make_profile(v, e.strength[kz] * 100.0);
+  v.s.core_k = 1.0 + 0.1 * v.s.deficit_hpa;
+  v.t500_k = 0.5 + 0.05 * v.s.deficit_hpa;
+  v.rw_km = e.rw_km;
+  v.dq = 8.0 + 0.2 * v.s.deficit_hpa;
+  v.rq_km = e.rq_km;
+  v.rain = (3.0 + 0.1 * v.s.deficit_hpa) * 1e-6;
+  v.rp_km = e.rp_km;
+  v.s.decoy = false;
+  return v;
+}
+
+// A cyclone born at step `birth`; false when its genesis is over land or its track ends (|lat| > 35, land fraction
+// > 0.5) before 12 steps.
+bool draw_cyclone(Rng& r, int64_t birth, const Planet& planet, SequenceEvent& e) {
+  const double season = season_of(noleap_step_time(birth));
+  const double h = r.uniform() < 0.5 + 0.3 * season ? 1.0 : -1.0;  // more in the summer hemisphere
+  const double alat = r.uniform(8, 25);
+  const double lon0 = r.uniform(0, 360);
+  const int64_t life = 12 + r.below(37);         // 12..48 steps
+  const double u0 = r.uniform(3, 7);             // westward drift, m/s
+  const double v0 = r.uniform(1, 3);             // poleward drift, m/s
+  const double lat_r = alat + r.uniform(3, 15);  // recurvature latitude, degrees
+  const double ue = r.uniform(1, 5);             // eastward drift once recurved, m/s
+  e = SequenceEvent{};
+  e.cyclone = true;
+  e.hemisphere = h;
+  e.first_step = birth;
+  e.holland_b = r.uniform(1.1, 1.5);
+  e.rmax_km = r.uniform(100, 150);  // large storms: resolved by the TC rule at 96x144 too
+  e.outer_x = r.uniform(0.7, 0.9);  // steep outer decay (see rout)
+  e.rw_km = r.uniform(200, 320);
+  e.rq_km = r.uniform(150, 250);
+  e.rp_km = r.uniform(120, 250);
+  const double peak = r.uniform(45, 80);  // hPa
+  double lat = h * alat * kDeg, lon = lon0 * kDeg;
+  if (planet.land(lat, lon) > 0.3) return false;
+  for (int64_t k = 0; k < life; ++k) {
+    if (k > 0 && (std::fabs(lat) > 35.0 * kDeg || planet.land(lat, lon) > 0.5)) break;
+    e.lat_deg.push_back(lat / kDeg);
+    e.lon_deg.push_back(wrap360(lon / kDeg));
+    const double past = smoothstep((std::fabs(lat) / kDeg - lat_r) / 6.0);
+    const double u = -u0 + (u0 + ue) * past, v = v0 * (1.0 + 0.5 * past);
+    lon += u * kStepSeconds / (kEarthRadius * dm::cos(lat));
+    lat += h * v * kStepSeconds / kEarthRadius;
+  }
+  const int64_t n = static_cast<int64_t>(e.lat_deg.size());
+  if (n < 12) return false;
+  e.last_step = birth + n - 1;
+  for (int64_t k = 0; k < n; ++k)
+    e.strength.push_back(peak * (0.85 + 0.15 * dm::sin(kPi * static_cast<double>(k) / static_cast<double>(n - 1))));
+  return true;
+}
+
+// A river born at step `birth`; false when more than a quarter of its filament lies over land (fraction > 0.5) at
+// some step: over land the vapour transport is too weak for the rule to label it every step.
+bool draw_river(Rng& r, int64_t birth, const Planet& planet, SequenceEvent& e) {
+  const double season = season_of(noleap_step_time(birth));
+  e = SequenceEvent{};
+  e.cyclone = false;
+  e.hemisphere = r.uniform() < 0.5 - 0.1 * season ? 1.0 : -1.0;  // more in the winter hemisphere
+  const int64_t life = 8 + r.below(25);                          // 8..32 steps
+  e.first_step = birth;
+  e.last_step = birth + life - 1;
+  e.lat0_begin = r.uniform(14, 26);
+  e.lat0_end = std::clamp(e.lat0_begin + r.uniform(-3, 3), 13.0, 27.0);
+  const double span = r.uniform(24, 40);
+  e.lat1_begin = std::min(70.0, e.lat0_begin + span);
+  const double span_end = std::max(22.0, span + r.uniform(-6, 6));
+  e.lat1_end = std::min(70.0, e.lat0_end + span_end);
+  e.dlon_begin = r.uniform(20, 60);
+  e.dlon_end = std::clamp(e.dlon_begin + r.uniform(-12, 12), 15.0, 65.0);
+  e.bend_begin = r.uniform(-0.25, 0.25);
+  e.bend_end = std::clamp(e.bend_begin + r.uniform(-0.15, 0.15), -0.3, 0.3);
+  e.lon0_deg = r.uniform(0, 360);
+  e.sweep_ms = r.uniform(4, 10);
+  e.sigma_km = r.uniform(230, 340);  // narrower than the single samples' 280..450: the width test
+  e.dtmq = r.uniform(22, 32);
+  e.dwind = r.uniform(24, 32);
+  e.rain = r.uniform(2, 8) * 1e-7;
+  for (int64_t k = 0; k < life; ++k) {
+    const Plume p = river_plume(e, k);
+    int over_land = 0;
+    for (size_t s = 0; s < p.lat.size(); ++s) over_land += planet.land(p.lat[s], p.lon[s]) > 0.5;
+    if (4 * over_land > static_cast<int>(p.lat.size())) return false;
+    const size_t mid = p.lat.size() / 2;
+    e.lat_deg.push_back(p.lat[mid] / kDeg);
+    e.lon_deg.push_back(wrap360(p.lon[mid] / kDeg));
+    e.strength.push_back(e.dtmq);
+  }
+  return true;
+}
+
+struct Track {
+  SequenceEvent e;
+  std::vector<Footprint> at;  // per step of the life
+};
+
+Track make_track(SequenceEvent e) {
+  Track t;
+  const int64_t life = e.last_step - e.first_step + 1;
+  for (int64_t k = 0; k < life; ++k)
+    t.at.push_back(
+        e.cyclone ? point_footprint(e.lat_deg[static_cast<size_t>(k)] * kDeg, e.lon_deg[static_cast<size_t>(k)] * kDeg)
+                  : plume_footprint(river_plume(e, k)));
+  t.e = std::move(e);
+  return t;
+}
+
+// At every step both are alive: cyclones >= kCycloneSepKm apart, anything with a river >= kRiverSepKm.
+bool separated(const Track& a, const Track& b) {
+  const int64_t g0 = std::max(a.e.first_step, b.e.first_step), g1 = std::min(a.e.last_step, b.e.last_step);
+  const double need = a.e.cyclone && b.e.cyclone ? kCycloneSepKm : kRiverSepKm;
+  for (int64_t g = g0; g <= g1; ++g)
+    if (!apart(a.at[static_cast<size_t>(g - a.e.first_step)], b.at[static_cast<size_t>(g - b.e.first_step)], need))
+      return false;
+  return true;
+}
+
+// The proposals of block b (a function of (seed, b) alone): 4..7 cyclones and 9..13 rivers, geneses uniform over the
+// block's steps, placed in genesis order (ties: draw order), each by up to 30 draws against the earlier ones.
+std::vector<Track> block_proposals(uint64_t seed, int64_t block, const Planet& planet) {
+  std::vector<Track> out;
+  if (block < 0) return out;
+  Rng r(seed, Rng::sample_stream(block, kSeqEvents));
+  const int nc = 4 + r.below(4);
+  const int nr = 9 + r.below(5);
+  struct Slot {
+    int64_t birth;
+    int order;
+  };
+  std::vector<Slot> slots;
+  for (int k = 0; k < nc + nr; ++k) {
+    const int64_t offset = r.below(static_cast<int>(kSeqBlock));
+    slots.push_back({block * kSeqBlock + offset, k});
+  }
+  std::stable_sort(slots.begin(), slots.end(), [](const Slot& a, const Slot& b) { return a.birth < b.birth; });
+  for (const Slot& s : slots) {
+    for (int attempt = 0; attempt < 30; ++attempt) {
+      SequenceEvent e;
+      if (s.order < nc) {
+        if (!draw_cyclone(r, s.birth, planet, e)) continue;
+      } else if (!draw_river(r, s.birth, planet, e)) {
+        continue;
+      }
+      e.key = static_cast<uint64_t>(block) * static_cast<uint64_t>(kSeqBlock) + static_cast<uint64_t>(s.order);
+      Track t = make_track(std::move(e));
+      bool ok = true;
+      for (const Track& o : out)
+        if (ok && !separated(t, o)) ok = false;
+      if (ok) {
+        out.push_back(std::move(t));
+        break;
+      }
+    }
+  }
+  return out;
+}
+
+// The background of step g: the modes of day d = g / 8 and d + 1 (streams (day, kSeqModes), each day's season),
+// weighted cos and sin of (pi/2) a, a = (g mod 8) / 8: smooth in time, the same variance at every hour.
+std::vector<Mode> sequence_modes(uint64_t seed, int64_t step) {
+  const int64_t day = step / 8;
+  const double a = static_cast<double>(step % 8) / 8.0;
+  const double weight[2] = {dm::cos(0.5 * kPi * a), dm::sin(0.5 * kPi * a)};
+  std::vector<Mode> out;
+  for (int d = 0; d < 2; ++d) {
+    const double w = weight[d];
+    if (w == 0) continue;
+    Rng r(seed, Rng::sample_stream(day + d, kSeqModes));
+    for (Mode m : draw_modes(r, season_of(noleap_step_time((day + d) * 8)))) {
+      m.ap *= w;
+      m.t_c *= w;
+      m.t_s *= w;
+      m.r_c *= w;
+      m.r_s *= w;
+      out.push_back(m);
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+SyntheticSequence::SyntheticSequence(uint64_t seed, int64_t height, int64_t width, int64_t first_step, int64_t steps)
+    : gen_(seed, height, width), first_(first_step), steps_(steps) {
+  CS_CHECK(first_step >= 0 && steps >= 1 && first_step + steps < (int64_t{1} << 40), "synthetic sequence of ", steps,
+           " step(s) from step ", first_step, ": needs first_step >= 0, steps >= 1, first_step + steps < 2^40");
+  static_assert(kSeqMaxLife < kSeqBlock, "events of blocks b and b + 2 must never meet");
+  const Planet planet(seed);
+  const int64_t last = first_step + steps - 1;
+  const int64_t b0 = first_step / kSeqBlock - 1, b1 = last / kSeqBlock;
+  std::vector<Track> prev = block_proposals(seed, b0 - 1, planet);
+  for (int64_t b = b0; b <= b1; ++b) {
+    std::vector<Track> cur = block_proposals(seed, b, planet);
+    for (const Track& t : cur) {
+      if (t.e.last_step < first_step || t.e.first_step > last) continue;
+      bool ok = true;
+      for (const Track& o : prev)
+        if (ok && !separated(t, o)) ok = false;
+      if (ok) events_.push_back(t.e);
+    }
+    prev = std::move(cur);
+  }
+  // Ids: by first step in the window, then latitude there, then key.
+  auto first_in = [&](const SequenceEvent& e) { return std::max(first_step, e.first_step); };
+  auto lat_in = [&](const SequenceEvent& e) { return e.lat_deg[static_cast<size_t>(first_in(e) - e.first_step)]; };
+  std::sort(events_.begin(), events_.end(), [&](const SequenceEvent& a, const SequenceEvent& b) {
+    if (first_in(a) != first_in(b)) return first_in(a) < first_in(b);
+    if (lat_in(a) != lat_in(b)) return lat_in(a) < lat_in(b);
+    return a.key < b.key;
+  });
+  for (size_t i = 0; i < events_.size(); ++i) {
+    SequenceEvent& e = events_[i];
+    e.id = static_cast<int64_t>(i) + 1;
+    for (int64_t g = first_in(e); g <= std::min(last, e.last_step); ++g) {
+      const int64_t k = g - e.first_step;
+      TruthPoint p;
+      p.event_id = e.id;
+      p.cyclone = e.cyclone;
+      p.step = g;
+      p.lat = e.lat_deg[static_cast<size_t>(k)];
+      p.lon = e.lon_deg[static_cast<size_t>(k)];
+      p.strength = e.strength[static_cast<size_t>(k)];
+      if (!e.cyclone) {
+        const Plume pl = river_plume(e, k);
+        for (size_t s = 0; s < pl.lat.size(); s += 4) p.path.emplace_back(pl.lat[s] / kDeg, wrap360(pl.lon[s] / kDeg));
+      }
+      truth_.push_back(std::move(p));
+    }
+  }
+}
+
+SyntheticSample SyntheticSequence::generate(int64_t k) const {
+  CS_CHECK(k >= 0 && k < steps_, "synthetic sequence step ", k, " is outside 0..", steps_ - 1);
+  const int64_t g = first_ + k;
+  const int64_t h = gen_.h_, w = gen_.w_;
+  SyntheticSample out;
+  out.time = noleap_step_time(g);
+  out.file_name = sample_file_name(out.time);
+  const Grid grid(h, w);
+  const Planet planet(gen_.seed_);
+
+  // The events alive at g, in key order: the sums below do not depend on the window's ids.
+  std::vector<const SequenceEvent*> active;
+  for (const SequenceEvent& e : events_)
+    if (e.first_step <= g && g <= e.last_step) active.push_back(&e);
+  std::sort(active.begin(), active.end(),
+            [](const SequenceEvent* a, const SequenceEvent* b) { return a->key < b->key; });
+  std::vector<Vortex> storms;
+  std::vector<Plume> rivers;
+  std::vector<Footprint> placed;
+  for (const SequenceEvent* e : active) {
+    if (e->cyclone) {
+      storms.push_back(cyclone_vortex(*e, g - e->first_step));
+      placed.push_back(point_footprint(storms.back().s.lat * kDeg, storms.back().s.lon * kDeg));
+    } else {
+      rivers.push_back(river_plume(*e, g - e->first_step));
+      placed.push_back(plume_footprint(rivers.back()));
+    }
+  }
+  auto clear_of_events = [&](const Footprint& f) {
+    for (const Footprint& p : placed)
+      if (!apart(f, p, kDecoySepKm)) return false;
+    return true;
+  };
+  std::vector<Vortex> lows;
+  for (Vortex& v : draw_lows(gen_.seed_, g, planet, storms))
+    if (clear_of_events(point_footprint(v.s.lat * kDeg, v.s.lon * kDeg))) {
+      if (v.s.vmax > kDecoyMaxWind) {  // weaker than the single samples' (13 m/s): no river-like vapour transport
+        v.s.vmax = kDecoyMaxWind;
+        make_profile(v, 0.0);
+      }
+      lows.push_back(std::move(v));
+    }
+  std::vector<Plume> plumes;
+  for (Plume& p : draw_plumes(gen_.seed_, g))
+    if (clear_of_events(plume_footprint(p))) plumes.push_back(std::move(p));
+  const std::vector<Mode> modes = sequence_modes(gen_.seed_, g);
+
+  Perturbation pert(static_cast<size_t>(h * w));
+  std::vector<Near> near(static_cast<size_t>(h * w));
+  for (const auto* list : {&storms, &lows})
+    for (const Vortex& v : *list) {
+      render_vortex(grid, v, pert);
+      out.storms.push_back(v.s);
+    }
+  for (const auto* list : {&rivers, &plumes})
+    for (const Plume& p : *list) {
+      render_plume(grid, p, near, pert);
+      out.rivers.push_back(p.r);
+    }
+  const Tensor data = assemble(grid, gen_.land_nf_, gen_.zs_nf_, out.time, modes, pert);
+  out.labels = flip_rows(derive_labels_north_first(data, LabelRules{}, &out.report));
+  report_south_first(out.report, h);
   out.data = flip_rows(data);
   return out;
 }

@@ -32,6 +32,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "engine/tensor.h"
@@ -153,10 +154,102 @@ class SyntheticGenerator {
   const std::vector<float>& topography() const { return zs_; }       // surface height, m
 
  private:
+  friend class SyntheticSequence;  // renders with the same planet
   uint64_t seed_;
   int64_t h_, w_;
   std::vector<float> land_, zs_;        // south first (the API)
   std::vector<float> land_nf_, zs_nf_;  // north first (the model's own computation)
+};
+
+// ---- sequences: events that live and move (`data generate --format netcdf --sequence`) ------------------------
+// A window of consecutive 3-hourly noleap steps [first_step, first_step + steps) in which tropical cyclones and
+// atmospheric rivers persist for several steps and move along tracks, with a truth catalogue of what was placed
+// (the target of `climseg events`). Everything is a function of (seed, absolute step), never of the window: the
+// same step has the same events, the same bits, whatever window asked for it.
+//   - Events are a process in absolute time: geneses are drawn per block of 64 steps (block b = steps
+//     [64 b, 64 b + 64)) from Philox stream (block, purpose "sequence events"): 4..7 cyclones and 9..13 rivers,
+//     geneses uniform over the block. A block's proposals are placed in order of genesis step, each by rejection
+//     (up to 30 draws) against the block's earlier proposals; a proposal is kept unless it conflicts with a proposal
+//     of block b - 1. Lives are at most 48 steps, so only adjacent blocks meet, and whether an event exists depends
+//     on blocks b - 1 and b alone.
+//   - Separation at every step two events coexist: cyclone centres >= 1800 km apart; a river's filament (polyline)
+//     >= 1500 km from every cyclone centre and from every other river's filament.
+//   - Cyclone: genesis over ocean (land fraction <= 0.3) at 8..25 degrees latitude, more in the summer hemisphere;
+//     life 12..48 steps, ended early (and redrawn if under 12 steps) before it passes |lat| 35 or land fraction 0.5.
+//     Drift 3..7 m/s westward and 1..3 m/s poleward, recurving past a drawn latitude (|lat0| + 3..15 degrees): the
+//     zonal drift turns to 1..5 m/s eastward and the poleward drift grows by half. A Holland vortex as in the
+//     single samples but large and compact (radius of maximum wind 100..150 km, Holland B 1.1..1.5, outer exponent
+//     0.7..0.9, winds gone by 650 km) and strong: central deficit 0.85..1 of a peak of 45..80 hPa (sine-shaped over
+//     the life). Large so that the TC rule finds its winds at 96x144 too; compact so that no ring of river-like
+//     vapour transport survives outside its TC label.
+//   - River: a filament as in the single samples (a quadratic Bezier from 14..26 degrees to 24..40 degrees further
+//     poleward, 20..60 degrees of longitude eastward), life 8..32 steps, its start longitude sweeping eastward at
+//     4..10 m/s and its shape (start and end latitude, longitudinal extent, bend) changing linearly over the life;
+//     narrower than the single samples' (sd 230..340 km, for the width test), core TMQ 22..32 kg m-2 and wind
+//     24..32 m/s, constant; redrawn if more than a quarter of it lies over land at some step.
+//   - Per step: the background modes are smooth in time (the modes of day d and d + 1, drawn from stream (day,
+//     "sequence modes"), weighted cos and sin of (pi/2)(hour/24): assemble is linear in the mode amplitudes); decoy
+//     lows and plumes are drawn from (seed, step) as in the single samples, lows >= 1500 km from the cyclones placed
+//     by rejection, and any decoy within 1500 km of an active event (cyclone centre or river filament) dropped;
+//     decoy lows' peak wind is capped at 9 m/s (13 in the single samples), which keeps them from being labelled
+//     as rivers in the moist tropics.
+//   About 2.3 cyclones and 3 rivers are alive at a time. Measured (docs/data.md "Sequence mode"): 99.9% of the
+//   (event, step) points labelled at 96x144 and 192x288; no TC label away from a placed cyclone; 0.02..0.03 AR
+//   regions a step that touch no placed river.
+// SyntheticGenerator::generate is unchanged by all this (its golden checksums hold).
+struct SequenceEvent {
+  int64_t id = 0;       // 1.. within the window: by first step in the window, then latitude there (south first)
+  uint64_t key = 0;     // the event's name in absolute time (block * 64 + its slot in the block): window-independent
+  bool cyclone = true;  // tropical cyclone, else atmospheric river
+  int64_t first_step = 0, last_step = 0;  // its whole life (inclusive), absolute steps; may reach outside the window
+  double hemisphere = 1;                  // +1 north, -1 south
+  // Per step of the life (last_step - first_step + 1 entries): cyclone centre or the river filament's midpoint
+  // (curve parameter 0.5), degrees, lon in [0, 360); strength: central deficit hPa (cyclone) or core TMQ added
+  // kg m-2 (river).
+  std::vector<double> lat_deg, lon_deg, strength;
+  // Cyclone: fixed vortex shape (SyntheticStorm's meaning), moisture, warm-core and rain radii.
+  double rmax_km = 0, holland_b = 0, outer_x = 0, rw_km = 0, rq_km = 0, rp_km = 0;
+  // River: start and end of life of the equatorward latitude, the poleward latitude, the longitudinal extent and the
+  // bend (all degrees except bend, a fraction of the chord; |lat|, so the hemisphere applies), the start longitude at
+  // genesis and its eastward sweep (m/s at the start latitude), the across-filament sd, core TMQ and wind.
+  double lat0_begin = 0, lat0_end = 0, lat1_begin = 0, lat1_end = 0, dlon_begin = 0, dlon_end = 0;
+  double bend_begin = 0, bend_end = 0, lon0_deg = 0, sweep_ms = 0;
+  double sigma_km = 0, dtmq = 0, dwind = 0, rain = 0;
+};
+
+// One per (event, step of the window). Cyclone: lat, lon the centre, strength the central deficit (hPa). River:
+// lat, lon the filament's midpoint, strength the core TMQ added (kg m-2), path 9 points (lat, lon degrees, lon in
+// [0, 360)) at curve parameters 0, 1/8, .., 1. Sorted by event id, then step.
+struct TruthPoint {
+  int64_t event_id = 0;
+  bool cyclone = true;
+  int64_t step = 0;  // absolute 3-hourly step
+  double lat = 0, lon = 0;
+  double strength = 0;
+  std::vector<std::pair<double, double>> path;
+};
+
+class SyntheticSequence {
+ public:
+  // The events alive in [first_step, first_step + steps) on an H x W grid; first_step >= 0, steps >= 1,
+  // first_step + steps < 2^40.
+  SyntheticSequence(uint64_t seed, int64_t height, int64_t width, int64_t first_step, int64_t steps);
+
+  // Step first_step + k (0 <= k < steps), dated noleap_step_time(first_step + k): storms and rivers list the
+  // events placed (decoy false) and the decoys, labels derive_labels(data).
+  SyntheticSample generate(int64_t k) const;
+
+  const std::vector<SequenceEvent>& events() const { return events_; }  // by id
+  const std::vector<TruthPoint>& truth() const { return truth_; }
+  int64_t first_step() const { return first_; }
+  int64_t steps() const { return steps_; }
+  const SyntheticGenerator& generator() const { return gen_; }
+
+ private:
+  SyntheticGenerator gen_;
+  int64_t first_, steps_;
+  std::vector<SequenceEvent> events_;
+  std::vector<TruthPoint> truth_;
 };
 
 // ---- CAM-like NetCDF history files (io/synthetic_netcdf.cpp; only in builds with libnetcdf: CLIMSEG_HAVE_NETCDF) --

@@ -7,6 +7,10 @@
                                                       xarray (cftime) and ncdump: names, coordinates, noleap times,
                                                       attributes, mask flags, stats.h5, and the values against
                                                       REF/data_K.npy and REF/labels_K.npy (the generator in-process)
+  synthetic_check.py sequence DIR N                   `data generate --format netcdf --sequence`: truth.csv and
+                                                      truth_events.csv (headers, formats, order, steps in 0..N-1,
+                                                      times equal to the history files' time values, one row per
+                                                      step of each event) and the masks under the catalogued events
 Prints one line per check and exits non-zero (with the reason) on the first failure.
 """
 import glob
@@ -246,6 +250,112 @@ def check_netcdf(d, h, w, n, per_file, start, ref):
     print(f"stats.h5 OK over all {n} steps")
 
 
+def check_sequence(d, n):
+    import csv
+
+    import cftime
+    import netCDF4
+
+    # The files' time axis, in order: step k of the run is the k-th time value over the files sorted by name.
+    times, masks, lat, lon = [], [], None, None
+    for f in sorted(glob.glob(os.path.join(d, "synthetic.cam.h2.*.nc"))):
+        fl = os.path.join(d, "labels", os.path.basename(f).replace(".cam.h2.", ".labels."))
+        with netCDF4.Dataset(f) as ds, netCDF4.Dataset(fl) as dl:
+            tv = ds["time"][:].data
+            times += list(cftime.num2date(tv, ds["time"].units, calendar=ds["time"].calendar))
+            dl.set_auto_mask(False)
+            masks.append(dl["mask"][:])
+            lat, lon = ds["lat"][:].data, ds["lon"][:].data
+    if len(times) != n:
+        fail(f"{len(times)} time steps in the files, expected {n}")
+    iso = [t.strftime("%Y-%m-%dT%H:%M:%S") for t in times]
+    mask = np.concatenate(masks)
+
+    header = "event_id,class,step,time,lat_deg,lon_deg,strength,path"
+    with open(os.path.join(d, "truth.csv"), newline="") as fh:
+        text = fh.read()
+    lines = text.split("\n")
+    if lines[0] != header or lines[-1] != "":
+        fail(f"truth.csv header {lines[0]!r} (expected {header!r}) or no final newline")
+    rows = list(csv.reader(lines[1:-1]))
+    if not rows:
+        fail("truth.csv has no rows")
+    num4 = re.compile(r"-?\d+\.\d{4}")
+    num3 = re.compile(r"-?\d+\.\d{3}")
+    seen, prev = {}, None
+    hits = {"tropical_cyclone": [0, 0], "atmospheric_river": [0, 0]}
+    for r in rows:
+        if len(r) != 8:
+            fail(f"truth.csv row {r}: {len(r)} fields")
+        eid, cls, step = int(r[0]), r[1], int(r[2])
+        if cls not in hits:
+            fail(f"truth.csv row {r}: class {cls!r}")
+        if not 0 <= step < n:
+            fail(f"truth.csv row {r}: step {step} outside 0..{n - 1}")
+        if r[3] != iso[step]:
+            fail(f"truth.csv row {r}: time {r[3]} but the files' step {step} is {iso[step]}")
+        if not (num4.fullmatch(r[4]) and num4.fullmatch(r[5]) and num3.fullmatch(r[6])):
+            fail(f"truth.csv row {r}: lat/lon not %.4f or strength not %.3f")
+        la, lo, strength = float(r[4]), float(r[5]), float(r[6])
+        if not (-90 <= la <= 90 and 0 <= lo < 360 and strength > 0):
+            fail(f"truth.csv row {r}: lat {la} lon {lo} strength {strength}")
+        if prev is not None and (eid, step) <= prev:
+            fail(f"truth.csv not sorted by event_id then step at {r}")
+        if prev is not None and eid == prev[0] and step != prev[1] + 1:
+            fail(f"truth.csv event {eid}: step {step} after {prev[1]} (a gap)")
+        if prev is not None and eid not in (prev[0], prev[0] + 1):
+            fail(f"truth.csv event ids jump from {prev[0]} to {eid}")
+        if prev is None and eid != 1:
+            fail(f"truth.csv event ids start at {eid}, expected 1")
+        prev = (eid, step)
+        if cls == "tropical_cyclone":
+            if r[7] != "" or not 8 <= abs(la) <= 35:
+                fail(f"truth.csv cyclone row {r}: path must be empty, |lat| within 8..35")
+            pts = [(la, lo)]
+        else:
+            pts = [tuple(map(float, p.split(" "))) for p in r[7].split(";")]
+            if len(pts) != 9 or not all(num3.fullmatch(x) for p in r[7].split(";") for x in p.split(" ")):
+                fail(f"truth.csv river row {r}: path is not 9 points 'lat lon' (%.3f) joined by ';'")
+            if abs(pts[4][0] - la) > 1e-3 or abs((pts[4][1] - lo + 180) % 360 - 180) > 1e-3:
+                fail(f"truth.csv river row {r}: lat/lon is not the path's midpoint")
+            pts = pts[2:7]
+        first = seen.setdefault(eid, [cls, step, step, 0])
+        if first[0] != cls:
+            fail(f"truth.csv event {eid} changes class")
+        first[2] = step
+        first[3] += 1
+        # The mask under the event: class label within one cell of the point (cyclone centre, river middle points).
+        want = 1 if cls == "tropical_cyclone" else 2
+        for pla, plo in pts:
+            i = int(np.argmin(np.abs(lat - pla)))
+            j = int(np.argmin(np.abs((lon - plo + 180) % 360 - 180)))
+            win = mask[step, max(0, i - 1) : i + 2][:, [(j - 1) % len(lon), j, (j + 1) % len(lon)]]
+            hits[cls][0] += 1
+            hits[cls][1] += int((win == want).any())
+    for cls, (total, hit) in hits.items():
+        if total and hit < 0.9 * total:
+            fail(f"{cls}: only {hit} of {total} catalogued points have the class in the mask within one cell")
+    print(f"truth.csv: {len(rows)} rows, {len(seen)} events, times match the files; mask under the points: "
+          + ", ".join(f"{c} {h}/{t}" for c, (t, h) in hits.items()))
+
+    eh = "event_id,class,first_step,last_step,first_time,last_time,steps"
+    with open(os.path.join(d, "truth_events.csv"), newline="") as fh:
+        elines = fh.read().split("\n")
+    if elines[0] != eh or elines[-1] != "":
+        fail(f"truth_events.csv header {elines[0]!r} (expected {eh!r}) or no final newline")
+    erows = list(csv.reader(elines[1:-1]))
+    if [int(r[0]) for r in erows] != sorted(seen):
+        fail(f"truth_events.csv ids {[r[0] for r in erows]} differ from truth.csv's")
+    for r in erows:
+        cls, f0, f1, cnt = seen[int(r[0])]
+        want = [r[0], cls, str(f0), str(f1), iso[f0], iso[f1], str(cnt)]
+        if r != want or f1 - f0 + 1 != cnt:
+            fail(f"truth_events.csv row {r}, expected {want} from truth.csv")
+    if [seen[e][1] for e in sorted(seen)] != sorted(seen[e][1] for e in seen):
+        fail("event ids are not in order of first step")
+    print(f"truth_events.csv: {len(erows)} events consistent with truth.csv")
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "layout":
         check_layout(sys.argv[2], *map(int, sys.argv[3:7]))
@@ -253,5 +363,7 @@ if __name__ == "__main__":
         check_stats(sys.argv[2])
     elif sys.argv[1] == "netcdf":
         check_netcdf(sys.argv[2], *map(int, sys.argv[3:7]), sys.argv[7], sys.argv[8])
+    elif sys.argv[1] == "sequence":
+        check_sequence(sys.argv[2], int(sys.argv[3]))
     else:
         fail("unknown command " + sys.argv[1])

@@ -4,8 +4,10 @@
 // names, the mask's flag attributes, stats.h5 over every step, and every value equal to the generator's own
 // (SyntheticGenerator::generate(step, noleap_step_time(step)), run here). Then: the same arguments give the same
 // bytes, a date has the same weather whatever the start date, a non-empty directory is refused without --force, and
-// bad options are refused. Skipped (exit 77) in builds without libnetcdf or where python lacks netCDF4/xarray/cftime
-// or ncdump is missing.
+// bad options are refused. With --sequence: truth.csv and truth_events.csv (synthetic_check.py sequence: headers,
+// formats, steps and times against the files, the masks under the catalogued events), the same rows as
+// io::SyntheticSequence's truth, and --sequence refused with --format hdf5. Skipped (exit 77) in builds without
+// libnetcdf or where python lacks netCDF4/xarray/cftime or ncdump is missing.
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <cstdio>
@@ -152,6 +154,61 @@ TEST_CASE("data generate --format netcdf: CAM-like history files that netCDF4, x
     CHECK(rc != 0);
     CHECK_THAT(out, Catch::Contains("--format netcdf"));
     CHECK_FALSE(fs::exists(t.path() / "d" / "stats.h5"));
+  }
+}
+
+TEST_CASE("data generate --format netcdf --sequence: events that persist and move, and their truth catalogue",
+          "[py][synthetic][netcdf]") {
+  skip_unless_available();
+  test::TempDir t;
+  const int64_t N = 20;
+  const std::string args =
+      " --format netcdf --sequence --samples 20 --height 96 --width 144 --steps-per-file 6 --seed 3 "
+      "--start-date '2001-02-28 12:00'";
+  std::string out;
+  int rc = cli("data generate --out " + t.file("s") + args, out);
+  INFO(out);
+  REQUIRE(rc == 0);
+  CHECK_THAT(out, Catch::Contains("sequence: placed") && Catch::Contains("truth_events.csv"));
+  const std::string py = test::python_run(kScript + " sequence " + t.file("s") + " " + std::to_string(N));
+  INFO(py);
+  CHECK_THAT(py, Catch::Contains("times match the files") && Catch::Contains("consistent with truth.csv"));
+
+  // One row per truth point of the generator in-process, in its order, with its (rounded) values.
+  const io::SyntheticSequence seq(3, 96, 144, io::noleap_step_index(2001, 2, 28, 12), N);
+  std::ifstream csv(t.file("s/truth.csv"));
+  std::string line;
+  std::getline(csv, line);
+  CHECK(line == "event_id,class,step,time,lat_deg,lon_deg,strength,path");
+  size_t rows = 0;
+  while (std::getline(csv, line)) {
+    REQUIRE(rows < seq.truth().size());
+    const io::TruthPoint& p = seq.truth()[rows++];
+    char want[160];
+    std::snprintf(want, sizeof want, "%lld,%s,%lld,", static_cast<long long>(p.event_id),
+                  p.cyclone ? "tropical_cyclone" : "atmospheric_river",
+                  static_cast<long long>(p.step - seq.first_step()));
+    CHECK(line.rfind(want, 0) == 0);
+    std::snprintf(want, sizeof want, ",%.4f,", p.lat);
+    CHECK(line.find(want) != std::string::npos);
+  }
+  CHECK(rows == seq.truth().size());
+
+  SECTION("the same arguments give the same catalogue; --force replaces it, a run without --sequence drops it") {
+    REQUIRE(cli("data generate --out " + t.file("s2") + args, out) == 0);
+    CHECK(tree(t.path() / "s") == tree(t.path() / "s2"));
+    REQUIRE(cli("data generate --out " + t.file("s2") +
+                    " --format netcdf --samples 2 --height 32 --width 48 --seed 3 --force",
+                out) == 0);
+    CHECK_FALSE(fs::exists(t.path() / "s2" / "truth.csv"));
+    CHECK_FALSE(fs::exists(t.path() / "s2" / "truth_events.csv"));
+  }
+
+  SECTION("--sequence is refused with --format hdf5") {
+    rc = cli("data generate --out " + t.file("h") + " --sequence --samples 1 --height 32 --width 48", out);
+    CHECK(rc != 0);
+    CHECK_THAT(out, Catch::Contains("--sequence") && Catch::Contains("--format netcdf"));
+    CHECK_FALSE(fs::exists(t.path() / "h" / "stats.h5"));
   }
 }
 #endif
