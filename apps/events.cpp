@@ -378,13 +378,14 @@ int run_events(const EventsCommand& c) {
     for (int k = 1; k < kClasses; ++k) {
       int64_t frag = 0, nerr = 0;
       double err = 0, derr = 0;
-      for (const TruthMatch& m : v.truth)
+      for (const TruthMatch& m : v.truth) {
+        if (m.cls == k) frag += m.fragments > 1;
         if (m.cls == k && m.hit) {
-          frag += m.fragments > 1;
           err += m.mean_error_km;
           derr += static_cast<double>(m.found_steps - m.truth_steps);
           ++nerr;
         }
+      }
       const double found = static_cast<double>(v.hits[k] + v.false_alarm_count[k]);
       std::printf("  %-18s %6lld %6lld %7lld %12lld %6.3f %6.3f %10lld %14.1f %+13.2f\n", class_name(k),
                   static_cast<long long>(v.truth_events[k]), static_cast<long long>(v.hits[k]),
@@ -393,7 +394,9 @@ int run_events(const EventsCommand& c) {
                   found > 0 ? double(v.false_alarm_count[k]) / found : 0.0, static_cast<long long>(frag),
                   nerr ? err / double(nerr) : 0.0, nerr ? derr / double(nerr) : 0.0);
     }
-    std::printf("  (duration_err: found minus true steps, mean over hits)\n");
+    std::printf("  (fragmented: truth events matched by more than one found event; mean_err_km: found centroid to the "
+                "true position; duration_err: found minus true steps; both means over hits; per event: "
+                "verification.csv)\n");
     if (v.unmatched_times)
       std::printf("  %lld truth point(s) at times not in the masks were left out\n",
                   static_cast<long long>(v.unmatched_times));

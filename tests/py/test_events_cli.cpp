@@ -11,7 +11,9 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <sstream>
+#include <vector>
 
 #include "tests/util/python.h"
 #include "tests/util/temp_dir.h"
@@ -100,6 +102,70 @@ TEST_CASE("events on generated labels with fields: every output recounted; 1, 2 
     }
   }
 #endif
+}
+
+// verification.csv rows as maps (header names -> values).
+std::vector<std::map<std::string, std::string>> read_csv(const std::string& path) {
+  std::ifstream f(path);
+  std::string line;
+  std::vector<std::string> head;
+  std::vector<std::map<std::string, std::string>> rows;
+  const auto split = [](const std::string& l) {
+    std::vector<std::string> v;
+    std::stringstream ss(l);
+    std::string x;
+    while (std::getline(ss, x, ',')) v.push_back(x);
+    if (!l.empty() && l.back() == ',') v.push_back("");
+    return v;
+  };
+  if (std::getline(f, line)) head = split(line);
+  while (std::getline(f, line)) {
+    const std::vector<std::string> v = split(line);
+    std::map<std::string, std::string> r;
+    for (size_t i = 0; i < head.size() && i < v.size(); ++i) r[head[i]] = v[i];
+    rows.push_back(r);
+  }
+  return rows;
+}
+
+TEST_CASE("events recovers the truth catalogue of data generate --sequence from its labels", "[py][events]") {
+  skip_unless_available();
+  test::TempDir t;
+  const std::string nc = t.file("seq");
+  std::string out;
+  REQUIRE(cli("data generate --format netcdf --sequence --out " + nc + " --samples 240 --height 96 --width 144 "
+                  "--seed 7 --start-date 2001-08-01 --steps-per-file 40",
+              out) == 0);
+  REQUIRE(cli("events --input '" + nc + "/labels/*.nc' --truth " + nc + "/truth.csv --out " + t.file("ev"), out) == 0);
+  INFO(out);
+  CHECK_THAT(out, Catch::Contains("verification against"));
+  const auto rows = read_csv(t.file("ev") + "/verification.csv");
+  const auto truth_events = read_csv(nc + "/truth_events.csv");
+  REQUIRE(truth_events.size() > 20);
+  int64_t hits = 0, short_misses = 0;
+  for (const auto& r : rows) {
+    INFO("verification row: truth " << r.at("truth_id") << " " << r.at("class") << " " << r.at("kind"));
+    // Nothing found that was not placed.
+    CHECK(r.at("kind") != "false_alarm");
+    if (r.at("kind") == "miss") {
+      // Only events cut by the window to less than the 15-hour minimum duration (5 steps) may be missed.
+      CHECK(std::stoi(r.at("truth_steps")) < 5);
+      CHECK(std::stoi(r.at("found_id")) == 0);
+      ++short_misses;
+      continue;
+    }
+    REQUIRE(r.at("kind") == "hit");
+    ++hits;
+    // Found once, over its whole life (one step of the detection threshold either way), where it was placed.
+    CHECK(r.at("fragments") == "1");
+    CHECK(std::abs(std::stoi(r.at("found_steps")) - std::stoi(r.at("truth_steps"))) <= 1);
+    CHECK(std::stoi(r.at("matched_steps")) + 1 >= std::stoi(r.at("truth_steps")));
+    // 96x144 cells are about 200 km: a cyclone's labelled disc is centred within one cell; a river's labelled part
+    // starts at 12 degrees latitude and fades at its ends, so its centroid is off the filament's midpoint.
+    CHECK(std::stod(r.at("mean_error_km")) <= (r.at("class") == "tropical_cyclone" ? 150.0 : 750.0));
+  }
+  CHECK(hits + short_misses == static_cast<int64_t>(truth_events.size()));
+  CHECK(short_misses <= 2);
 }
 
 TEST_CASE("events on HDF5 predictions equals events on the same masks as NetCDF", "[py][events]") {
