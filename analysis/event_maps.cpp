@@ -456,13 +456,16 @@ void colour_bar(io::RgbImage& img, const LegendSlot& slot, const MapOptions& opt
   }
   frame_rect(img, slot.x - 1, by - 1, bw + 2, kBarHeight + 2, kInk);
   const int ts = opt.text_scale;
+  int64_t free_from = slot.x;  // labels never overlap: one that would touch the previous label is left out
   for (size_t i = 0; i < ticks.size(); ++i) {
     const auto& [t, label] = ticks[i];
     const int64_t x = slot.x + static_cast<int64_t>(std::lround(t * static_cast<double>(bw - 1)));
     fill_rect(img, x, by + kBarHeight + 1, 1, 5, kInk);
     int64_t tx = x - text_width(label, ts) / 2;
     tx = std::clamp<int64_t>(tx, slot.x, slot.x + bw - text_width(label, ts));  // labels stay under the bar
+    if (tx < free_from) continue;
     draw_text(img, tx, by + kBarHeight + 9, label, ts, kInk);
+    free_from = tx + text_width(label, ts) + 3 * ts;
   }
 }
 

@@ -7,11 +7,11 @@ cd "$(dirname "$0")/.."
 build_dir=${1:-build}
 shift || true
 
-# python3-torch, python3-h5py, python3-numpy, python3-netcdf4 and python3-xarray are test oracles (tests/torch,
+# python3-torch, python3-h5py, python3-numpy, python3-netcdf4, python3-xarray and python3-scipy are test oracles (tests/torch,
 # tests/py, run by /usr/bin/python3); netcdf-bin's ncgen writes and ncdump reads the NetCDF test files.
 packages=(build-essential cmake ninja-build pkg-config libhdf5-dev libopenmpi-dev openmpi-bin libcli11-dev catch2
           nlohmann-json3-dev libopenblas-dev libpng-dev libnetcdf-dev netcdf-bin python3-numpy python3-torch python3-h5py
-          python3-netcdf4 python3-xarray)
+          python3-netcdf4 python3-xarray python3-scipy)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
