@@ -22,7 +22,7 @@ void put_global_attrs(io::nc::File& f, const std::string& title,
 
 void deflate(io::nc::File& f, int var, const std::vector<size_t>& chunk) {
   f.check(nc_def_var_chunking(f.id(), var, NC_CHUNKED, chunk.data()), "chunking");
-  f.check(nc_def_var_deflate(f.id(), var, 1, 1, 1), "compression");
+  f.check(nc_def_var_deflate(f.id(), var, 0, 1, 1), "compression");
 }
 
 }  // namespace
