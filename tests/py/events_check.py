@@ -239,6 +239,14 @@ def make_bad(kind, path):
         lo.units = "degrees_east"
         n = W + (kind == "other-grid")
         lo[:] = np.arange(n) * 360.0 / n
+        if kind == "bounds":
+            # Bounds that are not the midpoints: row i spans [-90 + 180 i / H, -90 + 180 (i + 1) / H] squeezed
+            # towards the equator by 0.9 (the cells' bounds and centres disagree on purpose).
+            la.bounds = "lat_bnds"
+            f.createDimension("nv", 2)
+            b = f.createVariable("lat_bnds", "f8", ("lat", "nv"))
+            e = 0.9 * (-90 + np.arange(H + 1) * 180.0 / H)
+            b[:] = np.stack([e[:-1], e[1:]], axis=1)
         if kind == "two-dims":
             m = f.createVariable("mask", "i1", ("lat", "lon"))
             m[:] = 0

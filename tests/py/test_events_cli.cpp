@@ -7,6 +7,7 @@
 //   - with --sequence data: the generator's truth catalogue recovered from its own labels.
 // Skipped (exit 77) without libnetcdf or where python lacks netCDF4/scipy.
 #include <catch2/catch.hpp>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -224,6 +225,25 @@ TEST_CASE("events on HDF5 predictions equals events on the same masks as NetCDF"
   io::write_prediction(t.file("q.h5"), logits, mask, pa);
   CHECK(cli("events --input " + t.file("q.h5") + " --out " + t.file("q"), out) != 0);
   CHECK_THAT(out, Catch::Contains("q.h5") && Catch::Contains("data-YYYY-MM-DD-HH-R.h5"));
+}
+
+TEST_CASE("events takes cell areas from the file's latitude bounds", "[py][events]") {
+  skip_unless_available();
+  test::TempDir t;
+  test::python_run(kCheck + " make-bad bounds " + t.file("b.nc"));
+  std::string out;
+  REQUIRE(cli("events --input " + t.file("b.nc") + " --out " + t.file("o") +
+                  " --tc-min-area 0 --tc-min-hours 0 --no-png",
+              out) == 0);
+  INFO(out);
+  // One TC pixel at row 3 of 16, column 5 of 24: its area from the bounds 0.9 * (-90 + 180 * [3, 4] / 16) degrees,
+  // not from the midpoints between the centres.
+  const double pi = 3.14159265358979323846, R = 6371.0;
+  const double s = 0.9 * (-90 + 180.0 * 3 / 16), n = 0.9 * (-90 + 180.0 * 4 / 16);
+  const double want = R * R * (2 * pi / 24) * (std::sin(n * pi / 180) - std::sin(s * pi / 180));
+  const auto rows = read_csv(t.file("o") + "/objects.csv");
+  REQUIRE(rows.size() == 1);
+  CHECK(std::stod(rows[0].at("area_km2")) == Approx(want).epsilon(1e-6));
 }
 
 TEST_CASE("events refuses malformed inputs by name and keeps earlier outputs", "[py][events]") {
