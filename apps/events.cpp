@@ -161,7 +161,7 @@ void add_events_command(CLI::App& app, EventsCommand& c) {
       ->check(CLI::PositiveNumber);
   cmd->add_flag("--no-event-ids", c.no_event_ids, "Do not write event_ids.nc (the event id of every pixel)");
   cmd->add_flag("--no-png", c.no_png, "Do not draw frequency.png and tracks.png");
-  cmd->add_flag("--quiet", c.quiet, "Print only the summary");
+  cmd->add_flag("--quiet", c.quiet, "Print only the summary (no progress lines)");
 }
 
 int run_events(const EventsCommand& c) {
@@ -253,6 +253,14 @@ int run_events(const EventsCommand& c) {
     find_objects(mask.data(), geo, t, have_fields ? buf.data() : nullptr, oo, scratch, objects, stride);
     read_s += std::chrono::duration<double>(t1 - t0).count();
     find_s += seconds_since(t1);
+    // Progress: rank 0's block, about every tenth of it.
+    const int64_t every = std::max<int64_t>(1, (hi - lo) / 10);
+    if (root && !c.quiet && ((t - lo + 1) % every == 0 || t + 1 == hi)) {
+      std::printf("  %lld/%lld step(s) %s, %zu object(s)%s\n", static_cast<long long>(t - lo + 1),
+                  static_cast<long long>(hi - lo), masks.time_iso(t).c_str(), objects.size(),
+                  ranks.size > 1 ? " (rank 0's share)" : "");
+      std::fflush(stdout);
+    }
   }
   // Everything to rank 0, in rank order (= time order).
   if (!root) {
