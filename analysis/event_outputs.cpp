@@ -50,24 +50,29 @@ std::string intensity_cells(const Object& o) {
          num(o.max_tmq) + "," + num(o.mean_tmq) + "," + num(o.max_ivt_proxy);
 }
 
-// Nearest grid cell of a point (lat, lon in degrees); false when outside a regional grid.
+// Nearest grid cell of a point (lat, lon in degrees); false when the point is more than one cell spacing outside the
+// grid (north or south of it, or outside a regional grid's longitudes).
 bool nearest_cell(const io::CfGrid& g, double lat, double lon, int64_t& row, int64_t& col) {
+  const int64_t H = g.height(), W = g.width();
+  const double dlat = H > 1 ? (g.lat.back() - g.lat.front()) / static_cast<double>(H - 1) : 180.0;
+  if (lat < g.lat.front() - dlat || lat > g.lat.back() + dlat) return false;
   const auto it = std::lower_bound(g.lat.begin(), g.lat.end(), lat);
   int64_t r = it - g.lat.begin();
-  if (r == g.height() || (r > 0 && lat - g.lat[static_cast<size_t>(r) - 1] < g.lat[static_cast<size_t>(r)] - lat)) --r;
-  row = std::clamp<int64_t>(r, 0, g.height() - 1);
+  if (r == H || (r > 0 && lat - g.lat[static_cast<size_t>(r) - 1] < g.lat[static_cast<size_t>(r)] - lat)) --r;
+  row = std::clamp<int64_t>(r, 0, H - 1);
+  const bool periodic = g.periodic();
+  const double dlon = W > 1 ? (g.lon.back() - g.lon.front()) / static_cast<double>(W - 1) : 360.0;
   double best = 1e300;
   col = -1;
-  const bool periodic = g.periodic();
-  for (int64_t c = 0; c < g.width(); ++c) {
-    double d = std::fabs(g.lon[static_cast<size_t>(c)] - lon);
-    if (periodic) d = std::fmod(d, 360.0), d = std::min(d, 360.0 - d);
+  for (int64_t c = 0; c < W; ++c) {
+    double d = std::fabs(std::fmod(g.lon[static_cast<size_t>(c)] - lon, 360.0));
+    d = std::min(d, 360.0 - d);  // both conventions; on a regional grid the shortest way round as well
     if (d < best) {
       best = d;
       col = c;
     }
   }
-  return col >= 0;
+  return col >= 0 && (periodic || best <= std::fabs(dlon));
 }
 
 }  // namespace
@@ -250,9 +255,10 @@ std::vector<TruthPoint> read_truth_csv(const std::string& path) {
   while (std::getline(in, line)) {
     ++lineno;
     if (line.empty()) continue;
-    const std::vector<std::string> v = split_csv_line(line);
-    CS_CHECK(v.size() >= head.size() - (col.count("path") ? 1 : 0), "--truth ", path, ":", lineno, ": ", v.size(),
-             " columns, expected ", head.size());
+    std::vector<std::string> v = split_csv_line(line);
+    if (col.count("path") && v.size() + 1 == head.size() && col["path"] == head.size() - 1) v.emplace_back();
+    CS_CHECK(v.size() == head.size(), "--truth ", path, ":", lineno, ": ", v.size(), " columns, expected ",
+             head.size());
     TruthPoint p;
     try {
       p.event_id = std::stoll(v[col["event_id"]]);
@@ -289,20 +295,21 @@ Verification verify_events(const std::vector<TruthPoint>& truth, const SeriesInf
   std::vector<std::vector<size_t>> at(static_cast<size_t>(s.steps()));
   for (size_t i = 0; i < objects.size(); ++i)
     if (tr.object_event[i] != 0) at[static_cast<size_t>(objects[i].step)].push_back(i);
-  std::map<int64_t, std::vector<const TruthPoint*>> by_event;
+  std::map<std::pair<int, int64_t>, std::vector<const TruthPoint*>> by_event;  // (class, id)
   Verification v;
   for (const TruthPoint& p : truth) {
     if (!step_of.count(p.time)) {
       ++v.unmatched_times;
       continue;
     }
-    by_event[p.event_id].push_back(&p);
+    by_event[{p.cls, p.event_id}].push_back(&p);
   }
   std::set<int64_t> matched_found;
   const int64_t W = s.grid.width();
-  for (const auto& [id, pts] : by_event) {
+  const bool periodic = s.grid.periodic();
+  for (const auto& [key, pts] : by_event) {
     TruthMatch m;
-    m.truth_id = id;
+    m.truth_id = key.second;
     m.cls = pts.front()->cls;
     m.truth_steps = static_cast<int64_t>(pts.size());
     m.first = pts.front()->time;
@@ -326,8 +333,10 @@ Verification verify_events(const std::vector<TruthPoint>& truth, const SeriesInf
             bool hit = false;
             for (int64_t dr = -1; dr <= 1 && !hit; ++dr)
               for (int64_t dc = -1; dc <= 1 && !hit; ++dc) {
-                const int64_t rr = r + dr, cc = (c + dc + W) % W;
-                if (rr >= 0 && rr < s.grid.height()) hit = object_covers(o, rr, cc);
+                const int64_t rr = r + dr;
+                int64_t cc = c + dc;
+                if (periodic) cc = (cc + W) % W;  // regional grids do not wrap
+                if (rr >= 0 && rr < s.grid.height() && cc >= 0 && cc < W) hit = object_covers(o, rr, cc);
               }
             inside += hit;
           }
@@ -356,6 +365,7 @@ Verification verify_events(const std::vector<TruthPoint>& truth, const SeriesInf
     ++(m.hit ? v.hits : v.misses)[m.cls];
     v.truth.push_back(m);
   }
+  for (const Event& e : tr.events) ++v.found_events[e.cls];
   for (const Event& e : tr.events)
     if (!matched_found.count(e.id)) {
       v.false_alarms.push_back(e.id);

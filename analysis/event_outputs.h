@@ -62,7 +62,8 @@ struct TruthPoint {
   double lat = 0, lon = 0, strength = 0;
   std::vector<std::pair<double, double>> path;  // rivers: points along the filament (lat, lon)
 };
-// truth.csv of `climseg data generate --sequence` (header event_id,class,step,time,lat_deg,lon_deg,strength,path).
+// truth.csv of `climseg data generate --sequence` (header event_id,class,step,time,lat_deg,lon_deg,strength,path;
+// any column order; an event is identified by its class and id together).
 std::vector<TruthPoint> read_truth_csv(const std::string& path);
 
 struct VerifyOptions {
@@ -86,6 +87,7 @@ struct Verification {
   std::vector<int64_t> false_alarms;  // found events matching no truth point
   int64_t hits[kClasses] = {0, 0, 0}, misses[kClasses] = {0, 0, 0}, false_alarm_count[kClasses] = {0, 0, 0};
   int64_t truth_events[kClasses] = {0, 0, 0}, unmatched_times = 0;
+  int64_t found_events[kClasses] = {0, 0, 0};  // catalogued events per class (FAR = false alarms / found events)
 };
 Verification verify_events(const std::vector<TruthPoint>& truth, const SeriesInfo& s, const std::vector<Object>& objects,
                            const Tracking& tr, const VerifyOptions& opt);

@@ -61,7 +61,6 @@ void find_objects(const uint8_t* mask, const GridGeometry& geo, int64_t step, co
                   const ObjectOptions& opt, Components& scratch, std::vector<Object>& out, int64_t field_stride) {
   CS_CHECK(field_stride >= kFieldCount, "find_objects: field stride ", field_stride);
   label_components(mask, geo.height, geo.width, geo.periodic, scratch);
-  const bool negative = !geo.lon.empty() && geo.lon.front() < 0;
   const int64_t W = geo.width;
   for (int32_t k = 1; k <= scratch.count; ++k) {
     const size_t b = static_cast<size_t>(scratch.first[static_cast<size_t>(k) - 1]),
@@ -91,8 +90,7 @@ void find_objects(const uint8_t* mask, const GridGeometry& geo, int64_t step, co
     o.area_km2 = area;
     if (area < opt.min_area_km2[cls]) continue;
     o.lat = std::atan2(z, std::hypot(x, y)) / kDegToRad;
-    o.lon = wrap_lon(std::atan2(y, x) / kDegToRad, negative);
-    if (!geo.periodic) o.lon = std::clamp(o.lon, geo.lon.front(), geo.lon.back());
+    o.lon = grid_lon(std::atan2(y, x) / kDegToRad, geo);
     o.lat_min = geo.lat[static_cast<size_t>(rmin)];
     o.lat_max = geo.lat[static_cast<size_t>(rmax)];
     lon_range(scratch.runs, b, e, geo, o.lon_west, o.lon_east);
@@ -178,7 +176,7 @@ Tracking track_events(const std::vector<Object>& objects, const std::vector<doub
 
   std::vector<Provisional> prov;
   std::vector<size_t> open;                       // provisional indices of open events
-  std::vector<int64_t> paint(static_cast<size_t>(height * width), -1);  // object index at the current step
+  std::vector<int32_t> paint(static_cast<size_t>(height * width), -1);  // object index - b at the current step
   std::vector<int64_t> hits(objects.size(), 0);   // overlap counter per object, reset after each event
   size_t next = 0;
   for (int64_t s = 0; s < steps; ++s) {
@@ -189,7 +187,7 @@ Tracking track_events(const std::vector<Object>& objects, const std::vector<doub
     for (size_t o = b; o < e; ++o)
       for (const Run& r : objects[o].runs)
         std::fill(paint.begin() + r.row * width + r.c0, paint.begin() + r.row * width + r.c1 + 1,
-                  static_cast<int64_t>(o));
+                  static_cast<int32_t>(o - b));
     std::vector<Candidate> cand;
     for (size_t p : open) {
       const Provisional& ev = prov[p];
@@ -203,7 +201,8 @@ Tracking track_events(const std::vector<Object>& objects, const std::vector<doub
       std::vector<size_t> touched;
       for (const Run& r : last.runs)
         for (int64_t c = r.c0; c <= r.c1; ++c) {
-          const int64_t v = paint[static_cast<size_t>(r.row * width + c)];
+          const int64_t p = paint[static_cast<size_t>(r.row * width + c)];
+          const int64_t v = p < 0 ? -1 : static_cast<int64_t>(b) + p;
           if (v >= 0 && objects[static_cast<size_t>(v)].cls == ev.cls) {
             if (hits[static_cast<size_t>(v)]++ == 0) touched.push_back(static_cast<size_t>(v));
           }
@@ -275,7 +274,7 @@ Tracking track_events(const std::vector<Object>& objects, const std::vector<doub
     open = std::move(still_open);
     for (size_t o = b; o < e; ++o)
       for (const Run& r : objects[o].runs)
-        std::fill(paint.begin() + r.row * width + r.c0, paint.begin() + r.row * width + r.c1 + 1, int64_t{-1});
+        std::fill(paint.begin() + r.row * width + r.c0, paint.begin() + r.row * width + r.c1 + 1, int32_t{-1});
   }
   CS_CHECK(next == objects.size(), "track_events: object step ", objects[next].step, " outside the ", steps,
            " steps of the series");

@@ -18,8 +18,8 @@
 //     considered only after every link between consecutive steps. Gaps count in time as well: where the series has
 //     a hole (a missing file), k typical steps between two times count as k - 1 missing steps, so events are never
 //     joined across a hole longer than max_gap steps.
-//   - Links are taken greedily in the order: no gap before a gap, larger overlap first, then shorter distance, then
-//     the older event, then the object first in raster order. Each event continues into at most one object and each
+//   - Links are taken greedily in the order: fewer missing steps first, then larger overlap, then shorter distance,
+//     then the older event, then the object first in raster order. Each event continues into at most one object and each
 //     object continues at most one event.
 //   - Split: an object left without a predecessor starts a new event; if it had a candidate link to an event that
 //     continued into another object, the new event records that event as split_from.

@@ -248,9 +248,10 @@ void MaskSeries::read(int64_t t, uint8_t* out) {
   IO_H5_CHECK(H5Dread(d, H5T_NATIVE_UINT8, ms, fs, H5P_DEFAULT, out), s.file, ": reading prediction/mask sample ",
               s.index);
   for (size_t p = 0; p < n; ++p)
-    CS_CHECK(out[p] <= 2, s.file, ": prediction/mask sample ", s.index, " has value ", int(out[p]), " at row ",
-             p / static_cast<size_t>(m.grid.width()), " column ", p % static_cast<size_t>(m.grid.width()),
-             " (classes are 0, 1, 2)");
+    CS_CHECK(out[p] <= 2, s.file, ": prediction/mask sample ", s.index, " (", time_iso(t), ") has value ",
+             int(out[p]), " at lat ", m.grid.lat[p / static_cast<size_t>(m.grid.width())], " lon ",
+             m.grid.lon[p % static_cast<size_t>(m.grid.width())],
+             " (classes are 0 background, 1 tropical cyclone, 2 atmospheric river)");
 }
 
 }  // namespace climseg::analysis

@@ -63,7 +63,7 @@ GridGeometry grid_geometry(const io::CfGrid& grid, const std::vector<double>& la
     CS_CHECK(lon_bounds.size() == 2 * W, "longitude bounds: ", lon_bounds.size(), " values for ", W, " columns");
     for (size_t j = 0; j < W; ++j) {
       double d = std::fabs(lon_bounds[2 * j + 1] - lon_bounds[2 * j]);
-      if (d > 180.0) d = 360.0 - d;
+      if (d > 180.0 && d < 360.0) d = 360.0 - d;  // a cell across the seam ([359, 1]); [0, 360] is the whole circle
       g.lon_width[j] = d * kDegToRad;
     }
   } else if (g.periodic) {
@@ -97,6 +97,22 @@ double wrap_lon(double lon, bool grid_starts_negative) {
   if (x < 0) x += 360.0;
   if (x >= 360.0) x -= 360.0;
   return lo + x;
+}
+
+double grid_lon(double lon, const GridGeometry& g) {
+  if (g.lon.empty()) return lon;
+  if (g.periodic) return wrap_lon(lon, g.lon.front() < -90.0);
+  const double lo = g.lon.front(), hi = g.lon.back();
+  double best = lon, best_d = 1e300;
+  for (int k = -2; k <= 2; ++k) {
+    const double v = lon + 360.0 * k;
+    const double d = v < lo ? lo - v : (v > hi ? v - hi : 0.0);
+    if (d < best_d) {
+      best_d = d;
+      best = v;
+    }
+  }
+  return std::clamp(best, lo, hi);
 }
 
 }  // namespace climseg::analysis

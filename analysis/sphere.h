@@ -43,5 +43,9 @@ double great_circle_km(double lat1, double lon1, double lat2, double lon2);
 
 // Wraps a longitude into [0, 360) when the grid's longitudes start at or above 0, else into [-180, 180).
 double wrap_lon(double lon, bool grid_starts_negative);
+// A longitude in the grid's own convention: on a periodic grid [-180, 180) when its first longitude is below -90,
+// else [0, 360) (a staggered grid from -1.25 is a 0..360 grid); on a regional grid the shift by a multiple of 360
+// that lands inside [first, last] longitude when one does, else the nearest one, clamped to the grid.
+double grid_lon(double lon, const GridGeometry& g);
 
 }  // namespace climseg::analysis

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <unistd.h>
 #include <filesystem>
 #include <map>
 
@@ -105,6 +106,35 @@ const char* known_units(const std::string& name) {
   return it == u.end() ? "" : it->second;
 }
 
+// A folder `.events-tmp-<pid>` inside the output folder; removed with what is left in it when destroyed.
+class StagingDir {
+ public:
+  explicit StagingDir(const fs::path& out) : out_(out), path_(out / (".events-tmp-" + std::to_string(getpid()))) {
+    fs::remove_all(path_);
+    fs::create_directories(path_);
+  }
+  ~StagingDir() {
+    std::error_code ec;
+    fs::remove_all(path_, ec);
+  }
+  StagingDir(const StagingDir&) = delete;
+  StagingDir& operator=(const StagingDir&) = delete;
+  const fs::path& path() const { return path_; }
+  // Renames every named file into the output folder (same file system: each rename is atomic).
+  void commit(const std::vector<std::string>& files) {
+    for (const std::string& f : files)  // what would stop a rename, before any is done
+      CS_CHECK(!fs::is_directory(out_ / f), "--out ", out_.string(), ": ", f, " is a directory; nothing was replaced");
+    for (const std::string& f : files) {
+      std::error_code ec;
+      fs::rename(path_ / f, out_ / f, ec);
+      CS_CHECK(!ec, "moving ", (path_ / f).string(), " to ", (out_ / f).string(), ": ", ec.message());
+    }
+  }
+
+ private:
+  fs::path out_, path_;
+};
+
 double seconds_since(std::chrono::steady_clock::time_point t) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
 }
@@ -173,6 +203,13 @@ int run_events(const EventsCommand& c) {
   mo.var = c.var;
   mo.start = c.start;
   mo.end = c.end;
+  // What can be checked before the work: the truth catalogue and the output folder.
+  std::vector<TruthPoint> truth;
+  if (!c.truth.empty()) truth = read_truth_csv(c.truth);
+  if (root) {
+    CS_CHECK(!fs::exists(c.out) || fs::is_directory(c.out), "--out ", c.out, " exists and is not a directory");
+    fs::create_directories(c.out);
+  }
   MaskSeries masks(c.inputs, mo);
   const io::CfGrid& grid = masks.grid();
   const int64_t T = masks.steps(), H = grid.height(), W = grid.width();
@@ -297,8 +334,11 @@ int run_events(const EventsCommand& c) {
   const double track_s = seconds_since(t_track);
 
   const auto t_out = clock::now();
-  fs::create_directories(c.out);
-  const fs::path dir(c.out);
+  // Every output is written into a staging folder inside --out and moved into place only when all are written, so
+  // a run that fails leaves the earlier outputs as they were (each move is an atomic rename).
+  const fs::path out_dir(c.out);
+  StagingDir staging(out_dir);
+  const fs::path& dir = staging.path();
   std::vector<std::pair<std::string, std::string>> attrs = {
       {"source", "climseg events"},
       {"inputs", std::to_string(T) + " step(s) from " + masks.step_file(0) +
@@ -375,7 +415,7 @@ int run_events(const EventsCommand& c) {
   if (!c.truth.empty()) {
     VerifyOptions vo;
     vo.tc_match_km = c.tc_match_km;
-    const Verification v = verify_events(read_truth_csv(c.truth), s, objects, tr, vo);
+    const Verification v = verify_events(truth, s, objects, tr, vo);
     write_verification_csv((dir / "verification.csv").string(), v, tr);
     wrote.push_back("verification.csv");
     std::printf("verification against %s (events whose times are in the masks; a hit: one event matches at least "
@@ -394,7 +434,7 @@ int run_events(const EventsCommand& c) {
           ++nerr;
         }
       }
-      const double found = static_cast<double>(v.hits[k] + v.false_alarm_count[k]);
+      const double found = static_cast<double>(v.found_events[k]);
       std::printf("  %-18s %6lld %6lld %7lld %12lld %6.3f %6.3f %10lld %14.1f %+13.2f\n", class_name(k),
                   static_cast<long long>(v.truth_events[k]), static_cast<long long>(v.hits[k]),
                   static_cast<long long>(v.misses[k]), static_cast<long long>(v.false_alarm_count[k]),
@@ -409,6 +449,15 @@ int run_events(const EventsCommand& c) {
       std::printf("  %lld truth point(s) at times not in the masks were left out\n",
                   static_cast<long long>(v.unmatched_times));
   }
+  // Into place; outputs of an earlier run that this one did not write (--no-event-ids, --no-png, no --truth) would
+  // no longer match its events.csv: they are removed.
+  staging.commit(wrote);
+  for (const char* f : {"objects.csv", "events.csv", "counts_per_step.csv", "counts_per_year.csv", "event_ids.nc",
+                        "frequency.nc", "frequency.png", "tracks.png", "verification.csv"})
+    if (std::find(wrote.begin(), wrote.end(), f) == wrote.end() && fs::exists(out_dir / f)) {
+      fs::remove(out_dir / f);
+      std::printf("  removed %s of an earlier run (not written by this one)\n", (out_dir / f).string().c_str());
+    }
   std::printf("wrote %s/{", c.out.c_str());
   for (size_t i = 0; i < wrote.size(); ++i) std::printf("%s%s", i ? "," : "", wrote[i].c_str());
   std::printf("}\n");

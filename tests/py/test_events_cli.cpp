@@ -272,6 +272,20 @@ TEST_CASE("events refuses malformed inputs by name and keeps earlier outputs", "
   CHECK(cli("events --input " + t.file("ok.nc") + " --truth " + t.file("truth.csv") + " --out " + o, out) != 0);
   CHECK_THAT(out, Catch::Contains("truth.csv") && Catch::Contains("hurricane"));
   CHECK(slurp(o + "/objects.csv") + slurp(o + "/event_ids.nc") == before);
-  for (const auto& e : fs::directory_iterator(o)) CHECK(e.path().string().find(".tmp-") == std::string::npos);
+  // A run on other masks that fails after its outputs are written (one of them cannot be moved into place) replaces
+  // none of the earlier ones.
+  fs::create_directories(o + "/tracks.png.d");
+  fs::remove(o + "/tracks.png");
+  fs::rename(o + "/tracks.png.d", o + "/tracks.png");
+  CHECK(cli("events --input " + t.file("bad-class.nc") + " --var mask --end 2000-01-01T00:00:00 --out " + o, out) != 0);
+  CHECK_THAT(out, Catch::Contains("tracks.png is a directory; nothing was replaced"));
+  CHECK(slurp(o + "/objects.csv") + slurp(o + "/event_ids.nc") == before);
+  // Without --no-png ... --no-event-ids: outputs of the earlier run that no longer match are removed.
+  fs::remove(o + "/tracks.png");
+  REQUIRE(cli("events --input " + t.file("later.nc") + " --out " + o + " --no-event-ids", out) == 0);
+  CHECK_THAT(out, Catch::Contains("removed " + o + "/event_ids.nc of an earlier run"));
+  CHECK(!fs::exists(o + "/event_ids.nc"));
+  for (const auto& e : fs::directory_iterator(o))
+    CHECK((e.path().string().find(".tmp-") == std::string::npos && e.path().filename().string()[0] != '.'));
 }
 #endif

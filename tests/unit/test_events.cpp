@@ -1181,3 +1181,32 @@ TEST_CASE("tracking: inputs out of order are refused", "[events][tracking]") {
   CHECK_THROWS_WITH(track_events(s.objects, {3, 0}, 8, 16, {}), Catch::Contains("not increasing"));
   CHECK_THROWS_WITH(track_events(s.objects, {0}, 8, 16, {}), Catch::Contains("outside"));
 }
+
+TEST_CASE("objects: the centroid longitude is in the grid's own convention (staggered and regional grids)",
+          "[events][objects]") {
+  SECTION("a periodic grid starting at -1.25 (CAM's staggered slon) is a 0..360 grid") {
+    std::vector<double> lon;
+    for (int j = 0; j < 144; ++j) lon.push_back(-1.25 + 2.5 * j);
+    const io::CfGrid grid = grid_of(io::global_grid(72, 144).lat, lon);
+    const GridGeometry g = grid_geometry(grid);
+    REQUIRE(g.periodic);
+    Mask m(72, 144);
+    m.rect(30, 32, 80, 82, 1);  // lon 198.75 .. 203.75
+    const std::vector<Object> o = objects_of(m, g);
+    REQUIRE(o.size() == 1);
+    CHECK(o[0].lon == Approx(201.25));
+    CHECK(o[0].lon_west == Approx(198.75));
+  }
+  SECTION("a regional grid from -20 to 200 degrees east keeps an object at 190 there") {
+    std::vector<double> lon;
+    for (int j = 0; j <= 220; ++j) lon.push_back(-20.0 + j);
+    const io::CfGrid grid = grid_of({-10, -9, -8, -7, -6, -5}, lon);
+    const GridGeometry g = grid_geometry(grid);
+    REQUIRE(!g.periodic);
+    Mask m(6, 221);
+    m.rect(1, 3, 205, 215, 1);  // lon 185 .. 195
+    const std::vector<Object> o = objects_of(m, g);
+    REQUIRE(o.size() == 1);
+    CHECK(o[0].lon == Approx(190).margin(1e-9));
+  }
+}
