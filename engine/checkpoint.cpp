@@ -26,9 +26,11 @@ constexpr const char* kKeyFormat = "climseg.format";
 constexpr const char* kKeyVersion = "climseg.version";
 constexpr const char* kKeyStep = "climseg.step";
 constexpr const char* kKeyChecksum = "climseg.checksum";
+constexpr const char* kKeyHeaderChecksum = "climseg.header_checksum";  // version 2
 constexpr const char* kReservedPrefix = "climseg.";
 constexpr const char* kFormat = "climseg-checkpoint";
-constexpr const char* kVersion = "1";
+constexpr const char* kVersion = "2";
+constexpr const char* kVersion1 = "1";  // no header checksum; still read
 constexpr const char* kPointer = "latest";
 constexpr int64_t kMaxStep = 9'999'999'999;  // 10 digits in the file name
 constexpr size_t kPointerMaxBytes = 4096;    // the pointer holds one short line
@@ -86,6 +88,40 @@ std::optional<uint32_t> parse_hex8(std::string_view s) {
     v = v << 4 | static_cast<uint32_t>(d);
   }
   return v;
+}
+
+// The header's content in a canonical form, CRC-32C: every metadata key and value but the two checksums (in key
+// order), then every tensor's name, dtype, shape and byte range (in name order). What the JSON says, not how it is
+// spelled: a bit flip that leaves the header valid JSON changes a name, a value, a shape or an offset, and the CRC.
+struct HeaderEntry {
+  std::string name;
+  DType dtype;
+  std::vector<int64_t> shape;
+  uint64_t begin, end;
+};
+uint32_t header_crc(const std::map<std::string, std::string>& md, std::vector<HeaderEntry> entries) {
+  uint32_t crc = 0;
+  const char zero = 0;
+  for (const auto& [k, v] : md) {
+    if (k == kKeyChecksum || k == kKeyHeaderChecksum) continue;
+    crc = crc32c(k.data(), k.size(), crc);
+    crc = crc32c(&zero, 1, crc);
+    crc = crc32c(v.data(), v.size(), crc);
+    crc = crc32c(&zero, 1, crc);
+  }
+  std::sort(entries.begin(), entries.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
+  for (const HeaderEntry& e : entries) {
+    crc = crc32c(e.name.data(), e.name.size(), crc);
+    crc = crc32c(&zero, 1, crc);
+    const int32_t dt = static_cast<int32_t>(e.dtype);
+    const uint64_t nd = e.shape.size();
+    crc = crc32c(&dt, sizeof dt, crc);
+    crc = crc32c(&nd, sizeof nd, crc);
+    for (int64_t d : e.shape) crc = crc32c(&d, sizeof d, crc);
+    crc = crc32c(&e.begin, sizeof e.begin, crc);
+    crc = crc32c(&e.end, sizeof e.end, crc);
+  }
+  return crc;
 }
 
 // The CRC of a host tensor's elements in C order (what write_safetensors writes), chained onto `crc`; a
@@ -213,13 +249,21 @@ std::string CheckpointStore::save(int64_t step, const std::map<std::string, std:
     st.push_back({t.name, t.data.device() == Device::cpu ? t.data : t.data.to(Device::cpu), {s.n, s.h, s.w, s.c}});
   }
   uint32_t crc = 0;
-  for (size_t i : safetensors_data_order(st)) crc = crc_of(st[i].data, crc);
+  std::vector<HeaderEntry> entries;
+  uint64_t offset = 0;
+  for (size_t i : safetensors_data_order(st)) {
+    crc = crc_of(st[i].data, crc);
+    const uint64_t bytes = static_cast<uint64_t>(st[i].data.nbytes());
+    entries.push_back({st[i].name, st[i].data.dtype(), st[i].shape, offset, offset + bytes});
+    offset += bytes;
+  }
 
   std::map<std::string, std::string> md = meta;
   md[kKeyFormat] = kFormat;
   md[kKeyVersion] = kVersion;
   md[kKeyStep] = std::to_string(step);
   md[kKeyChecksum] = hex8(crc);
+  md[kKeyHeaderChecksum] = hex8(header_crc(md, entries));
   write_safetensors(path, st, md);  // temporary, fsync, rename, directory fsync
   write_text_atomic((fs::path(dir_) / kPointer).string(), name + " " + hex8(crc) + "\n");
 
@@ -269,8 +313,20 @@ Checkpoint CheckpointStore::load_file(const std::string& path) {
   const std::string& format = get(kKeyFormat);
   CS_CHECK(format == kFormat, path, ": not a climseg checkpoint: ", kKeyFormat, " is '", format, "'");
   const std::string& version = get(kKeyVersion);
-  CS_CHECK(version == kVersion, path, ": checkpoint version '", version, "' is not supported (this build reads ",
-           kVersion, ")");
+  CS_CHECK(version == kVersion || version == kVersion1, path, ": checkpoint version '", version,
+           "' is not supported (this build reads ", kVersion1, " and ", kVersion, ")");
+  // Version 2: the header is covered too, so a damaged header that is still valid JSON (a tensor name, a metadata
+  // value) is a damaged file, which load_latest skips, not a checkpoint of another run.
+  if (version == kVersion) {
+    const std::string& hc = get(kKeyHeaderChecksum);
+    const auto want = parse_hex8(hc);
+    CS_CHECK(want.has_value(), path, ": ", kKeyHeaderChecksum, " '", hc, "' is not 8 lower-case hex digits");
+    std::vector<HeaderEntry> entries;
+    for (const auto& e : r.entries()) entries.push_back({e.name, e.dtype, e.shape, e.begin, e.end});
+    const uint32_t got = header_crc(md, entries);
+    CS_CHECK(got == *want, path, ": header checksum mismatch: the header's CRC-32C is ", hex8(got), " but ",
+             kKeyHeaderChecksum, " records ", hc, " (the file is damaged)");
+  }
   Checkpoint c;
   c.path = path;
   const std::string& step = get(kKeyStep);

@@ -7,18 +7,24 @@
 //
 // Reserved metadata keys (every key beginning with "climseg." is reserved; the caller's may not use them):
 //   climseg.format   "climseg-checkpoint"
-//   climseg.version  "1"
+//   climseg.version  "2" ("1": files without climseg.header_checksum, still read)
 //   climseg.step     the step, decimal (also in the file name, 10 digits zero padded)
 //   climseg.checksum CRC-32C (engine/crc32c.h) of the data section, i.e. every tensor's bytes in file order, as 8
 //                    lower-case hex digits
+//   climseg.header_checksum  CRC-32C of the header's content in a canonical form: every metadata key and value except
+//                    the two checksums, in key order, then every tensor's name, dtype, shape and byte range, in name
+//                    order (each string followed by a 0 byte, numbers as little-endian int32/uint64/int64). A bit
+//                    flip in the header that leaves valid JSON changes what it says, so it fails this check and
+//                    the file is skipped as damaged rather than refused as another run's checkpoint.
 //
 // Crash safety. Each file is written by write_safetensors through AtomicFile: "<file>.tmp-<pid>-<n>", fsync,
 // rename, directory fsync. So a checkpoint name never refers to a partial file, and the rename is durable before
 // `latest` moves to it (also atomically). A process killed at any moment leaves: the previous checkpoints and
 // pointer intact, maybe a complete new file that `latest` does not name yet, maybe a temporary. Loading still
 // verifies everything, in case the disk lies or a file is damaged later: a candidate is loaded only if it passes
-// the safetensors validation, carries the reserved keys, the step in its name equals climseg.step, and the CRC of
-// its data equals climseg.checksum. The checksum is checked before anything is returned.
+// the safetensors validation, carries the reserved keys, the step in its name equals climseg.step, the CRC of its
+// header content equals climseg.header_checksum and the CRC of its data equals climseg.checksum. The checksums are
+// checked before anything is returned.
 //
 // Retention. After `latest` names the new file, save() deletes checkpoints with a lower step beyond the newest
 // keep - 1 of them, and temporaries of killed writers ("ckpt-<10 digits>.safetensors.tmp-<pid>-<n>" of a step not

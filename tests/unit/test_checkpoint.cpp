@@ -147,7 +147,8 @@ TEST_CASE("save/load round trip is bit-exact for f32, f64, i64 and u8, with meta
   // recomputed here from the raw bytes (not through the reader).
   SafetensorsReader r(path);
   CHECK(r.metadata().at("climseg.format") == "climseg-checkpoint");
-  CHECK(r.metadata().at("climseg.version") == "1");
+  CHECK(r.metadata().at("climseg.version") == "2");
+  CHECK(r.metadata().at("climseg.header_checksum").size() == 8);
   CHECK(r.metadata().at("climseg.step") == "1234");
   const std::string bytes = slurp(path);
   uint64_t n = 0;
@@ -253,7 +254,68 @@ TEST_CASE("load_latest falls back past damaged files and pointers", "[checkpoint
     const auto c = store.load_latest(&skipped);
     REQUIRE(c);
     CHECK(c->step == 2);
-    CHECK(any_contains(skipped, "the file name says step 3"));
+    CHECK(any_contains(skipped, "header checksum mismatch"));
+  }
+  SECTION("a damaged tensor name or metadata key (valid JSON) is a damaged file, not another run's: skipped") {
+    for (const char* what : {"\"mask\"", "\"step_copy\"", "\"model\""}) {
+      std::string bad = good;
+      const size_t at = bad.find(what);
+      REQUIRE(at != std::string::npos);
+      bad[at + 2] ^= 0x01;  // one bit of the second character: still a valid name
+      put(newest, bad);
+      skipped.clear();
+      const auto c = store.load_latest(&skipped);
+      REQUIRE(c);
+      CHECK(c->step == 2);
+      CHECK(any_contains(skipped, "header checksum mismatch"));
+    }
+  }
+  SECTION("random single-bit flips anywhere in the header: never a wrong checkpoint, never a stop") {
+    uint64_t n = 0;
+    for (int i = 0; i < 8; ++i) n |= static_cast<uint64_t>(static_cast<unsigned char>(good[i])) << (8 * i);
+    uint64_t x = 0x9e3779b97f4a7c15ull;
+    int fell_back = 0;
+    for (int trial = 0; trial < 300; ++trial) {
+      x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+      std::string bad = good;
+      const size_t byte = 8 + static_cast<size_t>(x % n);
+      bad[byte] = static_cast<char>(bad[byte] ^ (1 << ((x >> 32) % 8)));
+      put(newest, bad);
+      skipped.clear();
+      std::optional<Checkpoint> c;
+      REQUIRE_NOTHROW(c = store.load_latest(&skipped));
+      REQUIRE(c);
+      INFO("trial " << trial << ": byte " << byte << " of a header of " << n);
+      if (c->step == 3) {
+        // Accepted: only when what the header says is unchanged (a flip in JSON padding).
+        const Checkpoint ref = [&] {
+          put(newest, good);
+          return CheckpointStore::load_file(newest);
+        }();
+        CHECK(c->meta == ref.meta);
+        REQUIRE(c->tensors.size() == ref.tensors.size());
+        for (size_t i = 0; i < ref.tensors.size(); ++i) CHECK(c->tensors[i].name == ref.tensors[i].name);
+      } else {
+        CHECK(c->step == 2);
+        check_consistent(*c);
+        ++fell_back;
+      }
+    }
+    CHECK(fell_back > 250);
+  }
+  SECTION("a version 1 checkpoint (no header checksum) still loads") {
+    SafetensorsReader r(newest);
+    std::map<std::string, std::string> md = r.metadata();
+    md.erase("climseg.header_checksum");
+    md["climseg.version"] = "1";
+    std::vector<SafetensorsTensor> st;
+    for (const auto& e : r.entries()) st.push_back({e.name, r.read(e), e.shape});
+    write_safetensors(newest, st, md);
+    fs::remove(pointer);
+    const auto c = store.load_latest(&skipped);
+    REQUIRE(c);
+    CHECK(c->step == 3);
+    check_consistent(*c);
   }
   SECTION("a safetensors file that is not a checkpoint: skipped") {
     write_safetensors(newest, {{"x", Tensor::zeros(Shape{1, 1, 1, 2}, DType::f32, Device::cpu), {2}}},
