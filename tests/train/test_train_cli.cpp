@@ -346,4 +346,24 @@ TEST_CASE("train: config file with overrides; mismatched and corrupted checkpoin
   INFO(out);
   REQUIRE(rc == 0);
   CHECK(slurp(t.file("p_ck.h5")).size() > 1000);
+
+  // A bit flipped in the newest checkpoint's header that leaves valid JSON (a letter of a tensor name, as the
+  // issue-18 corruption trials found): skipped as damaged and the run goes on from the previous checkpoint, instead
+  // of stopping with "has no tensor ...".
+  const fs::path third = fs::path(t.file("ck")) / "ckpt-0000000003.safetensors";
+  REQUIRE(fs::exists(third));
+  {
+    std::string bytes = slurp(third.string());
+    const size_t at = bytes.find(".weight\"");
+    REQUIRE(at != std::string::npos);
+    REQUIRE(at < 100000);  // inside the header
+    bytes[at + 1] = static_cast<char>(bytes[at + 1] ^ 0x01);  // 'w' -> 'v'
+    std::ofstream(third, std::ios::binary | std::ios::trunc) << bytes;
+  }
+  rc = cli(base_args() + " --config " + t.file("run.toml") + " --steps 4 --resume --checkpoint-dir " + t.file("ck"),
+           out);
+  INFO(out);
+  REQUIRE(rc == 0);
+  CHECK_THAT(out, Catch::Contains("skipped checkpoint") && Catch::Contains("ckpt-0000000003") &&
+                      Catch::Contains("header checksum mismatch"));
 }
