@@ -462,14 +462,17 @@ class MetricsLog {
     std::fprintf(f_, "%s\n", s.c_str());
     std::fflush(f_);
   }
-  // MLPerf logging (mlperf_logging's format): ":::MLLOG {...}" on stdout.
+  // MLPerf logging (mlperf_logging's format): ":::MLLOG {...}" on stdout; keys ending in _start / _stop are the
+  // INTERVAL_START / INTERVAL_END events of mlperf_logging's log_start / log_end, the rest POINT_IN_TIME.
   void mllog(const std::string& key, const json& value, const json& metadata = json::object()) {
     if (!mllog_) return;
     const auto now = std::chrono::system_clock::now().time_since_epoch();
     json j;
     j["namespace"] = "";
     j["time_ms"] = std::chrono::duration_cast<std::chrono::milliseconds>(now).count();
-    j["event_type"] = "POINT_IN_TIME";
+    j["event_type"] = key.ends_with("_start") ? "INTERVAL_START"
+                      : key.ends_with("_stop") ? "INTERVAL_END"
+                                               : "POINT_IN_TIME";
     j["key"] = key;
     j["value"] = value;
     j["metadata"] = metadata;
@@ -785,7 +788,15 @@ void add_train_commands(CLI::App& app, TrainCommands& c) {
   t->add_option("--log-every", o.log_every, "Steps between progress lines")->check(CLI::PositiveNumber)
       ->capture_default_str();
   t->add_option("--metrics", o.metrics, "JSONL metrics file (default: CHECKPOINT_DIR/metrics.jsonl)");
-  t->add_flag("--mllog", o.mllog, "Also print MLPerf-style :::MLLOG lines");
+  t->add_flag("--mllog", o.mllog, "Also print MLPerf-style :::MLLOG lines (the keys the MLPerf HPC DeepCAM rules require)");
+  t->add_option("--mllog-org", o.mllog_org, "MLLOG submission_org")->capture_default_str();
+  t->add_option("--mllog-platform", o.mllog_platform, "MLLOG submission_platform (default: the device, cpu or cuda)");
+  t->add_option("--mllog-division", o.mllog_division, "MLLOG submission_division")
+      ->check(CLI::IsMember({"closed", "open"}))
+      ->capture_default_str();
+  t->add_option("--mllog-status", o.mllog_status, "MLLOG submission_status")
+      ->check(CLI::IsMember({"cloud", "onprem", "preview", "research"}))
+      ->capture_default_str();
   t->add_flag("--profile", o.profile, "Print the per-category profile at the end");
   t->add_option("--profile-csv", o.profile_csv, "Also write the profile as CSV");
   t->add_option("--save-weights", o.save_weights, "Write the final weights (climseg weights file) here");
@@ -987,6 +998,8 @@ int run_train(const TrainOptions& o_in) {
     if (!data.validation) return;
     Profiler* p = ctx.profiler;
     ctx.profiler = nullptr;  // the profile covers training steps only
+    log.mllog("eval_start", nullptr,
+              {{"epoch_num", rs.cursor.position == 0 ? rs.cursor.epoch : rs.cursor.epoch + 1}});
     // Ranks validate disjoint shards (nothing dropped) with the same weights and the average of their batch-norm
     // running statistics (each rank's come from its own batches), then sum the counts.
     if (dp && dp->has_lag()) dp->lag_buffer();  // no allreduce in flight during the collectives below
@@ -1011,6 +1024,7 @@ int run_train(const TrainOptions& o_in) {
     std::printf("validation (%s, step %lld): %s\n", why, static_cast<long long>(rs.iteration),
                 last_eval.line().c_str());
     std::fflush(stdout);
+    log.mllog("eval_stop", nullptr, {{"epoch_num", epoch}});
     json j = last_eval.to_json();
     j["event"] = "validation";
     j["step"] = rs.iteration;
@@ -1021,8 +1035,62 @@ int run_train(const TrainOptions& o_in) {
     ctx.profiler = p;
   };
 
+  // The run's description, as the MLPerf HPC DeepCAM rules require it (docs/training.md "MLPerf logging").
+  {
+    int local_size = 1;
+    for (const char* v : {"OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS", "SLURM_NTASKS_PER_NODE"})
+      if (const char* e = std::getenv(v); e != nullptr && std::atoi(e) > 0) {
+        local_size = std::atoi(e);
+        break;
+      }
+    if (nranks == 1) local_size = 1;
+    log.mllog("submission_benchmark", "deepcam");
+    log.mllog("submission_org", o.mllog_org);
+    log.mllog("submission_platform", o.mllog_platform.empty() ? std::string(device_name(dev)) : o.mllog_platform);
+    log.mllog("submission_division", o.mllog_division);
+    log.mllog("submission_status", o.mllog_status);
+    log.mllog("cache_clear", true);
+    log.mllog("seed", o.seed);
+    log.mllog("number_of_ranks", nranks);
+    log.mllog("number_of_nodes", (nranks + local_size - 1) / local_size);
+    log.mllog("accelerators_per_node", dev == Device::cuda ? local_size : 0);
+    log.mllog("global_batch_size", batch * nranks);
+    log.mllog("batchnorm_group_size", 1);
+    log.mllog("gradient_accumulation_frequency", 1);
+    static const std::map<std::string, std::string> kOptNames = {
+        {"sgd", "SGD"}, {"adam", "Adam"}, {"adamw", "AdamW"}, {"lamb", "LAMB"}};
+    const std::string kind = optimizer_kind_name(ocfg.kind);
+    log.mllog("opt_name", kOptNames.count(kind) ? kOptNames.at(kind) : kind);
+    log.mllog("opt_lr", sched.base_lr);
+    if (ocfg.kind == OptimizerKind::sgd) {
+      log.mllog("opt_momentum", ocfg.momentum);
+    } else {
+      log.mllog("opt_betas", json::array({ocfg.beta1, ocfg.beta2}));
+      log.mllog("opt_eps", ocfg.eps);
+    }
+    log.mllog("opt_weight_decay", ocfg.weight_decay);
+    if (ocfg.max_grad_norm > 0) log.mllog("opt_max_grad_norm", ocfg.max_grad_norm);
+    const std::string sk = schedule_kind_name(sched.kind);
+    log.mllog("scheduler_type", sk == "cosine" ? std::string("cosine_annealing") : sk);
+    if (sched.kind == ScheduleKind::multistep) {
+      log.mllog("scheduler_milestones", sched.milestones);
+      log.mllog("scheduler_decay_rate", sched.decay_rate);
+    } else if (sched.kind == ScheduleKind::cosine) {
+      log.mllog("scheduler_t_max", sched.t_max);
+      log.mllog("scheduler_eta_min", sched.eta_min);
+    } else if (sched.kind == ScheduleKind::poly) {
+      log.mllog("scheduler_t_max", sched.t_max);
+      log.mllog("scheduler_power", sched.power);
+    }
+    log.mllog("scheduler_lr_warmup_steps", sched.warmup_steps);
+    log.mllog("scheduler_lr_warmup_factor", sched.warmup_factor);
+    log.mllog("train_samples", static_cast<int64_t>(data.train.size()));
+    log.mllog("eval_samples", data.validation ? static_cast<int64_t>(data.validation->size()) : int64_t{0});
+  }
   log.mllog("init_stop", nullptr);
   log.mllog("run_start", nullptr);
+  bool in_epoch = false;  // between MLLOG epoch_start and epoch_stop
+  int64_t epoch_num = 0;  // MLLOG's epoch number (1-based) of the epoch in progress
   if (rs.iteration < total_steps) {
     lo.start = rs.cursor;
     io::Loader loader(data.train, lo);
@@ -1056,6 +1124,11 @@ int run_train(const TrainOptions& o_in) {
         b = loader.next(ctx);
       }
       CS_CHECK(b.has_value(), "the training data ended before step ", rs.iteration);
+      if (!in_epoch) {
+        epoch_num = b->epoch + 1;
+        log.mllog("epoch_start", nullptr, {{"epoch_num", epoch_num}, {"step_num", rs.iteration}});
+        in_epoch = true;
+      }
       {
         ProfileScope s(ctx, ProfCategory::copy_transpose, "batch into the net");
         net.input_tensor(g.input).copy_from(b->data, &ctx);
@@ -1142,6 +1215,10 @@ int run_train(const TrainOptions& o_in) {
       const bool last = rs.iteration == total_steps;
       const bool want_val = !last && (o.validate_every > 0 ? rs.iteration % o.validate_every == 0 : epoch_end);
       if (want_val) validate(epoch_end ? "end of epoch" : "periodic");
+      if (epoch_end && !last) {
+        log.mllog("epoch_stop", nullptr, {{"epoch_num", epoch_num}, {"step_num", rs.iteration}});
+        in_epoch = false;
+      }
       if (store && !last && ((o.checkpoint_every > 0 && rs.iteration % o.checkpoint_every == 0) ||
                              (o.checkpoint_every == 0 && want_val)))
         save_checkpoint(*store, net, opt, scaler, rs, fields, ctx, o.quiet ? "" : "checkpoint",
@@ -1152,6 +1229,7 @@ int run_train(const TrainOptions& o_in) {
                 static_cast<long long>(total_steps));
   }
   validate("end of run");
+  if (in_epoch) log.mllog("epoch_stop", nullptr, {{"epoch_num", epoch_num}, {"step_num", rs.iteration}});
   if (store)
     save_checkpoint(*store, net, opt, scaler, rs, fields, ctx, "checkpoint",
                     dp && dp->has_lag() ? dp->lag_buffer() : Tensor());
@@ -1166,8 +1244,8 @@ int run_train(const TrainOptions& o_in) {
     std::printf("final validation: mean IoU %.4f (all-background baseline %.4f), GB-definition mean IoU %.4f "
                 "(baseline %.4f)\n",
                 last_eval.mean_iou_deepcam(), baseline->iou_deepcam, last_eval.mean_iou_gb(), baseline->iou_gb);
-    log.mllog("run_stop", nullptr, {{"status", "success"}});
   }
+  log.mllog("run_stop", nullptr, {{"status", "success"}});
   const LossScaler::State ls = scaler.state();
   std::printf("done: %lld steps (%lld skipped for non-finite gradients), %lld samples, %s\n",
               static_cast<long long>(rs.iteration), static_cast<long long>(ls.skipped_steps),

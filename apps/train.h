@@ -64,6 +64,8 @@ struct TrainOptions {
   int64_t log_every = 10;
   std::string metrics;  // JSONL file (default: <checkpoint-dir>/metrics.jsonl when there is one)
   bool mllog = false;
+  // MLPerf submission fields of the :::MLLOG lines (--mllog-*): who ran it, on what, and its status.
+  std::string mllog_org = "climseg", mllog_platform, mllog_division = "open", mllog_status = "research";
   bool profile = false;
   std::string profile_csv;
   std::string save_weights;

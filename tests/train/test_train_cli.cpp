@@ -367,3 +367,69 @@ TEST_CASE("train: config file with overrides; mismatched and corrupted checkpoin
   CHECK_THAT(out, Catch::Contains("skipped checkpoint") && Catch::Contains("ckpt-0000000003") &&
                       Catch::Contains("header checksum mismatch"));
 }
+
+// The MLPerf HPC DeepCAM rules (mlcommons/logging, compliance_checker/hpc_3.0.0: common.yaml, closed_common.yaml,
+// closed_deepcam.yaml) on a 2-step run's :::MLLOG lines: every required key, the EXACTLY_ONE ones once, the
+// metadata the rules check, the event types and the order init_start < init_stop < run_start < ... < run_stop.
+TEST_CASE("train --mllog: the keys the MLPerf HPC DeepCAM rules require, once each where required, in order",
+          "[train][mllog]") {
+  test::TempDir t;
+  std::string out;
+  const int rc = cli(base_args() + " --steps 2 --mllog --optimizer lamb --schedule cosine --mllog-org TestOrg", out);
+  INFO(out);
+  REQUIRE(rc == 0);
+  std::vector<json> lines;
+  std::istringstream in(out);
+  for (std::string l; std::getline(in, l);)
+    if (l.rfind(":::MLLOG ", 0) == 0) lines.push_back(json::parse(l.substr(9)));
+  std::map<std::string, std::vector<size_t>> at;
+  for (size_t i = 0; i < lines.size(); ++i) {
+    const json& j = lines[i];
+    for (const char* f : {"namespace", "time_ms", "event_type", "key", "value", "metadata"}) CHECK(j.contains(f));
+    const std::string key = j.at("key");
+    at[key].push_back(i);
+    const std::string type = j.at("event_type");
+    CHECK(type == (key.ends_with("_start") ? "INTERVAL_START" : key.ends_with("_stop") ? "INTERVAL_END" : "POINT_IN_TIME"));
+  }
+  for (const char* k : {"submission_benchmark", "submission_org", "submission_platform", "submission_division",
+                        "submission_status", "init_stop", "run_start", "run_stop", "seed", "global_batch_size",
+                        "batchnorm_group_size", "gradient_accumulation_frequency", "number_of_nodes",
+                        "accelerators_per_node", "opt_name", "opt_lr", "opt_betas", "opt_eps", "scheduler_type",
+                        "scheduler_lr_warmup_steps", "scheduler_lr_warmup_factor", "scheduler_t_max",
+                        "scheduler_eta_min", "train_samples", "eval_samples"}) {
+    INFO("key " << k);
+    CHECK(at[k].size() == 1);
+  }
+  for (const char* k : {"cache_clear", "init_start", "epoch_start", "epoch_stop", "eval_start", "eval_stop",
+                        "eval_accuracy"}) {
+    INFO("key " << k);
+    CHECK(!at[k].empty());
+  }
+  const auto value = [&](const char* k) { return lines.at(at.at(k).at(0)).at("value"); };
+  CHECK(value("submission_benchmark") == "deepcam");
+  CHECK(value("submission_org") == "TestOrg");
+  CHECK((value("submission_division") == "open" || value("submission_division") == "closed"));
+  CHECK(value("submission_status") == "research");
+  CHECK(value("seed") == 7);
+  CHECK(value("global_batch_size") == 2);
+  CHECK(value("opt_name") == "LAMB");
+  CHECK(value("opt_betas").size() == 2);
+  CHECK(value("scheduler_type") == "cosine_annealing");
+  CHECK(value("scheduler_lr_warmup_factor").get<double>() >= 1.0);
+  CHECK(value("train_samples").get<int64_t>() > 0);
+  CHECK(value("eval_samples").get<int64_t>() > 0);
+  for (const char* k : {"epoch_start", "epoch_stop", "eval_start", "eval_stop", "eval_accuracy"})
+    for (size_t i : at[k]) CHECK(lines[i].at("metadata").contains("epoch_num"));
+  CHECK(lines.at(at["run_stop"][0]).at("metadata").at("status") == "success");
+  // Order: init, then the run; every epoch and eval inside it, each start before its stop.
+  CHECK(at["init_start"][0] < at["init_stop"][0]);
+  CHECK(at["init_stop"][0] < at["run_start"][0]);
+  CHECK(at["run_start"][0] < at["epoch_start"][0]);
+  CHECK(at["epoch_start"][0] < at["eval_start"][0]);
+  CHECK(at["eval_start"][0] < at["eval_stop"][0]);
+  CHECK(at["eval_stop"].back() < at["epoch_stop"].back());
+  CHECK(at["epoch_stop"].back() < at["run_stop"][0]);
+  CHECK(at["run_stop"][0] == lines.size() - 1);
+  for (const char* k : {"submission_benchmark", "seed", "opt_name", "train_samples"})
+    CHECK(at[k][0] < at["init_stop"][0]);
+}
