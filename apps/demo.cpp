@@ -9,7 +9,7 @@
 #include "engine/net.h"
 #include "engine/philox.h"
 #include "engine/profiler.h"
-#include "engine/sgd.h"
+#include "train/sgd.h"
 #include "layers/add.h"
 #include "layers/concat.h"
 #include "layers/pointwise_conv.h"

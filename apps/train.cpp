@@ -32,12 +32,12 @@
 #include "engine/atomic_file.h"
 #include "engine/check.h"
 #include "engine/checkpoint.h"
-#include "engine/loss_scaler.h"
+#include "train/loss_scaler.h"
 #include "engine/net.h"
-#include "engine/optimizer.h"
+#include "train/optimizer.h"
 #include "engine/profiler.h"
 #include "engine/safetensors.h"
-#include "engine/schedule.h"
+#include "train/schedule.h"
 #include "engine/weights.h"
 #include "io/input_metadata.h"
 #include "io/pipeline.h"
@@ -916,7 +916,7 @@ int run_train(const TrainOptions& o_in) {
   if (prec.emulate != DType::f32) {
     // The model copy starts as the rounded master weights (as after every step).
     const Tensor& pb = net.param_buffer();
-    cpu::round_to_storage(1, pb.numel(), pb.data_as<float>(), pb.numel(), prec.emulate == DType::bf16);
+    round_to_storage(1, pb.numel(), pb.data_as<float>(), pb.numel(), prec.emulate == DType::bf16);
   }
   LossScaler scaler(lcfg);
 

@@ -9,9 +9,9 @@
 #include <vector>
 
 #include "engine/device_allocator.h"
-#include "engine/loss_scaler.h"
+#include "train/loss_scaler.h"
 #include "engine/net.h"
-#include "engine/optimizer.h"
+#include "train/optimizer.h"
 #include "engine/philox.h"
 #include "engine/profiler.h"
 #include "layers/softmax_xent.h"

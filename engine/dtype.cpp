@@ -88,4 +88,17 @@ float half_to_float(Half h) {
   return bits_float(sign | ((e + 112u) << 23) | (m << 13));
 }
 
+void round_to_storage(int64_t P, int64_t C, float* y, int64_t ys, bool bf16) {
+  constexpr int64_t kParallelMin = 1 << 15;  // as kernels/cpu: below this a parallel region costs more than it saves
+  if (bf16) {
+#pragma omp parallel for schedule(static) if (P * C >= kParallelMin)
+    for (int64_t p = 0; p < P; ++p)
+      for (int64_t c = 0; c < C; ++c) y[p * ys + c] = bf16_to_float(float_to_bf16(y[p * ys + c]));
+  } else {
+#pragma omp parallel for schedule(static) if (P * C >= kParallelMin)
+    for (int64_t p = 0; p < P; ++p)
+      for (int64_t c = 0; c < C; ++c) y[p * ys + c] = half_to_float(float_to_half(y[p * ys + c]));
+  }
+}
+
 }  // namespace climseg

@@ -49,6 +49,10 @@ inline float bf16_to_float(BFloat16 h) { return bits_float(static_cast<uint32_t>
 
 Half float_to_half(float f);
 float half_to_float(Half h);
+// y[p, c] = float(round_to_16bit(y[p, c])) in place over P pixels of C channels at pixel stride ys: f16 (IEEE
+// binary16) or bf16, round to nearest even, overflow to inf, NaN kept. Emulated 16-bit storage on the CPU
+// (NetOptions::emulate_storage) and the fp16/bf16 model copy of fp32 master weights.
+void round_to_storage(int64_t P, int64_t C, float* y, int64_t ys, bool bf16);
 
 // Maps C++ element types to DType (used by typed accessors and the CPU kernels' dispatch).
 template <class T> struct dtype_of;

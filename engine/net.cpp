@@ -7,7 +7,6 @@
 #include <string_view>
 
 #include "engine/philox.h"
-#include "kernels/cpu/eltwise.h"
 
 namespace climseg {
 
@@ -490,7 +489,7 @@ namespace {
 // NetOptions::emulate_storage: round a float tensor (any pixel-strided view) to 16-bit values in place.
 void round_storage(const Tensor& t, DType storage) {
   if (!t.defined() || t.numel() == 0) return;
-  cpu::round_to_storage(t.shape().pixels(), t.shape().c, t.data_as<float>(), t.pixel_stride(), storage == DType::bf16);
+  round_to_storage(t.shape().pixels(), t.shape().c, t.data_as<float>(), t.pixel_stride(), storage == DType::bf16);
 }
 }  // namespace
 

@@ -1,10 +1,10 @@
 // Conv2d, CUDA path: cuDNN (kernels/cudnn/conv.h) for the convolution and its gradients, the bias kernels of
 // kernels/cuda/eltwise.h for the bias. The geometry (pads, TF 'SAME' asymmetry, output size) comes from
-// kernels/cudnn/conv_layers.h, the same function the layer's memory_needs uses for its workspace. Channel-slice
+// layers/conv_geometry.h, the same function the layer's memory_needs uses for its workspace. Channel-slice
 // views are accepted everywhere (staged through the workspace where cuDNN needs packed tensors).
 #include "kernels/cuda/eltwise.h"
 #include "kernels/cudnn/conv.h"
-#include "kernels/cudnn/conv_layers.h"
+#include "layers/conv_geometry.h"
 #include "layers/conv2d.h"
 
 namespace climseg {

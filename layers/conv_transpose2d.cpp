@@ -11,7 +11,7 @@
 #include "engine/dispatch.h"
 #include "kernels/cpu/conv.h"
 #include "kernels/cpu/eltwise.h"
-#include "kernels/cudnn/conv_layers.h"
+#include "layers/conv_geometry.h"
 #include "layers/conv2d.h"
 
 namespace climseg {

@@ -2,11 +2,11 @@
 //   forward       = cuDNN backward-data of the conv (its dY = our x, its dX = our y)
 //   backward-data = cuDNN forward of the conv on our dy
 //   backward-filter = cuDNN backward-filter with the conv's X = our dy and its dY = our x
-// The index math for padding, output_padding and TF 'SAME' is written out in kernels/cudnn/conv_layers.h. Bias as
+// The index math for padding, output_padding and TF 'SAME' is written out in layers/conv_geometry.h. Bias as
 // in Conv2d: kernels/cuda/eltwise.h.
 #include "kernels/cuda/eltwise.h"
 #include "kernels/cudnn/conv.h"
-#include "kernels/cudnn/conv_layers.h"
+#include "layers/conv_geometry.h"
 #include "layers/conv2d.h"
 
 namespace climseg {

@@ -115,18 +115,6 @@ void axpy(int64_t n, T alpha, const T* x, T* y) {
   for (int64_t i = 0; i < n; ++i) y[i] += alpha * x[i];
 }
 
-void round_to_storage(int64_t P, int64_t C, float* y, int64_t ys, bool bf16) {
-  if (bf16) {
-#pragma omp parallel for schedule(static) if (P * C >= kParallelMin)
-    for (int64_t p = 0; p < P; ++p)
-      for (int64_t c = 0; c < C; ++c) y[p * ys + c] = bf16_to_float(float_to_bf16(y[p * ys + c]));
-  } else {
-#pragma omp parallel for schedule(static) if (P * C >= kParallelMin)
-    for (int64_t p = 0; p < P; ++p)
-      for (int64_t c = 0; c < C; ++c) y[p * ys + c] = half_to_float(float_to_half(y[p * ys + c]));
-  }
-}
-
 #define CS_INSTANTIATE(T)                                                                                  \
   template void relu_fwd<T>(int64_t, int64_t, const T*, int64_t, T*, int64_t);                            \
   template void relu_bwd<T>(int64_t, int64_t, const T*, int64_t, const T*, int64_t, T*, int64_t, bool);   \

@@ -33,8 +33,5 @@ void bias_grad(int64_t P, int64_t C, const T* dy, int64_t dys, T* db, bool accum
 // y += alpha * x over a flat buffer (plain SGD: params += -lr * grads)
 template <class T>
 void axpy(int64_t n, T alpha, const T* x, T* y);
-// y[p, c] = float(round_to_16bit(y[p, c])) in place: f16 (IEEE binary16) or bf16, round to nearest even, overflow
-// to inf, NaN kept (engine/dtype.h's conversions). Emulated 16-bit storage on the CPU (NetOptions::emulate_storage).
-void round_to_storage(int64_t P, int64_t C, float* y, int64_t ys, bool bf16);
 
 }  // namespace climseg::cpu

@@ -1,4 +1,4 @@
-// CPU reference kernels of the optimizers (engine/optimizer.h drives them; kernels/cuda/optim.h is the device twin).
+// CPU reference kernels of the optimizers (train/optimizer.h drives them; kernels/cuda/optim.h is the device twin).
 // Templated on T = float or double, the element type of the flat buffers: on the CPU the master weights, moments,
 // model copy and gradients all have the same type (an fp32 model with 16-bit storage keeps fp32 buffers whose
 // model copy is rounded through fp16/bf16, see optim_store_model).

@@ -1,5 +1,5 @@
 // CUDA launchers of the optimizer passes (kernels/cuda/optim.cu): the device counterparts of kernels/cpu/optim.h,
-// driven by engine/optimizer.cpp. Plain C++ (no CUDA headers), so .cpp files call them.
+// driven by train/optimizer.cpp. Plain C++ (no CUDA headers), so .cpp files call them.
 //
 // Buffers: the model and gradient buffers are flat (1,1,1,n) fp32, fp16 or bf16 on the device of ctx; master and
 // moments are fp32. The chunking is cpu::OptimChunks copied to the device (OptimDeviceChunks), so both devices

@@ -22,7 +22,7 @@
 #include "engine/philox.h"
 #include "engine/tensor.h"
 #include "kernels/cudnn/conv.h"
-#include "kernels/cudnn/conv_layers.h"
+#include "layers/conv_geometry.h"
 #include "layers/conv2d.h"
 #include "tests/util/compare.h"
 #include "tests/util/device_operand.h"

@@ -16,7 +16,7 @@
 #include "engine/device_allocator.h"
 #include "engine/net.h"
 #include "engine/philox.h"
-#include "engine/sgd.h"
+#include "train/sgd.h"
 #include "engine/tensor.h"
 #include "kernels/cuda/eltwise.h"
 #include "layers/add.h"

@@ -1,4 +1,4 @@
-// engine/optimizer on CUDA against the CPU path, for fp32, fp16 and bf16 model buffers (the CPU run emulates the
+// train/optimizer on CUDA against the CPU path, for fp32, fp16 and bf16 model buffers (the CPU run emulates the
 // 16-bit storage in an fp32 buffer with the gradients rounded alike):
 // - sgd, adam, adamw without norm-dependent factors: master weights and model copy bit-identical (the updates are
 //   the shared formulas of kernels/cpu/optim_math.h with explicitly rounded device arithmetic);
@@ -10,7 +10,7 @@
 #include <cstring>
 #include <vector>
 
-#include "engine/optimizer.h"
+#include "train/optimizer.h"
 #include "engine/philox.h"
 #include "tests/util/compare.h"
 #include "tests/util/tolerances.h"

@@ -8,7 +8,7 @@
 
 #include "engine/net.h"
 #include "engine/philox.h"
-#include "engine/sgd.h"
+#include "train/sgd.h"
 #include "layers/batchnorm.h"
 #include "layers/conv2d.h"
 #include "layers/dropout.h"

@@ -1,4 +1,4 @@
-// engine/optimizer and engine/schedule against PyTorch in float64 (tests/torch/optim_check.py):
+// train/optimizer and train/schedule against PyTorch in float64 (tests/torch/optim_check.py):
 // - torch.optim.SGD (momentum, nesterov, weight decay), Adam (weight decay) and AdamW over 10 steps with a changing
 //   lr, random weights and gradients, three tensors laid out with padding as in a Net's flat buffer: weights and
 //   optimizer state within the "pytorch fp64" row;
@@ -12,9 +12,9 @@
 #include <string>
 #include <vector>
 
-#include "engine/optimizer.h"
+#include "train/optimizer.h"
 #include "engine/philox.h"
-#include "engine/schedule.h"
+#include "train/schedule.h"
 #include "tests/util/compare.h"
 #include "tests/util/npy.h"
 #include "tests/util/temp_dir.h"

@@ -2,7 +2,7 @@
 // every Conv2d / ConvTranspose2d pass as a cuDNN call on a geometry with symmetric padding, with the conv's X
 // zero-extended by extra_rows/extra_cols (TF 'SAME' with an odd total) and gradients with respect to X cropped
 // back. This test emulates exactly those cuDNN calls in double (forward, backward-data into the extended buffer
-// then crop, backward-filter on the extended X) from kernels/cudnn/conv_layers.h's geometry, and compares them with
+// then crop, backward-filter on the extended X) from layers/conv_geometry.h's geometry, and compares them with
 // the layers' CPU paths on the networks' corner cases: stride 2 'SAME' on odd and even sizes, even kernels,
 // dilation, groups, 1x1 inputs, PyTorch's output_padding. What it cannot check is cuDNN itself
 // (tests/cuda/test_cuda_conv.cpp does, on a GPU).
@@ -18,7 +18,7 @@
 #include "engine/layer.h"
 #include "engine/philox.h"
 #include "kernels/cudnn/conv.h"
-#include "kernels/cudnn/conv_layers.h"
+#include "layers/conv_geometry.h"
 #include "layers/conv2d.h"
 #include "tests/util/compare.h"
 #include "tests/util/tolerances.h"

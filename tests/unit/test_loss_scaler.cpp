@@ -1,11 +1,11 @@
-// engine/loss_scaler: the dynamic state machine step by step (growth exactly at growth_interval, backoff resets
+// train/loss_scaler: the dynamic state machine step by step (growth exactly at growth_interval, backoff resets
 // the counter, repeated overflows, the floor and the ceiling), static and none modes, state round trips (also
 // through checkpoint metadata), and configuration errors.
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <limits>
 
-#include "engine/loss_scaler.h"
+#include "train/loss_scaler.h"
 
 using namespace climseg;
 using Catch::Contains;

@@ -1,4 +1,4 @@
-// engine/optimizer and engine/schedule on the CPU:
+// train/optimizer and train/schedule on the CPU:
 // - every optimizer kind (sgd with and without momentum, nesterov, weight decay; adam, adam + L2, adamw, lamb;
 //   LARC clip and scale around adam and sgd; global-norm clipping) against an independent fp64 reference written
 //   here as plain loops, for 5 steps with a changing lr and a grad_scale, on three tensors with padding gaps;
@@ -15,10 +15,10 @@
 #include <string>
 #include <vector>
 
-#include "engine/optimizer.h"
+#include "train/optimizer.h"
 #include "engine/philox.h"
 #include "engine/profiler.h"
-#include "engine/schedule.h"
+#include "train/schedule.h"
 #include "tests/util/compare.h"
 #include "tests/util/tolerances.h"
 

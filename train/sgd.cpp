@@ -1,4 +1,4 @@
-#include "engine/sgd.h"
+#include "train/sgd.h"
 
 #include "engine/dispatch.h"
 #include "engine/profiler.h"

@@ -1,4 +1,4 @@
-#include "engine/schedule.h"
+#include "train/schedule.h"
 
 #include <cmath>
 #include <numbers>

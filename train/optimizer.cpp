@@ -1,4 +1,4 @@
-#include "engine/optimizer.h"
+#include "train/optimizer.h"
 
 #include <cmath>
 #include <limits>
