@@ -136,7 +136,6 @@ class Net {
   int64_t num_params() const;  // trainable elements (without padding)
 
   const MemoryPlan& memory_plan() const { return plan_; }
-  const std::vector<MemRequest>& memory_requests() const { return requests_; }
   const NetStats& stats() const { return stats_; }
   std::string summary() const;  // per node: name, type, output shape, parameters, GFLOP; then the memory report
   // The FLOPs of every layer's forward_cost, and of forward_cost + backward_cost (a training step without the

@@ -104,6 +104,12 @@ class Tensor {
 
 std::array<int64_t, 4> contiguous_strides(const Shape& s);
 
+// True when `a` and `b` view the same elements (same data pointer, shape, strides and dtype): nothing to copy (a
+// concat input that already is its slice of the output, a slice whose output is its input's view).
+inline bool same_view(const Tensor& a, const Tensor& b) {
+  return a.data() == b.data() && a.shape() == b.shape() && a.strides() == b.strides() && a.dtype() == b.dtype();
+}
+
 // Devices.
 int cuda_device_count();  // 0 when built without CUDA, without a driver or without a device; never throws
 // The CUDA device of a rank whose rank on its node is `local_rank`, with `device_count` devices visible: one device

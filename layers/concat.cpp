@@ -5,10 +5,6 @@
 
 namespace climseg {
 
-bool same_view(const Tensor& a, const Tensor& b) {
-  return a.data() == b.data() && a.shape() == b.shape() && a.strides() == b.strides() && a.dtype() == b.dtype();
-}
-
 Shape Concat::output_shape(const std::vector<Shape>& in) const {
   CS_CHECK(!in.empty(), name(), ": concat needs at least one input");
   Shape s = in[0];

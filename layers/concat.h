@@ -24,7 +24,4 @@ class Concat : public Layer {
   void backward_cuda(ExecContext& ctx, const BackwardArgs& a) override;
 };
 
-// True when `a` and `b` view the same elements (same data pointer, shape and strides): nothing to copy.
-bool same_view(const Tensor& a, const Tensor& b);
-
 }  // namespace climseg

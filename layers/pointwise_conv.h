@@ -18,7 +18,6 @@ class PointwiseConv : public Layer {
   LayerCost forward_cost(const std::vector<Shape>& in, DType t) const override;
   LayerCost backward_cost(const std::vector<Shape>& in, DType t) const override;
   int64_t out_channels() const { return k_; }
-  bool has_bias() const { return bias_; }
   bool supports_epilogue() const override { return true; }
   void scale_output_channels(const std::vector<Shape>& in, double* w, const double* scale) const override;
 

@@ -2,7 +2,6 @@
 
 #include "engine/dispatch.h"
 #include "kernels/cpu/eltwise.h"
-#include "layers/concat.h"  // same_view
 
 namespace climseg {
 

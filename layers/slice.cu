@@ -2,7 +2,6 @@
 // output is a view of the input); backward zeroes the channels outside the slice (overwrite mode) and copies or
 // accumulates dy into the slice of dx.
 #include "kernels/cuda/eltwise.h"
-#include "layers/concat.h"  // same_view
 #include "layers/slice.h"
 
 namespace climseg {
