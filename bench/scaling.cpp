@@ -91,7 +91,7 @@ int run_scaling(const ScalingOptions& o) {
     csv.owned = true;
     sum.f = stdout;
   }
-  std::vector<Algo> algos;
+  std::vector<ModelledAlgo> algos;
   for (const std::string& a : o.algos) algos.push_back(parse_algo(a));
   for (const std::string& m : o.models) network(m);
   for (const std::string& d : o.dtypes) dtype_bytes(d);
@@ -158,7 +158,7 @@ int run_scaling(const ScalingOptions& o) {
       for (const std::string& dtype : o.dtypes)
         for (int64_t n : counts) {
           if (n > m.gpus_per_node && n % m.gpus_per_node != 0) continue;  // not whole nodes on this machine
-          for (Algo a : algos)
+          for (ModelledAlgo a : algos)
             for (const Mode& mode : kModes) {
               StepOptions so;
               so.overlap = mode.overlap;
@@ -202,7 +202,7 @@ int run_scaling(const ScalingOptions& o) {
   for (const PaperPoint& pp : kPaper)
     for (const Prediction& p : rows)
       if (p.machine == pp.machine && p.model == pp.model && p.dtype == pp.dtype && p.gpus == pp.gpus &&
-          p.algo == Algo::hybrid2018) {
+          p.algo == ModelledAlgo::hybrid2018) {
         if (!header_done) {
           std::fprintf(sum.f, "\nthe 2018 paper (reference-systems.md 5.1) vs the model's hybrid2018 allreduce:\n");
           header_done = true;

@@ -90,29 +90,29 @@ const std::vector<Field>& fields() {
 
 // ---- names --------------------------------------------------------------------------------------------------------
 
-const char* algo_name(Algo a) {
+const char* algo_name(ModelledAlgo a) {
   switch (a) {
-    case Algo::ring:
+    case ModelledAlgo::ring:
       return "ring";
-    case Algo::rhd:
+    case ModelledAlgo::rhd:
       return "rhd";
-    case Algo::dbt:
+    case ModelledAlgo::dbt:
       return "dbt";
-    case Algo::hier:
+    case ModelledAlgo::hier:
       return "hier";
-    case Algo::hybrid2018:
+    case ModelledAlgo::hybrid2018:
       return "hybrid2018";
   }
   return "?";
 }
 
-const std::vector<Algo>& all_algos() {
-  static const std::vector<Algo> a = {Algo::ring, Algo::rhd, Algo::dbt, Algo::hier, Algo::hybrid2018};
+const std::vector<ModelledAlgo>& all_algos() {
+  static const std::vector<ModelledAlgo> a = {ModelledAlgo::ring, ModelledAlgo::rhd, ModelledAlgo::dbt, ModelledAlgo::hier, ModelledAlgo::hybrid2018};
   return a;
 }
 
-Algo parse_algo(const std::string& s) {
-  for (Algo a : all_algos())
+ModelledAlgo parse_algo(const std::string& s) {
+  for (ModelledAlgo a : all_algos())
     if (s == algo_name(a)) return a;
   CS_THROW("unknown allreduce algorithm '", s, "' (known: ring, rhd, dbt, hier, hybrid2018)");
 }
@@ -314,7 +314,7 @@ double tree_time(int64_t n, double bytes, Level l, double reduce_bw) {
   return 2.0 * ilog2(n) * l.alpha + 2.0 * bytes / l.bw + reduce_cost(bytes, reduce_bw);
 }
 
-double allreduce_time(const Machine& m, Algo a, int64_t gpus, double bytes) {
+double allreduce_time(const Machine& m, ModelledAlgo a, int64_t gpus, double bytes) {
   CS_CHECK(gpus >= 1, "allreduce over ", gpus, " GPUs");
   if (gpus == 1 || bytes <= 0) return 0;
   const int64_t g = m.gpus_per_node;
@@ -326,9 +326,9 @@ double allreduce_time(const Machine& m, Algo a, int64_t gpus, double bytes) {
   if (nodes == 1) {
     CS_CHECK(intra.bw > 0, "machine ", m.name, ": no intra-node bandwidth");
     switch (a) {
-      case Algo::rhd:
+      case ModelledAlgo::rhd:
         return rhd_time(local, bytes, intra, rb);
-      case Algo::dbt:  // NCCL's intra-node chain, pipelined
+      case ModelledAlgo::dbt:  // NCCL's intra-node chain, pipelined
         return 2.0 * static_cast<double>(local - 1) * intra.alpha + 2.0 * bytes / intra.bw + reduce_cost(bytes, rb);
       default:
         return ring_time(local, bytes, intra, rb);  // ring, hier, hybrid2018 (one node: just the ring)
@@ -339,9 +339,9 @@ double allreduce_time(const Machine& m, Algo a, int64_t gpus, double bytes) {
   const double flat_bw = local > 1 ? std::min(intra.bw, node_bw) : node_bw;
   const double lf = static_cast<double>(local - 1) / static_cast<double>(local);
   switch (a) {
-    case Algo::ring:
+    case ModelledAlgo::ring:
       return ring_time(gpus, bytes, {std::max(intra.alpha, m.inter_alpha), flat_bw}, rb);
-    case Algo::rhd: {
+    case ModelledAlgo::rhd: {
       const int64_t p = pow2_floor(gpus);
       const Level inter{m.inter_alpha, std::min(m.port_bw, node_bw / static_cast<double>(local))};
       double t = 0, vol = bytes;
@@ -354,10 +354,10 @@ double allreduce_time(const Machine& m, Algo a, int64_t gpus, double bytes) {
       if (p != gpus) t += 2.0 * (inter.alpha + bytes / inter.bw) + reduce_cost(bytes, rb);
       return t;
     }
-    case Algo::dbt:
+    case ModelledAlgo::dbt:
       return 2.0 * (static_cast<double>(local - 1) * intra.alpha + ilog2(nodes) * m.inter_alpha) +
              2.0 * bytes / flat_bw + reduce_cost(bytes, rb);
-    case Algo::hier: {
+    case ModelledAlgo::hier: {
       double t = 0;
       if (local > 1)
         t += 2.0 * (static_cast<double>(local - 1) * intra.alpha + lf * bytes / intra.bw) +
@@ -365,7 +365,7 @@ double allreduce_time(const Machine& m, Algo a, int64_t gpus, double bytes) {
       const Level stream{m.inter_alpha, std::min(m.port_bw, node_bw / static_cast<double>(local))};
       return t + best_inter(nodes, bytes / static_cast<double>(local), stream, rb);
     }
-    case Algo::hybrid2018: {
+    case ModelledAlgo::hybrid2018: {
       double t = local > 1 ? ring_time(local, bytes, intra, rb) : 0.0;  // ncclAllReduce in the node
       const int64_t blocks = std::max<int64_t>(1, std::min<int64_t>(m.split, local));
       const double block = bytes / static_cast<double>(blocks);
@@ -382,7 +382,7 @@ double allreduce_time(const Machine& m, Algo a, int64_t gpus, double bytes) {
 
 // ---- step time ------------------------------------------------------------------------------------------------------
 
-StepTime step_time(const Machine& m, Algo a, int64_t gpus, double compute, double grad_bytes, const StepOptions& o) {
+StepTime step_time(const Machine& m, ModelledAlgo a, int64_t gpus, double compute, double grad_bytes, const StepOptions& o) {
   return step_time(compute, grad_bytes, o, [&](double b) { return allreduce_time(m, a, gpus, b); });
 }
 
@@ -390,7 +390,7 @@ double straggler_factor(double cv, int64_t gpus) {
   return gpus <= 1 ? 1.0 : 1.0 + cv * std::sqrt(2.0 * std::log(static_cast<double>(gpus)));
 }
 
-Prediction predict(const Machine& m, const std::string& model, const std::string& dtype, int64_t gpus, Algo a,
+Prediction predict(const Machine& m, const std::string& model, const std::string& dtype, int64_t gpus, ModelledAlgo a,
                    const StepOptions& o, int64_t batch) {
   CS_CHECK(batch >= 1, "batch per GPU must be at least 1, got ", batch);
   const Network& net = network(model);

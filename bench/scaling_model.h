@@ -30,10 +30,12 @@
 
 namespace climseg::bench {
 
-enum class Algo : uint8_t { ring, rhd, dbt, hier, hybrid2018 };
-const char* algo_name(Algo a);
-Algo parse_algo(const std::string& s);  // throws climseg::Error listing the names
-const std::vector<Algo>& all_algos();
+// The allreduce algorithms the simulator models (the 2018 paper's and ours), by their cost formulas: not
+// comm::AllreduceAlgo, which names the implementations comm/ runs (the simulator also models ones comm/ lacks).
+enum class ModelledAlgo : uint8_t { ring, rhd, dbt, hier, hybrid2018 };
+const char* algo_name(ModelledAlgo a);
+ModelledAlgo parse_algo(const std::string& s);  // throws climseg::Error listing the names
+const std::vector<ModelledAlgo>& all_algos();
 
 // One link level: per-message latency (s) and the per-direction bandwidth one stream gets (bytes/s).
 struct Level {
@@ -111,7 +113,7 @@ double rhd_time(int64_t n, double bytes, Level l, double reduce_bw);
 double tree_time(int64_t n, double bytes, Level l, double reduce_bw);  // double binary tree, pipelined
 // Predicted time (s) of one allreduce of `bytes` over `gpus` GPUs of machine m (gpus <= gpus_per_node, or a
 // multiple of it). 0 for one GPU.
-double allreduce_time(const Machine& m, Algo a, int64_t gpus, double bytes);
+double allreduce_time(const Machine& m, ModelledAlgo a, int64_t gpus, double bytes);
 
 // ---- step time ----------------------------------------------------------------------------------------------
 enum class Overlap : uint8_t { none, buckets };
@@ -133,12 +135,12 @@ struct StepTime {
 // Step time given the compute time and a function giving the allreduce time of a number of bytes.
 template <class F>
 StepTime step_time(double compute, double grad_bytes, const StepOptions& o, F&& allreduce_of);
-StepTime step_time(const Machine& m, Algo a, int64_t gpus, double compute, double grad_bytes, const StepOptions& o);
+StepTime step_time(const Machine& m, ModelledAlgo a, int64_t gpus, double compute, double grad_bytes, const StepOptions& o);
 
 struct Prediction {
   std::string machine, model, dtype;
   int64_t gpus = 0;
-  Algo algo = Algo::ring;
+  ModelledAlgo algo = ModelledAlgo::ring;
   Overlap overlap = Overlap::none;
   int lag = 0;
   double allreduce_ms = 0, compute_ms = 0, step_ms = 0, efficiency = 0;
@@ -148,12 +150,12 @@ struct Prediction {
 double straggler_factor(double cv, int64_t gpus);
 
 // Weak scaling with `batch` samples per GPU: efficiency(N) = step(1) / step(N).
-Prediction predict(const Machine& m, const std::string& model, const std::string& dtype, int64_t gpus, Algo a,
+Prediction predict(const Machine& m, const std::string& model, const std::string& dtype, int64_t gpus, ModelledAlgo a,
                    const StepOptions& o, int64_t batch);
 
 // ---- calibration ------------------------------------------------------------------------------------------------
 struct Measurement {
-  std::string algo;  // a name of Algo, or anything else (fitted with the ring's coefficients)
+  std::string algo;  // a name of ModelledAlgo, or anything else (fitted with the ring's coefficients)
   int64_t ranks = 0;
   double bytes = 0;
   double time_us = 0;

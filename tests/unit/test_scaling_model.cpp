@@ -66,9 +66,9 @@ TEST_CASE("one node: hier and hybrid2018 are the intra-node ring", "[scaling]") 
     const double S = 87429574.0;
     for (int64_t n = 2; n <= m.gpus_per_node; ++n) {
       const double ring = ring_time(n, S, m.intra(), m.reduce_bw);
-      CHECK(close(allreduce_time(m, Algo::ring, n, S), ring));
-      CHECK(close(allreduce_time(m, Algo::hier, n, S), ring));
-      CHECK(close(allreduce_time(m, Algo::hybrid2018, n, S), ring));
+      CHECK(close(allreduce_time(m, ModelledAlgo::ring, n, S), ring));
+      CHECK(close(allreduce_time(m, ModelledAlgo::hier, n, S), ring));
+      CHECK(close(allreduce_time(m, ModelledAlgo::hybrid2018, n, S), ring));
     }
   }
   // Summit's intra-node level: 2 NVLink 2 bricks of 25 GB/s.
@@ -80,20 +80,20 @@ TEST_CASE("multi-node formulas worked by hand on Summit (2 nodes, 12 GPUs)", "[s
   const Machine m = summit();
   const double S = 24e6, ai = m.intra_alpha, ae = m.inter_alpha, bi = 50e9, node = 25e9, g = m.reduce_bw;
   // ring: every step pays the slowest hop: max alpha, min(50, 2 x 12.5) GB/s
-  CHECK(close(allreduce_time(m, Algo::ring, 12, S), 22 * ae + 2 * 11.0 / 12 * S / node + 11.0 / 12 * S / g));
+  CHECK(close(allreduce_time(m, ModelledAlgo::ring, 12, S), 22 * ae + 2 * 11.0 / 12 * S / node + 11.0 / 12 * S / g));
   // dbt: 2 [5 alpha_intra + 1 alpha_inter] + 2 S / 25 GB/s + S gamma
-  CHECK(close(allreduce_time(m, Algo::dbt, 12, S), 2 * (5 * ai + ae) + 2 * S / node + S / g));
+  CHECK(close(allreduce_time(m, ModelledAlgo::dbt, 12, S), 2 * (5 * ai + ae) + 2 * S / node + S / g));
   // hier: reduce-scatter + allgather in the node (5/6 S each), 6 shards of S/6 across 2 nodes concurrently, each
   // stream min(12.5, 25/6) GB/s; across 2 nodes ring and rhd cost the same: 2 alpha + S/6 / B + S/12 gamma
   const double shard = S / 6, sb = 25e9 / 6;
   const double hier = 2 * (5 * ai + 5.0 / 6 * S / bi) + 5.0 / 6 * S / g + 2 * ae + shard / sb + 0.5 * shard / g;
-  CHECK(close(allreduce_time(m, Algo::hier, 12, S), hier));
+  CHECK(close(allreduce_time(m, ModelledAlgo::hier, 12, S), hier));
   // hybrid2018: ring in the node, 4 blocks of S/4 copied D2H and H2D at 50 GB/s, reduced across 2 nodes on the host
   // (10 GB/s) with 4 streams sharing 25 GB/s, then 4 broadcasts of 5 alpha + S/4 / 50 GB/s
   const double blk = S / 4;
   const double hyb = ring_time(6, S, m.intra(), g) + 2 * blk / 50e9 + 2 * ae + blk / (25e9 / 4) + 0.5 * blk / 10e9 +
                      4 * 5 * ai + S / bi;
-  CHECK(close(allreduce_time(m, Algo::hybrid2018, 12, S), hyb));
+  CHECK(close(allreduce_time(m, ModelledAlgo::hybrid2018, 12, S), hyb));
   // rhd on H100 (8 per node, 2 nodes = 16 GPUs): 3 steps inside the node at 450 GB/s, 1 across at 50 GB/s per GPU
   const Machine h = h100_cluster();
   const double Sh = 16e6, hi = h.intra_alpha, he = h.inter_alpha, gh = h.reduce_bw;
@@ -104,8 +104,8 @@ TEST_CASE("multi-node formulas worked by hand on Summit (2 nodes, 12 GPUs)", "[s
   }
   vol /= 2;
   rhd += 2 * (he + vol / 50e9) + vol / gh;
-  CHECK(close(allreduce_time(h, Algo::rhd, 16, Sh), rhd));
-  CHECK_THROWS_WITH(allreduce_time(m, Algo::ring, 8, S), Contains("not a whole number of 6-GPU nodes"));
+  CHECK(close(allreduce_time(h, ModelledAlgo::rhd, 16, Sh), rhd));
+  CHECK_THROWS_WITH(allreduce_time(m, ModelledAlgo::ring, 8, S), Contains("not a whole number of 6-GPU nodes"));
 }
 
 TEST_CASE("step time: no overlap, buckets, lag 1", "[scaling]") {
@@ -141,7 +141,7 @@ TEST_CASE("efficiency: 1 at one GPU, never rising with N, lag 1 best", "[scaling
   for (const Machine& m : {summit(), h100_cluster(), piz_daint()})
     for (const Network& net : networks())
       for (const char* dt : {"fp16", "fp32"})
-        for (Algo a : all_algos()) {
+        for (ModelledAlgo a : all_algos()) {
           double prev[3] = {2, 2, 2};
           for (int64_t n : m.gpu_counts) {
             double eff[3];
@@ -175,7 +175,7 @@ TEST_CASE("efficiency: 1 at one GPU, never rising with N, lag 1 best", "[scaling
 
 TEST_CASE("compute time and gradient size come from docs/models.md and the rates", "[scaling]") {
   const Machine m = summit();
-  const Prediction p = predict(m, "deeplabv3plus", "fp16", 1, Algo::ring, StepOptions{}, 2);
+  const Prediction p = predict(m, "deeplabv3plus", "fp16", 1, ModelledAlgo::ring, StepOptions{}, 2);
   // The paper's sustained 999.0 PF/s over 27,360 GPUs at 14.41 TFLOP/sample: 2.534 samples/s per GPU
   const double samples_per_s = 999.0e15 / 27360 / 14.41e12;
   CHECK(close(p.compute_ms, 2 / samples_per_s * 1e3, {"", 0, 1e-9, ""}));
@@ -189,13 +189,13 @@ TEST_CASE("stragglers: the slowest of N GPUs, mean x (1 + cv sqrt(2 ln N))", "[s
   Machine m = summit();
   CHECK(straggler_factor(0.02, 1) == 1.0);
   CHECK(close(straggler_factor(0.02, 27360), 1 + 0.02 * std::sqrt(2 * std::log(27360.0))));
-  const Prediction base = predict(m, "tiramisu", "fp16", 27360, Algo::hier, {}, 2);
+  const Prediction base = predict(m, "tiramisu", "fp16", 27360, ModelledAlgo::hier, {}, 2);
   m.set("jitter_cv", 0.02);
-  const Prediction p = predict(m, "tiramisu", "fp16", 27360, Algo::hier, {}, 2);
+  const Prediction p = predict(m, "tiramisu", "fp16", 27360, ModelledAlgo::hier, {}, 2);
   CHECK(close(p.compute_ms, base.compute_ms * straggler_factor(0.02, 27360)));
   CHECK(close(p.step_ms, p.compute_ms + p.allreduce_ms));
   CHECK(p.efficiency < base.efficiency);
-  CHECK(predict(m, "tiramisu", "fp16", 1, Algo::hier, {}, 2).efficiency == 1.0);
+  CHECK(predict(m, "tiramisu", "fp16", 1, ModelledAlgo::hier, {}, 2).efficiency == 1.0);
 }
 
 TEST_CASE("machine constants by name", "[scaling]") {
@@ -282,7 +282,7 @@ TEST_CASE("calibration: both CSV formats", "[scaling][calibrate]") {
   CHECK(host.gpus_per_node == 8);
   CHECK(host.gpu_counts.back() == 8);
   // The host machine reproduces the fitted points (two points, two unknowns: exact).
-  CHECK(close(allreduce_time(host, Algo::ring, 8, 4194304) * 1e6, 900.0, test::tol::scaling_fit_f64));
+  CHECK(close(allreduce_time(host, ModelledAlgo::ring, 8, 4194304) * 1e6, 900.0, test::tol::scaling_fit_f64));
   CHECK_THROWS_WITH(read_measurements(write_temp("bad", "algo,ranks,time_us\nring,2,5\n")), Contains("bytes"));
   CHECK_THROWS_WITH(read_measurements(write_temp("nan", "algo,ranks,bytes,time_us\nring,2,x,5\n")),
                     Contains("not a number"));
