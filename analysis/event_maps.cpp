@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <limits>
 
+#include "analysis/sphere.h"
 #include "engine/check.h"
 
 namespace climseg::analysis {
@@ -248,28 +249,6 @@ std::string lon_label(int deg) {
 }
 
 // ---- the grid -----------------------------------------------------------------------------------------------------
-bool lon_periodic(const std::vector<double>& lon) {
-  if (lon.size() < 2) return false;
-  const double n = static_cast<double>(lon.size());
-  const double d = (lon.back() - lon.front()) / (n - 1.0);
-  return std::abs(d * n - 360.0) <= 1e-6 * std::abs(d) * n;
-}
-
-// Cell edges: midpoints between centres, the outer ones half a spacing beyond (one cell: +-0.5 degree).
-std::vector<double> cell_edges(const std::vector<double>& c) {
-  const size_t n = c.size();
-  std::vector<double> e(n + 1);
-  if (n == 1) {
-    e[0] = c[0] - 0.5;
-    e[1] = c[0] + 0.5;
-    return e;
-  }
-  for (size_t i = 1; i < n; ++i) e[i] = 0.5 * (c[i - 1] + c[i]);
-  e[0] = c[0] - 0.5 * (c[1] - c[0]);
-  e[n] = c[n - 1] + 0.5 * (c[n - 1] - c[n - 2]);
-  return e;
-}
-
 void check_grid(const io::CfGrid& grid) {
   CS_CHECK(!grid.lat.empty() && !grid.lon.empty(), "event maps: empty grid (", grid.lat.size(), " latitudes, ",
            grid.lon.size(), " longitudes)");
@@ -521,7 +500,7 @@ MapLayout map_layout(const io::CfGrid& grid, const MapOptions& opt) {
   CS_CHECK(opt.width >= 16 && opt.width <= 20000, "event maps: width ", opt.width, " is not in 16..20000");
   CS_CHECK(opt.text_scale >= 1 && opt.text_scale <= 8, "event maps: text_scale ", opt.text_scale);
   MapLayout L;
-  L.periodic = lon_periodic(grid.lon);
+  L.periodic = grid.periodic();
   const std::vector<double> lon_e = cell_edges(grid.lon), lat_e = cell_edges(grid.lat);
   L.lon_west = lon_e.front();
   L.lon_east = L.periodic ? L.lon_west + 360.0 : lon_e.back();

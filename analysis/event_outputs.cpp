@@ -318,6 +318,12 @@ Verification verify_events(const std::vector<TruthPoint>& truth, const SeriesInf
     std::map<int64_t, double> err_by_event;
     for (const TruthPoint* p : pts) {
       const int64_t t = step_of[p->time];
+      // A river's path points as grid cells, once per truth point (not per object tried against it).
+      std::vector<std::pair<int64_t, int64_t>> cells;
+      for (const auto& [la, lo] : p->path) {
+        int64_t r, c;
+        if (nearest_cell(s.grid, la, lo, r, c)) cells.emplace_back(r, c);
+      }
       std::set<int64_t> here;
       for (size_t i : at[static_cast<size_t>(t)]) {
         const Object& o = objects[i];
@@ -327,9 +333,7 @@ Verification verify_events(const std::vector<TruthPoint>& truth, const SeriesInf
           match = great_circle_km(o.lat, o.lon, p->lat, p->lon) <= opt.tc_match_km;
         } else {
           int inside = 0;
-          for (const auto& [la, lo] : p->path) {
-            int64_t r, c;
-            if (!nearest_cell(s.grid, la, lo, r, c)) continue;
+          for (const auto& [r, c] : cells) {
             bool hit = false;
             for (int64_t dr = -1; dr <= 1 && !hit; ++dr)
               for (int64_t dc = -1; dc <= 1 && !hit; ++dc) {

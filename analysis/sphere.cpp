@@ -7,10 +7,7 @@
 
 namespace climseg::analysis {
 
-namespace {
-
-// Edges of cells from their centres: midpoints, the two outer edges half a neighbour spacing outside.
-std::vector<double> edges_from_centres(const std::vector<double>& c) {
+std::vector<double> cell_edges(const std::vector<double>& c) {
   const size_t n = c.size();
   std::vector<double> e(n + 1);
   if (n == 1) {
@@ -23,8 +20,6 @@ std::vector<double> edges_from_centres(const std::vector<double>& c) {
   e[n] = c[n - 1] + 0.5 * (c[n - 1] - c[n - 2]);
   return e;
 }
-
-}  // namespace
 
 GridGeometry grid_geometry(const io::CfGrid& grid, const std::vector<double>& lat_bounds,
                            const std::vector<double>& lon_bounds) {
@@ -44,7 +39,7 @@ GridGeometry grid_geometry(const io::CfGrid& grid, const std::vector<double>& la
       ln[i] = std::max(lat_bounds[2 * i], lat_bounds[2 * i + 1]);
     }
   } else {
-    const std::vector<double> e = edges_from_centres(grid.lat);
+    const std::vector<double> e = cell_edges(grid.lat);
     for (size_t i = 0; i < H; ++i) {
       ls[i] = std::clamp(e[i], -90.0, 90.0);
       ln[i] = std::clamp(e[i + 1], -90.0, 90.0);
@@ -69,7 +64,7 @@ GridGeometry grid_geometry(const io::CfGrid& grid, const std::vector<double>& la
   } else if (g.periodic) {
     for (size_t j = 0; j < W; ++j) g.lon_width[j] = 2.0 * kPi / static_cast<double>(W);
   } else {
-    const std::vector<double> e = edges_from_centres(grid.lon);
+    const std::vector<double> e = cell_edges(grid.lon);
     for (size_t j = 0; j < W; ++j) g.lon_width[j] = (e[j + 1] - e[j]) * kDegToRad;
   }
   g.cum_w.assign(W + 1, 0.0);

@@ -38,6 +38,10 @@ struct GridGeometry {
 GridGeometry grid_geometry(const io::CfGrid& grid, const std::vector<double>& lat_bounds = {},
                            const std::vector<double>& lon_bounds = {});
 
+// Cell edges from cell centres (n + 1 values): midpoints between neighbours, the two outer edges half a neighbour
+// spacing outside (a single cell: +-0.5). Not clamped: latitudes are clamped to +-90 by the caller where it matters.
+std::vector<double> cell_edges(const std::vector<double>& centres);
+
 // Haversine distance between two points given in degrees, km.
 double great_circle_km(double lat1, double lon1, double lat2, double lon2);
 
