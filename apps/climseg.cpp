@@ -14,6 +14,7 @@
 #include "apps/predict.h"
 #include "apps/train.h"
 #endif
+#include "comm/ranks.h"
 #include "engine/check.h"
 #include "engine/tensor.h"
 #include "kernels/cublas/gemm.h"
@@ -129,7 +130,7 @@ int main(int argc, char** argv) {
   } catch (const std::exception& e) {
     std::fprintf(stderr, "climseg: error: %s\n", e.what());
 #if defined(CLIMSEG_HAVE_IO)
-    if (*train.train || *predict.cmd || *events.cmd) climseg::apps::abort_ranks(1);  // the other ranks must not wait for this one
+    if (*train.train || *predict.cmd || *events.cmd) climseg::comm::abort_ranks(1);  // the other ranks must not wait for this one
 #endif
     return 1;
   }

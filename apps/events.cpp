@@ -13,7 +13,7 @@
 #include "analysis/event_outputs.h"
 #include "analysis/events.h"
 #include "analysis/mask_series.h"
-#include "apps/train_dist.h"
+#include "comm/ranks.h"
 #include "engine/check.h"
 #include "io/input_files.h"
 #include "io/rgb_image.h"
@@ -86,14 +86,14 @@ void unpack(const std::vector<uint8_t>& b, std::vector<Object>& out) {
 
 void send_bytes(int dest, int tag, const std::vector<uint8_t>& b) {
   const uint64_t n = b.size();
-  send_to_rank(dest, tag, &n, sizeof n);
-  if (n) send_to_rank(dest, tag + 1, b.data(), n);
+  comm::send_to_rank(dest, tag, &n, sizeof n);
+  if (n) comm::send_to_rank(dest, tag + 1, b.data(), n);
 }
 std::vector<uint8_t> recv_bytes(int src, int tag) {
   uint64_t n = 0;
-  recv_from_rank(src, tag, &n, sizeof n);
+  comm::recv_from_rank(src, tag, &n, sizeof n);
   std::vector<uint8_t> b(n);
-  if (n) recv_from_rank(src, tag + 1, b.data(), n);
+  if (n) comm::recv_from_rank(src, tag + 1, b.data(), n);
   return b;
 }
 
@@ -197,7 +197,7 @@ void add_events_command(CLI::App& app, EventsCommand& c) {
 int run_events(const EventsCommand& c) {
   using clock = std::chrono::steady_clock;
   const auto t_start = clock::now();
-  const RankInfo ranks = init_ranks();
+  const comm::RankInfo ranks = comm::init_ranks();
   const bool root = ranks.rank == 0;
   MaskSeriesOptions mo;
   mo.var = c.var;
@@ -302,14 +302,14 @@ int run_events(const EventsCommand& c) {
   // Everything to rank 0, in rank order (= time order).
   if (!root) {
     send_bytes(0, 700, pack(objects));
-    if (have_fields) send_to_rank(0, 702, bg_sum.data(), bg_sum.size() * sizeof(double));
+    if (have_fields) comm::send_to_rank(0, 702, bg_sum.data(), bg_sum.size() * sizeof(double));
     return 0;
   }
   for (int r = 1; r < ranks.size; ++r) {
     unpack(recv_bytes(r, 700), objects);
     if (have_fields) {
       std::vector<double> other(bg_sum.size());
-      recv_from_rank(r, 702, other.data(), other.size() * sizeof(double));
+      comm::recv_from_rank(r, 702, other.data(), other.size() * sizeof(double));
       for (size_t p = 0; p < bg_sum.size(); ++p) bg_sum[p] += other[p];
     }
   }

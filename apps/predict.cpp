@@ -10,11 +10,11 @@
 #include <filesystem>
 #include <optional>
 
+#include "comm/ranks.h"
 #include "engine/check.h"
 #include "engine/net.h"
 #include "engine/safetensors.h"
 #include "engine/weights.h"
-#include "apps/train_dist.h"
 #include "engine/crc32c.h"
 #include "io/hdf5_sample.h"
 #include "io/input_files.h"
@@ -26,6 +26,7 @@
 #include "io/png_overlay.h"
 #include "io/prediction_writer.h"
 #include "models/model.h"
+#include "train/metrics.h"
 
 namespace climseg::apps {
 
@@ -327,7 +328,7 @@ int run_predict_hdf5(const PredictCommand& c, const std::vector<std::string>& in
           counts.fn[gt]++;
         }
       }
-      std::printf("; IoU against the file's labels %.4f", counts.sample_iou_deepcam(0));
+      std::printf("; IoU against the file's labels %.4f", sample_iou_deepcam(counts, 0));
     }
     std::printf("\n");
   }
@@ -388,7 +389,7 @@ int run_predict_netcdf(const PredictCommand& c, const std::vector<std::string>& 
            ": NetCDF inputs are written as CF-NetCDF; give the output a .nc name");
   CS_CHECK(c.crop.empty() && c.stride == 1, "--crop and --stride apply to HDF5 samples; NetCDF inputs are read whole");
   CS_CHECK(c.png.empty(), "--png draws HDF5 samples; for NetCDF output, plot the mask variable (e.g. with xarray)");
-  const RankInfo ranks = init_ranks();
+  const comm::RankInfo ranks = comm::init_ranks();
   const bool root = ranks.rank == 0;
   const Setup su = setup(c, root);
   const ModelConfig& m = su.m;
@@ -508,14 +509,14 @@ int run_predict_netcdf(const PredictCommand& c, const std::vector<std::string>& 
         }
       }
       if (!root) {
-        send_to_rank(0, kTagFilled, &filled, sizeof filled);
-        send_to_rank(0, kTagMask, masks.data(), static_cast<size_t>(nb) * plane);
-        if (c.probabilities) send_to_rank(0, kTagProb, probs.data(), static_cast<size_t>(nb) * plane * K * sizeof(float));
+        comm::send_to_rank(0, kTagFilled, &filled, sizeof filled);
+        comm::send_to_rank(0, kTagMask, masks.data(), static_cast<size_t>(nb) * plane);
+        if (c.probabilities) comm::send_to_rank(0, kTagProb, probs.data(), static_cast<size_t>(nb) * plane * K * sizeof(float));
       }
     } else if (root) {
-      recv_from_rank(owner, kTagFilled, &filled, sizeof filled);
-      recv_from_rank(owner, kTagMask, masks.data(), static_cast<size_t>(nb) * plane);
-      if (c.probabilities) recv_from_rank(owner, kTagProb, probs.data(), static_cast<size_t>(nb) * plane * K * sizeof(float));
+      comm::recv_from_rank(owner, kTagFilled, &filled, sizeof filled);
+      comm::recv_from_rank(owner, kTagMask, masks.data(), static_cast<size_t>(nb) * plane);
+      if (c.probabilities) comm::recv_from_rank(owner, kTagProb, probs.data(), static_cast<size_t>(nb) * plane * K * sizeof(float));
     }
     if (!root) continue;
     filled_total += filled;
@@ -543,7 +544,7 @@ int run_predict_netcdf(const PredictCommand& c, const std::vector<std::string>& 
                 100.0 * static_cast<double>(counts[1]) / px, 100.0 * static_cast<double>(counts[2]) / px,
                 filled_total > 0 ? ("; " + std::to_string(filled_total) + " missing value(s) filled").c_str() : "");
   }
-  rank_barrier();
+  comm::rank_barrier();
   return 0;
 }
 

@@ -1,5 +1,5 @@
 // `climseg train` and `climseg eval` (docs/training.md): training of the three networks on DeepCAM-format data
-// with the optimizers, schedules, mixed precision, loss scaling and checkpoints of engine/, and validation with
+// with the Trainer, optimizers, schedules, mixed precision, loss scaling and checkpoints of train/, and validation with
 // both reference IoU definitions.
 //
 //   climseg train                                   a small DeepLabv3+ on a synthetic set cached on first use
@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "apps/model_options.h"
-#include "apps/train_dist.h"
+#include "comm/data_parallel.h"
 
 namespace climseg::apps {
 
@@ -70,7 +70,8 @@ struct TrainOptions {
   std::string profile_csv;
   std::string save_weights;
   bool quiet = false;
-  DistOptions dist;  // under mpirun/srun with several ranks (apps/train_dist.h)
+  comm::DistOptions dist;  // under mpirun/srun with several ranks (comm/data_parallel.h)
+  std::string fault_kill;  // --fault-kill RANK:STEP (failure tests): rank RANK kills itself before step STEP
 };
 
 struct EvalOptions {

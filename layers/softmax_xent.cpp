@@ -91,29 +91,6 @@ int64_t SoftmaxXentMetrics::fn_total(int64_t c) const {
   return s;
 }
 
-double SoftmaxXentMetrics::mean_iou_gb() const {
-  double sum = 0;
-  int64_t classes = 0;
-  for (int64_t c = 0; c < k; ++c) {
-    const int64_t tp_c = tp_total(c), den = tp_c + fp_total(c) + fn_total(c);
-    if (den == 0) continue;
-    sum += static_cast<double>(tp_c) / static_cast<double>(den);
-    ++classes;
-  }
-  return classes ? sum / static_cast<double>(classes) : 0.0;
-}
-
-double SoftmaxXentMetrics::sample_iou_deepcam(int64_t sample) const {
-  CS_CHECK(sample >= 0 && sample < n, "softmax_xent metrics: sample ", sample, " of ", n);
-  double sum = 0;
-  for (int64_t c = 0; c < k; ++c) {
-    const size_t i = static_cast<size_t>(sample * k + c);
-    const int64_t den = tp[i] + fp[i] + fn[i];
-    sum += den == 0 ? 1.0 : static_cast<double>(tp[i]) / static_cast<double>(den);
-  }
-  return k ? sum / static_cast<double>(k) : 0.0;
-}
-
 SoftmaxXent::SoftmaxXent(SoftmaxXentConfig cfg) : cfg_(std::move(cfg)) {
   CS_CHECK(cfg_.num_classes >= 1 && cfg_.num_classes <= 256, "softmax_xent: num_classes must be in [1, 256] (the "
            "argmax mask is u8), got ", cfg_.num_classes);

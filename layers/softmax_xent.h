@@ -1,5 +1,6 @@
 // SoftmaxXent: class-weighted softmax cross-entropy, fused with the argmax prediction and per-class TP/FP/FN
-// counts (the IoU metrics of both reference systems) in the same pass over the logits.
+// counts (from which train/metrics.h computes the IoU metrics of both reference systems) in the same pass over the
+// logits.
 //
 //   inputs:  logits (N, H, W, K) in the compute dtype; labels (N, H, W, 1) class indices (i32, i64 or u8)
 //   output:  the scalar loss (1, 1, 1, 1) in the compute dtype, accumulated in fp32 or wider whatever the dtype.
@@ -73,13 +74,7 @@ struct SoftmaxXentMetrics {
   int64_t tp_total(int64_t c) const;
   int64_t fp_total(int64_t c) const;
   int64_t fn_total(int64_t c) const;
-  // IoU, both reference definitions (reference-systems.md 3.1, 3.3):
-  // GB 2018 (tf.metrics.mean_iou): one confusion matrix over all pixels of the batch; IoU_c = TP/(TP+FP+FN) per
-  // class, averaged over the classes whose denominator is nonzero (0 when none is).
-  double mean_iou_gb() const;
-  // DeepCAM (utils/metric.py): per sample, IoU_c with 0/0 counted as 1, averaged over the classes; the validation
-  // metric is the mean of these over all samples (sum sample_iou_deepcam over batches and ranks, divide by count).
-  double sample_iou_deepcam(int64_t sample) const;
+  // The IoU metrics of both reference systems are computed from these counts in train/metrics.h.
 };
 
 class SoftmaxXent : public Layer {

@@ -18,6 +18,7 @@
 
 #include "engine/philox.h"
 #include "layers/softmax_xent.h"
+#include "train/metrics.h"
 #include "tests/util/compare.h"
 #include "tests/util/tolerances.h"
 
@@ -390,12 +391,15 @@ TEST_CASE("softmax_xent IoU: GB's confusion-matrix mean and DeepCAM's per-sample
   ExecContext ctx(Device::cpu);
   SoftmaxXentMetrics m = SoftmaxXent::read_metrics(ctx, a.saved, s);
   // Sample 0: class 0 TP 1 FP 1 -> 1/2; class 1 TP 1 FN 1 -> 1/2; class 2 TP 1 -> 1. Mean 2/3.
-  REQUIRE(m.sample_iou_deepcam(0) == Approx(2.0 / 3.0));
+  REQUIRE(sample_iou_deepcam(m, 0) == Approx(2.0 / 3.0));
   // Sample 1: class 0 TP 4 -> 1; classes 1 and 2 absent in both: 0/0 = 1. Mean 1.
-  REQUIRE(m.sample_iou_deepcam(1) == Approx(1.0));
+  REQUIRE(sample_iou_deepcam(m, 1) == Approx(1.0));
   // Batch confusion: class 0 TP 5 FP 1 -> 5/6; class 1 TP 1 FN 1 -> 1/2; class 2 TP 1 -> 1. Mean (5/6+1/2+1)/3.
-  REQUIRE(m.mean_iou_gb() == Approx((5.0 / 6.0 + 0.5 + 1.0) / 3.0));
-  REQUIRE_THROWS_AS(m.sample_iou_deepcam(2), Error);
+  EvalTotals t;
+  t.add(m, 2);
+  REQUIRE(t.mean_iou_gb() == Approx((5.0 / 6.0 + 0.5 + 1.0) / 3.0));
+  REQUIRE(t.mean_iou_deepcam() == Approx((2.0 / 3.0 + 1.0) / 2.0));
+  REQUIRE_THROWS_AS(sample_iou_deepcam(m, 2), Error);
 }
 
 TEST_CASE("softmax_xent initial loss scale: 2^16 for losses divided by the pixel count, less for 'sum'", "[grad]") {

@@ -208,7 +208,7 @@ TEST_CASE("train: --check-replicas finds identical weights on every rank for eac
 TEST_CASE("train: a rank killed mid-run fails the job within a bounded time, naming it", "[mpi][train][kill]") {
   std::string out;
   const auto t0 = std::chrono::steady_clock::now();
-  const int rc = run("CLIMSEG_FAULT_KILL=1:5 timeout 120 " + mpirun(2) + args(2, "fp32") + " --steps 200 --comm-timeout 20",
+  const int rc = run("timeout 120 " + mpirun(2) + args(2, "fp32") + " --steps 200 --comm-timeout 20 --fault-kill 1:5",
                      out);
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   INFO(out);

@@ -1,16 +1,17 @@
-#include "apps/train_dist.h"
+// comm/data_parallel.h with MPI.
+#include "comm/data_parallel.h"
 
 #include <mpi.h>
 
 #include <algorithm>
 #include <condition_variable>
-#include <cstdlib>
 #include <deque>
 #include <exception>
 #include <mutex>
 #include <thread>
 
 #include "comm/allreduce.h"
+#include "comm/ranks.h"
 #include "comm/world.h"
 #include "engine/check.h"
 #include "engine/check_mpi.h"
@@ -18,81 +19,7 @@
 #include "engine/event.h"
 #include "engine/profiler.h"
 
-namespace climseg::apps {
-
-bool launched_with_ranks() {
-  for (const char* v : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE", "SLURM_NTASKS", "MV2_COMM_WORLD_SIZE"}) {
-    const char* s = std::getenv(v);
-    if (s != nullptr && std::atoi(s) > 1) {
-      // srun exports SLURM_NTASKS also to a single-task step of a multi-task allocation: trust it only with PMI.
-      if (std::string(v) == "SLURM_NTASKS" && std::getenv("PMI_RANK") == nullptr && std::getenv("PMIX_RANK") == nullptr)
-        continue;
-      return true;
-    }
-  }
-  return false;
-}
-
-void ensure_mpi() {
-  int init = 0;
-  MPI_CHECK(MPI_Initialized(&init));
-  if (init) return;
-  int provided = 0;
-  MPI_CHECK(MPI_Init_thread(nullptr, nullptr, MPI_THREAD_SERIALIZED, &provided));
-  CS_CHECK(provided >= MPI_THREAD_SERIALIZED, "the MPI library provides thread level ", provided,
-           "; climseg's communication thread needs MPI_THREAD_SERIALIZED");
-  std::atexit([] {
-    int fin = 0;
-    MPI_Finalized(&fin);
-    if (!fin) MPI_Finalize();
-  });
-}
-
-RankInfo init_ranks() {
-  RankInfo r;
-  if (!launched_with_ranks()) return r;
-  ensure_mpi();
-  MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &r.rank));
-  MPI_CHECK(MPI_Comm_size(MPI_COMM_WORLD, &r.size));
-  MPI_Comm local;
-  MPI_CHECK(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, r.rank, MPI_INFO_NULL, &local));
-  MPI_CHECK(MPI_Comm_rank(local, &r.local_rank));
-  MPI_Comm_free(&local);
-  return r;
-}
-
-void abort_ranks(int code) {
-  int init = 0, fin = 0, size = 1;
-  MPI_Initialized(&init);
-  MPI_Finalized(&fin);
-  if (!init || fin) return;
-  MPI_Comm_size(MPI_COMM_WORLD, &size);
-  if (size > 1) MPI_Abort(MPI_COMM_WORLD, code);
-}
-
-void rank_barrier() {
-  int init = 0;
-  MPI_Initialized(&init);
-  if (init) MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD));
-}
-
-void send_to_rank(int dest, int tag, const void* data, size_t bytes) {
-  const char* p = static_cast<const char*>(data);
-  for (size_t off = 0; off < bytes || off == 0; off += size_t{1} << 30) {  // MPI counts are int: 1 GiB pieces
-    const size_t n = std::min(bytes - off, size_t{1} << 30);
-    MPI_CHECK(MPI_Send(p + off, static_cast<int>(n), MPI_BYTE, dest, tag, MPI_COMM_WORLD));
-    if (bytes == 0) break;
-  }
-}
-
-void recv_from_rank(int src, int tag, void* data, size_t bytes) {
-  char* p = static_cast<char*>(data);
-  for (size_t off = 0; off < bytes || off == 0; off += size_t{1} << 30) {
-    const size_t n = std::min(bytes - off, size_t{1} << 30);
-    MPI_CHECK(MPI_Recv(p + off, static_cast<int>(n), MPI_BYTE, src, tag, MPI_COMM_WORLD, MPI_STATUS_IGNORE));
-    if (bytes == 0) break;
-  }
-}
+namespace climseg::comm {
 
 namespace {
 
@@ -107,9 +34,9 @@ struct DataParallel::Impl {
   DistOptions opt;
   Device device;
   ExecContext& ctx;
-  std::unique_ptr<comm::Communicator> comm;
-  comm::AllreduceAlgo algo = comm::AllreduceAlgo::auto_;
-  comm::AllreduceOptions aopt;
+  std::unique_ptr<Communicator> comm;
+  AllreduceAlgo algo = AllreduceAlgo::auto_;
+  AllreduceOptions aopt;
   Tensor grads, lag;
   DType dt = DType::f32;
   std::vector<Bucket> buckets;
@@ -132,7 +59,7 @@ struct DataParallel::Impl {
   Impl(const DistOptions& o, Device d, ExecContext& c) : opt(o), device(d), ctx(c) {}
 
   void reduce_now(void* p, int64_t n) {
-    if (n > 0) comm::allreduce(*comm, p, p, n, dt, algo, aopt);
+    if (n > 0) allreduce(*comm, p, p, n, dt, algo, aopt);
   }
 
   void run_worker() {
@@ -206,10 +133,10 @@ DataParallel::DataParallel(const DistOptions& opt, const Net& net, Device device
   CS_CHECK(opt.lag == 0 || opt.lag == 1, "--gradient-lag ", opt.lag, ": use 0 or 1");
   CS_CHECK(opt.bucket_mb > 0, "--bucket-mb must be positive");
   ensure_mpi();
-  comm::TopologyOptions to;
+  TopologyOptions to;
   to.ranks_per_node = opt.ranks_per_node;
-  m.comm = std::make_unique<comm::Communicator>(MPI_COMM_WORLD, to);
-  m.algo = comm::parse_algo(opt.algo);
+  m.comm = std::make_unique<Communicator>(MPI_COMM_WORLD, to);
+  m.algo = parse_algo(opt.algo);
   m.aopt.ports = opt.ports;
   m.aopt.timeout_s = opt.timeout_s;
   m.aopt.device = device;
@@ -218,7 +145,7 @@ DataParallel::DataParallel(const DistOptions& opt, const Net& net, Device device
     m.ready = Event(Device::cuda, ctx.device_index());
     m.done = Event(Device::cuda, ctx.device_index());
     m.aopt.stream = m.comm_ctx->stream();
-    CS_CHECK(m.algo != comm::AllreduceAlgo::mpi, "--allreduce mpi reduces host buffers; CUDA gradients use nccl, ",
+    CS_CHECK(m.algo != AllreduceAlgo::mpi, "--allreduce mpi reduces host buffers; CUDA gradients use nccl, ",
              "ring, tree, halving_doubling, hierarchical or auto");
   }
   m.grads = net.grad_buffer();
@@ -346,4 +273,4 @@ std::string DataParallel::broadcast_string(const std::string& s) {
   return out;
 }
 
-}  // namespace climseg::apps
+}  // namespace climseg::comm

@@ -1,11 +1,12 @@
-// Data-parallel training for `climseg train` under mpirun/srun (docs/distributed.md, "Training on several ranks"):
+// Data-parallel training (the Trainer of train/ uses it) under mpirun/srun (docs/distributed.md, "Training on several ranks"):
 // one rank per device, every rank a full replica; gradients fused into buckets of the flat gradient buffer and
 // summed across ranks by comm::allreduce as backward produces them, on a communication thread (host buffers) or the
 // NCCL transport (device buffers), overlapping the rest of backward; optional gradient lag 1 (the 2018 recipe:
 // step t applies the reduced gradient of step t-1, whose allreduce overlaps all of step t). Also the collective
 // helpers the trainer needs: sums of metrics, the average of the batch-norm running statistics, a replica check.
 //
-// Without MPI (or with one rank) there is nothing to do and DataParallel is not created.
+// Without MPI (comm/data_parallel_nompi.cpp) constructing one is an error; with one rank and no gradient lag the
+// Trainer does not create one.
 #pragma once
 
 #include <cstdint>
@@ -16,7 +17,7 @@
 #include "engine/context.h"
 #include "engine/net.h"
 
-namespace climseg::apps {
+namespace climseg::comm {
 
 struct DistOptions {
   int ranks_per_node = 0;       // > 0: emulate nodes of this many consecutive ranks (testing the hierarchy)
@@ -28,24 +29,6 @@ struct DistOptions {
   double timeout_s = 120;       // a peer silent this long fails the run, naming it
   int64_t check_replicas = 0;   // > 0: every this many steps, verify that all ranks hold identical weights
 };
-
-// True when this process was started by an MPI launcher with more than one rank (mpirun, srun): reads the
-// launchers' environment variables, so it is safe to call before MPI_Init.
-bool launched_with_ranks();
-// MPI_Init_thread once per process (when not yet initialised) and MPI_Finalize at exit (registered with atexit).
-void ensure_mpi();
-// This process's place among the ranks (initialises MPI when launched with ranks; one rank otherwise).
-struct RankInfo {
-  int rank = 0, size = 1, local_rank = 0;
-};
-RankInfo init_ranks();
-void rank_barrier();  // MPI_Barrier on the world (no-op with one rank)
-// Point-to-point messages between world ranks (blocking; `bytes` on both sides must agree). Without MPI: an error.
-void send_to_rank(int dest, int tag, const void* data, size_t bytes);
-void recv_from_rank(int src, int tag, void* data, size_t bytes);
-// After an error on one rank of several: MPI_Abort, so the others end too instead of waiting in a collective (and
-// MPI_Finalize at exit cannot hang). No-op with one rank or without MPI.
-void abort_ranks(int code);
 
 class DataParallel {
  public:
@@ -85,4 +68,4 @@ class DataParallel {
   std::unique_ptr<Impl> impl_;
 };
 
-}  // namespace climseg::apps
+}  // namespace climseg::comm

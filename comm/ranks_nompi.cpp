@@ -1,20 +1,12 @@
-// apps/train_dist.h without MPI (a build without climseg_comm): one rank, and a clear error when launched with
-// several or asked for gradient lag.
-#include <cstdlib>
+// comm/ranks.h and comm/data_parallel.h in a build without MPI: one rank, and a clear error when launched with
+// several or asked for data parallelism (gradient lag).
 #include <string>
 
-#include "apps/train_dist.h"
+#include "comm/data_parallel.h"
+#include "comm/ranks.h"
 #include "engine/check.h"
 
-namespace climseg::apps {
-
-bool launched_with_ranks() {
-  for (const char* v : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE"}) {
-    const char* s = std::getenv(v);
-    if (s != nullptr && std::atoi(s) > 1) return true;
-  }
-  return false;
-}
+namespace climseg::comm {
 
 void ensure_mpi() { CS_THROW("this climseg was built without MPI (no distributed training)"); }
 
@@ -49,4 +41,4 @@ void DataParallel::average_state(Net&, ExecContext&) {}
 void DataParallel::check_replicas(const Tensor&, int64_t, ExecContext&) {}
 std::string DataParallel::broadcast_string(const std::string& s) { return s; }
 
-}  // namespace climseg::apps
+}  // namespace climseg::comm
