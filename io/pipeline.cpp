@@ -18,6 +18,7 @@
 #include <utility>
 
 #include "engine/check.h"
+#include "engine/dispatch.h"
 #include "engine/event.h"
 #include "engine/philox.h"
 #include "engine/pinned_memory.h"
@@ -161,24 +162,12 @@ Tensor first_samples(const Tensor& t, int64_t n) {
   return Tensor::wrap(t.data(), s, t.dtype(), t.device(), t.buffer());
 }
 
+// f(static_cast<T*>(nullptr)) for the host element type of a CPU batch (engine/dispatch.h).
 template <class F>
 void dispatch_cpu_dtype(DType t, F&& f) {
-  switch (t) {
-    case DType::f32:
-      f(static_cast<float*>(nullptr));
-      return;
-    case DType::f64:
-      f(static_cast<double*>(nullptr));
-      return;
-    case DType::f16:
-      f(static_cast<Half*>(nullptr));
-      return;
-    case DType::bf16:
-      f(static_cast<BFloat16*>(nullptr));
-      return;
-    default:
-      CS_THROW("loader: no CPU batches of dtype ", dtype_name(t), " (fp32, fp64, fp16, bf16)");
-  }
+  dispatch_float_storage<Half, BFloat16, true>(t, std::forward<F>(f), [&] {
+    CS_THROW("loader: no CPU batches of dtype ", dtype_name(t), " (fp32, fp64, fp16, bf16)");
+  });
 }
 
 }  // namespace

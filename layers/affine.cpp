@@ -2,7 +2,7 @@
 
 #include "engine/dispatch.h"
 #include "kernels/cpu/norm.h"
-#include "kernels/cuda/norm.h"
+#include "kernels/cuda/affine.h"
 
 namespace climseg {
 

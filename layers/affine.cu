@@ -1,5 +1,5 @@
-// Affine and Scale, CUDA path: the kernels in kernels/cuda/norm.cu (CPU path and shapes: layers/affine.cpp).
-#include "kernels/cuda/norm.h"
+// Affine and Scale, CUDA path: the kernels in kernels/cuda/affine.cu (CPU path and shapes: layers/affine.cpp).
+#include "kernels/cuda/affine.h"
 #include "layers/affine.h"
 
 namespace climseg {

@@ -1,6 +1,6 @@
-// Dropout, CUDA path: the kernels in kernels/cuda/norm.cu (CPU path, the key layout and the choice to regenerate
+// Dropout, CUDA path: the kernels in kernels/cuda/dropout.cu (CPU path, the key layout and the choice to regenerate
 // the mask: layers/dropout.h). The forward kernel writes the key into the saved buffer; backward reads it there.
-#include "kernels/cuda/norm.h"
+#include "kernels/cuda/dropout.h"
 #include "layers/dropout.h"
 
 namespace climseg {

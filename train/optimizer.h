@@ -15,7 +15,7 @@
 //   3. LARC (reference-systems.md 3.1, the GB 2018 formula): per tensor, with the clipped gradient's norm ||g||
 //      and the master's ||w||, local_lr = eta * ||w|| / ||g|| when both are non-zero, else larc_eps; clip mode
 //      multiplies g by min(local_lr, lr) / lr (1 when lr = 0), scale mode by local_lr;
-//   4. the optimizer's update of the master weights and moments (kernels/cpu/optim_math.h), LAMB with its
+//   4. the optimizer's update of the master weights and moments (kernels/optim_math.h), LAMB with its
 //      per-tensor trust ratio; the model copy refreshed.
 // Deterministic: fixed chunking and fixed-order sums on both devices (no atomics), so the same inputs give
 // bit-identical results on the same device. On CUDA a step waits once for the device (the finite flag and the

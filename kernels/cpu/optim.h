@@ -12,7 +12,7 @@
 // One step is two passes over memory (three for LAMB):
 //   1. optim_sums: non-finite count, sum of g'^2 (g' = grad_scale * grad, in T) and, for LARC and LAMB, sum of w^2
 //      per tensor; read-only, so a step refused for inf/NaN has changed nothing.
-//   2. optim_update: the update of kernels/cpu/optim_math.h per element with the tensor's gradient factor (clip x
+//   2. optim_update: the update of kernels/optim_math.h per element with the tensor's gradient factor (clip x
 //      LARC), master and moments in place, model copy refreshed; LAMB instead updates the moments and sums u^2.
 //   3. optim_lamb_apply (LAMB): w -= (lr * r) * u with the tensor's trust ratio, model copy refreshed.
 // Bound: memory. Pass 1 reads 4-8 bytes per element per buffer read; pass 2 for Adam in fp32 reads grad, master,
@@ -23,7 +23,7 @@
 #include <vector>
 
 #include "engine/dtype.h"
-#include "kernels/cpu/optim_math.h"
+#include "kernels/optim_math.h"
 
 namespace climseg::cpu {
 

@@ -34,12 +34,6 @@ namespace climseg::cuda {
 
 namespace {
 
-// Grid cap for grid-stride loops: a few waves on any current GPU (H100: 132 SMs x 8 resident blocks of 256),
-// fixed so the launch shape does not depend on the device.
-
-
-// ---- fp32 maths on 16-bit storage ----------------------------------------------------------------------------
-
 // ---- kernels -------------------------------------------------------------------------------------------------
 // n = P * C elements; every pointer is a (P, C) matrix with the pixel stride that follows it.
 
@@ -159,47 +153,6 @@ __global__ void philox_uniform_kernel(int64_t n, int64_t C, float* out, int64_t 
   }
 }
 
-// ---- launch helpers ------------------------------------------------------------------------------------------
-
-// Calls f(static_cast<T*>(nullptr)) with T = float, __half or __nv_bfloat16 for the tensor dtype.
-template <class F>
-void dispatch(DType t, const char* who, F&& f) {
-  switch (t) {
-    case DType::f32: f(static_cast<float*>(nullptr)); return;
-    case DType::f16: f(static_cast<__half*>(nullptr)); return;
-    case DType::bf16: f(static_cast<__nv_bfloat16*>(nullptr)); return;
-    default: CS_THROW("cuda::", who, ": the CUDA kernels take fp32, fp16 or bf16, not ", dtype_name(t));
-  }
-}
-
-void check_ctx(ExecContext& ctx, const char* who) {
-  CS_CHECK(ctx.device() == Device::cuda, "cuda::", who, ": needs a CUDA context, got a ", device_name(ctx.device()),
-           " one");
-}
-
-void check_operand(const char* who, const char* what, const Tensor& t) {
-  CS_CHECK(t.defined(), "cuda::", who, ": ", what, " is undefined");
-  CS_CHECK(t.device() == Device::cuda, "cuda::", who, ": ", what, " ", t.str(), " is not on the CUDA device");
-  CS_CHECK(t.is_pixel_strided(), "cuda::", who, ": ", what, " ", t.str(), " is not pixel-strided");
-}
-
-void check_like(const char* who, const char* what, const Tensor& t, const Tensor& ref) {
-  check_operand(who, what, t);
-  CS_CHECK(t.shape() == ref.shape(), "cuda::", who, ": ", what, " is ", t.shape().str(), ", expected ",
-           ref.shape().str());
-  CS_CHECK(t.dtype() == ref.dtype(), "cuda::", who, ": ", what, " is ", dtype_name(t.dtype()), ", expected ",
-           dtype_name(ref.dtype()));
-}
-
-template <class T>
-const T* cptr(const Tensor& t) {
-  return static_cast<const T*>(t.data());
-}
-template <class T>
-T* mptr(const Tensor& t) {
-  return static_cast<T*>(t.data());
-}
-
 // Pixel chunking of the bias gradient: chunks of at least 256 pixels, at most 1024 chunks. Depends on P only.
 constexpr int64_t kBiasMinChunk = 256;
 constexpr int64_t kBiasMaxChunks = 1024;
@@ -216,7 +169,7 @@ void relu_fwd(ExecContext& ctx, const Tensor& x, const Tensor& y) {
   check_like("relu_fwd", "y", y, x);
   const int64_t n = x.numel(), C = x.shape().c;
   if (n == 0) return;
-  cudaStream_t s = static_cast<cudaStream_t>(ctx.stream());
+  cudaStream_t s = stream_of(ctx);
   dispatch(x.dtype(), "relu_fwd", [&](auto tag) {
     using T = std::remove_pointer_t<decltype(tag)>;
     relu_fwd_nhwc_kernel<T><<<grid_for(n), kThreads, 0, s>>>(n, C, cptr<T>(x), x.pixel_stride(), mptr<T>(y),
@@ -232,7 +185,7 @@ void relu_bwd(ExecContext& ctx, const Tensor& y, const Tensor& dy, const Tensor&
   check_like("relu_bwd", "dx", dx, y);
   const int64_t n = y.numel(), C = y.shape().c;
   if (n == 0) return;
-  cudaStream_t s = static_cast<cudaStream_t>(ctx.stream());
+  cudaStream_t s = stream_of(ctx);
   dispatch(y.dtype(), "relu_bwd", [&](auto tag) {
     using T = std::remove_pointer_t<decltype(tag)>;
     relu_bwd_nhwc_kernel<T><<<grid_for(n), kThreads, 0, s>>>(n, C, cptr<T>(y), y.pixel_stride(), cptr<T>(dy),
@@ -249,7 +202,7 @@ void add_fwd(ExecContext& ctx, const Tensor& a, const Tensor& b, const Tensor& y
   check_like("add_fwd", "y", y, a);
   const int64_t n = a.numel(), C = a.shape().c;
   if (n == 0) return;
-  cudaStream_t s = static_cast<cudaStream_t>(ctx.stream());
+  cudaStream_t s = stream_of(ctx);
   dispatch(a.dtype(), "add_fwd", [&](auto tag) {
     using T = std::remove_pointer_t<decltype(tag)>;
     add_fwd_nhwc_kernel<T><<<grid_for(n), kThreads, 0, s>>>(n, C, cptr<T>(a), a.pixel_stride(), cptr<T>(b),
@@ -265,7 +218,7 @@ void copy_or_accumulate(ExecContext& ctx, const Tensor& src, const Tensor& dst, 
   const int64_t n = src.numel(), C = src.shape().c;
   if (n == 0) return;
   if (!accumulate && src.data() == dst.data() && src.pixel_stride() == dst.pixel_stride()) return;
-  cudaStream_t s = static_cast<cudaStream_t>(ctx.stream());
+  cudaStream_t s = stream_of(ctx);
   dispatch(src.dtype(), "copy_or_accumulate", [&](auto tag) {
     using T = std::remove_pointer_t<decltype(tag)>;
     copy_or_accumulate_nhwc_kernel<T><<<grid_for(n), kThreads, 0, s>>>(n, C, cptr<T>(src), src.pixel_stride(),
@@ -285,7 +238,7 @@ void add_bias(ExecContext& ctx, const Tensor& bias, const Tensor& y) {
            dtype_name(y.dtype()));
   const int64_t n = y.numel(), C = y.shape().c;
   if (n == 0) return;
-  cudaStream_t s = static_cast<cudaStream_t>(ctx.stream());
+  cudaStream_t s = stream_of(ctx);
   dispatch(y.dtype(), "add_bias", [&](auto tag) {
     using T = std::remove_pointer_t<decltype(tag)>;
     add_bias_nhwc_kernel<T><<<grid_for(n), kThreads, 0, s>>>(n, C, cptr<T>(bias), mptr<T>(y), y.pixel_stride());
@@ -307,7 +260,7 @@ void bias_grad(ExecContext& ctx, const Tensor& dy, const Tensor& db, bool accumu
   CS_CHECK(db.dtype() == dy.dtype(), "cuda::bias_grad: db is ", dtype_name(db.dtype()), ", dy is ",
            dtype_name(dy.dtype()));
   if (K == 0) return;
-  cudaStream_t s = static_cast<cudaStream_t>(ctx.stream());
+  cudaStream_t s = stream_of(ctx);
   const int64_t chunk = bias_chunk(P), chunks = bias_chunks(P);
   float* partial = nullptr;  // (chunks, K) fp32
   if (chunks > 0) partial = static_cast<float*>(ctx.workspace(bias_grad_workspace_bytes(P, K)));
@@ -334,7 +287,7 @@ void axpy(ExecContext& ctx, double alpha, const Tensor& x, const Tensor& y) {
            y.str(), ")");
   const int64_t n = x.numel();
   if (n == 0) return;
-  cudaStream_t s = static_cast<cudaStream_t>(ctx.stream());
+  cudaStream_t s = stream_of(ctx);
   const float a = static_cast<float>(alpha);  // as cpu::axpy<float>: static_cast<T>(alpha)
   dispatch(x.dtype(), "axpy", [&](auto tag) {
     using T = std::remove_pointer_t<decltype(tag)>;
@@ -349,7 +302,7 @@ void philox_uniform(ExecContext& ctx, const Tensor& out, uint64_t seed, uint64_t
   CS_CHECK(out.dtype() == DType::f32, "cuda::philox_uniform: out must be fp32, got ", dtype_name(out.dtype()));
   const int64_t n = out.numel();
   if (n == 0) return;
-  cudaStream_t s = static_cast<cudaStream_t>(ctx.stream());
+  cudaStream_t s = stream_of(ctx);
   philox_uniform_kernel<<<grid_for((n + 3) / 4), kThreads, 0, s>>>(n, out.shape().c, mptr<float>(out),
                                                                     out.pixel_stride(), seed, subsequence);
   CUDA_CHECK_LAUNCH();

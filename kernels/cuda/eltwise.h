@@ -13,6 +13,7 @@
 #include "engine/check.h"
 #include "engine/context.h"
 #include "engine/tensor.h"
+#include "kernels/cuda/no_cuda.h"
 
 namespace climseg::cuda {
 
@@ -43,11 +44,6 @@ void philox_uniform(ExecContext& ctx, const Tensor& out, uint64_t seed, uint64_t
 // ---- CPU-only build (backend boundary): the launchers exist, so code naming them links, and they throw --------
 #if !defined(CLIMSEG_HAVE_CUDA)
 namespace climseg::cuda {
-namespace detail {
-[[noreturn]] inline void no_cuda(const char* who) {
-  CS_THROW("cuda::", who, ": this climseg was built without CUDA");
-}
-}  // namespace detail
 inline void relu_fwd(ExecContext&, const Tensor&, const Tensor&) { detail::no_cuda("relu_fwd"); }
 inline void relu_bwd(ExecContext&, const Tensor&, const Tensor&, const Tensor&, bool) {
   detail::no_cuda("relu_bwd");

@@ -242,15 +242,7 @@ __global__ void xent_bwd_kernel(int64_t P, int K, const T* x, int64_t xs, const 
 }
 
 // ---- launch helpers ------------------------------------------------------------------------------------------
-template <class F>
-void dispatch(DType t, const char* who, F&& f) {
-  switch (t) {
-    case DType::f32: f(static_cast<float*>(nullptr)); return;
-    case DType::f16: f(static_cast<__half*>(nullptr)); return;
-    case DType::bf16: f(static_cast<__nv_bfloat16*>(nullptr)); return;
-    default: CS_THROW("cuda::", who, ": the CUDA kernels take fp32, fp16 or bf16, not ", dtype_name(t));
-  }
-}
+// The label dtypes (the data dtypes: dispatch() in common.cuh).
 template <class F>
 void dispatch_labels(DType t, const char* who, F&& f) {
   switch (t) {
@@ -261,15 +253,9 @@ void dispatch_labels(DType t, const char* who, F&& f) {
   }
 }
 
-void check_operand(const char* who, const char* what, const Tensor& t) {
-  CS_CHECK(t.defined(), "cuda::", who, ": ", what, " is undefined");
-  CS_CHECK(t.device() == Device::cuda, "cuda::", who, ": ", what, " ", t.str(), " is not on the CUDA device");
-  CS_CHECK(t.is_pixel_strided(), "cuda::", who, ": ", what, " ", t.str(), " is not pixel-strided");
-}
-
 void check_common(ExecContext& ctx, const char* who, const Tensor& x, const Tensor& lab,
                   const std::vector<double>& w, const Tensor& saved) {
-  CS_CHECK(ctx.device() == Device::cuda, "cuda::", who, ": needs a CUDA context");
+  check_ctx(ctx, who);
   check_operand(who, "logits", x);
   check_operand(who, "labels", lab);
   const Shape& s = x.shape();
@@ -307,7 +293,7 @@ void softmax_xent_fwd(ExecContext& ctx, const Tensor& x, const Tensor& lab, cons
   const XentSavedLayout lay = xent_saved_layout(s.n, HW, s.c);
   const XentCudaPartials part = xent_cuda_partials(s.n, HW, s.c);
   uint8_t* base = static_cast<uint8_t*>(saved.data());
-  cudaStream_t st = static_cast<cudaStream_t>(ctx.stream());
+  cudaStream_t st = stream_of(ctx);
   uint8_t* ws = nullptr;
   if (part.blocks > 0) {
     CS_CHECK(workspace.defined() && workspace.device() == Device::cuda && workspace.is_contiguous() &&
@@ -333,14 +319,14 @@ void softmax_xent_fwd(ExecContext& ctx, const Tensor& x, const Tensor& lab, cons
       if (part.blocks > 0) {
         dim3 grid(static_cast<unsigned>(part.blocks_per_sample), static_cast<unsigned>(s.n));
         xent_fwd_partial_kernel<T, L><<<grid, kThreads, 0, st>>>(
-            HW, static_cast<int>(s.c), static_cast<const T*>(x.data()), x.pixel_stride(),
-            static_cast<const L*>(lab.data()), lab.pixel_stride(), cw, ignore_index, base + lay.mask, ploss, pwsum,
+            HW, static_cast<int>(s.c), cptr<T>(x), x.pixel_stride(),
+            cptr<L>(lab), lab.pixel_stride(), cw, ignore_index, base + lay.mask, ploss, pwsum,
             pnz, pvalid, pbad, pcounts);
         CUDA_CHECK_LAUNCH();
       }
       xent_fwd_final_kernel<T, L><<<1, kThreads, 0, st>>>(
           s.n, HW, part.blocks_per_sample, static_cast<int>(s.c), ploss, pwsum, pnz, pvalid, pbad, pcounts,
-          static_cast<const L*>(lab.data()), lab.pixel_stride(), red, scale, static_cast<T*>(y.data()),
+          cptr<L>(lab), lab.pixel_stride(), red, scale, mptr<T>(y),
           reinterpret_cast<XentHeader*>(base), reinterpret_cast<long long*>(base + lay.counts));
       CUDA_CHECK_LAUNCH();
     });
@@ -360,17 +346,17 @@ void softmax_xent_bwd(ExecContext& ctx, const Tensor& x, const Tensor& lab, cons
            " does not match logits ", x.str());
   const int64_t P = x.shape().pixels();
   if (P == 0) return;
-  cudaStream_t st = static_cast<cudaStream_t>(ctx.stream());
+  cudaStream_t st = stream_of(ctx);
   const ClassWeights cw = to_weights(w);
-  const int grid = static_cast<int>(std::min<int64_t>((P + kThreads - 1) / kThreads, kMaxBlocks));
+  const int grid = grid_for(P);
   dispatch(x.dtype(), who, [&](auto tag) {
     using T = std::remove_pointer_t<decltype(tag)>;
     dispatch_labels(lab.dtype(), who, [&](auto ltag) {
       using L = std::remove_pointer_t<decltype(ltag)>;
       xent_bwd_kernel<T, L><<<grid, kThreads, 0, st>>>(
-          P, static_cast<int>(x.shape().c), static_cast<const T*>(x.data()), x.pixel_stride(),
-          static_cast<const L*>(lab.data()), lab.pixel_stride(), cw, ignore_index, static_cast<const T*>(dy.data()),
-          static_cast<const XentHeader*>(saved.data()), multiplier, static_cast<T*>(dx.data()), dx.pixel_stride(),
+          P, static_cast<int>(x.shape().c), cptr<T>(x), x.pixel_stride(),
+          cptr<L>(lab), lab.pixel_stride(), cw, ignore_index, cptr<T>(dy),
+          static_cast<const XentHeader*>(saved.data()), multiplier, mptr<T>(dx), dx.pixel_stride(),
           accumulate);
       CUDA_CHECK_LAUNCH();
     });

@@ -37,51 +37,27 @@ __global__ void minmax_normalize_nhwc_kernel(int64_t n, int64_t C, const float* 
   }
 }
 
-void check_operand(const char* what, const Tensor& t) {
-  CS_CHECK(t.defined(), "cuda::minmax_normalize: ", what, " is undefined");
-  CS_CHECK(t.device() == Device::cuda, "cuda::minmax_normalize: ", what, " ", t.str(), " is not on the CUDA device");
-}
-
 }  // namespace
 
 void minmax_normalize(ExecContext& ctx, const Tensor& x, const Tensor& shift, const Tensor& scale, const Tensor& y) {
-  CS_CHECK(ctx.device() == Device::cuda, "cuda::minmax_normalize: needs a CUDA context, got a ",
-           device_name(ctx.device()), " one");
-  check_operand("x", x);
-  check_operand("y", y);
-  check_operand("shift", shift);
-  check_operand("scale", scale);
+  const char* who = "minmax_normalize";
+  check_ctx(ctx, who);
+  check_operand(who, "x", x);
+  check_operand(who, "y", y);
   CS_CHECK(x.dtype() == DType::f32, "cuda::minmax_normalize: x must be fp32, got ", x.str());
-  CS_CHECK(x.is_pixel_strided() && y.is_pixel_strided(), "cuda::minmax_normalize: x ", x.str(), " and y ", y.str(),
-           " must be pixel-strided");
   CS_CHECK(y.shape() == x.shape(), "cuda::minmax_normalize: y is ", y.shape().str(), ", x is ", x.shape().str());
   const int64_t C = x.shape().c, n = x.numel();
-  CS_CHECK(shift.dtype() == DType::f32 && scale.dtype() == DType::f32 && shift.is_contiguous() &&
-               scale.is_contiguous() && shift.numel() == C && scale.numel() == C,
-           "cuda::minmax_normalize: shift ", shift.str(), " and scale ", scale.str(), " must be ", C,
-           " contiguous fp32 values");
+  check_vec(who, "shift", shift, C, DType::f32);
+  check_vec(who, "scale", scale, C, DType::f32);
   if (n == 0) return;
-  cudaStream_t s = static_cast<cudaStream_t>(ctx.stream());
-  const auto* xp = static_cast<const float*>(x.data());
-  const auto* sh = static_cast<const float*>(shift.data());
-  const auto* sc = static_cast<const float*>(scale.data());
-  switch (y.dtype()) {
-    case DType::f32:
-      minmax_normalize_nhwc_kernel<float><<<grid_for(n), kThreads, 0, s>>>(
-          n, C, xp, x.pixel_stride(), sh, sc, static_cast<float*>(y.data()), y.pixel_stride());
-      break;
-    case DType::f16:
-      minmax_normalize_nhwc_kernel<__half><<<grid_for(n), kThreads, 0, s>>>(
-          n, C, xp, x.pixel_stride(), sh, sc, static_cast<__half*>(y.data()), y.pixel_stride());
-      break;
-    case DType::bf16:
-      minmax_normalize_nhwc_kernel<__nv_bfloat16><<<grid_for(n), kThreads, 0, s>>>(
-          n, C, xp, x.pixel_stride(), sh, sc, static_cast<__nv_bfloat16*>(y.data()), y.pixel_stride());
-      break;
-    default:
-      CS_THROW("cuda::minmax_normalize: y must be fp32, fp16 or bf16, got ", y.str());
-  }
-  CUDA_CHECK_LAUNCH();
+  cudaStream_t s = stream_of(ctx);
+  dispatch(y.dtype(), who, [&](auto tag) {
+    using T = std::remove_pointer_t<decltype(tag)>;
+    minmax_normalize_nhwc_kernel<T><<<grid_for(n), kThreads, 0, s>>>(n, C, cptr<float>(x), x.pixel_stride(),
+                                                                      cptr<float>(shift), cptr<float>(scale),
+                                                                      mptr<T>(y), y.pixel_stride());
+    CUDA_CHECK_LAUNCH();
+  });
 }
 
 }  // namespace climseg::cuda

@@ -1,6 +1,6 @@
 // Optimizer passes on CUDA: the norms pass (finite check, per-tensor sums of g'^2 and w^2), the fused update
 // (sgd, adam, adamw; lamb's moments and sum of u^2), LAMB's trust-ratio apply, and the model-copy refresh. The CPU
-// reference is kernels/cpu/optim.cpp; both evaluate the per-element formulas of kernels/cpu/optim_math.h, whose
+// reference is kernels/cpu/optim.cpp; both evaluate the per-element formulas of kernels/optim_math.h, whose
 // helpers use the explicitly rounded intrinsics here (no FMA contraction), so an fp32 update matches the CPU bit
 // for bit given the same per-tensor factors.
 //
@@ -173,40 +173,12 @@ __global__ void optim_init_master_kernel(int64_t n, const T* model, float* maste
 
 // ---- launch helpers ------------------------------------------------------------------------------------------
 
-// Calls f(static_cast<T*>(nullptr)) with T = float, __half or __nv_bfloat16 for the model dtype.
-template <class F>
-void dispatch_model(DType t, const char* who, F&& f) {
-  switch (t) {
-    case DType::f32:
-      f(static_cast<float*>(nullptr));
-      return;
-    case DType::f16:
-      f(static_cast<__half*>(nullptr));
-      return;
-    case DType::bf16:
-      f(static_cast<__nv_bfloat16*>(nullptr));
-      return;
-    default:
-      CS_THROW("cuda::", who, ": model buffers are fp32, fp16 or bf16, not ", dtype_name(t));
-  }
-}
-
 void check_buffer(const char* who, const char* what, const Tensor& t, DType dt, int64_t numel) {
   CS_CHECK(t.defined(), "cuda::", who, ": ", what, " is undefined");
   CS_CHECK(t.device() == Device::cuda && t.is_contiguous(), "cuda::", who, ": ", what, " ", t.str(),
            " must be a contiguous CUDA buffer");
   CS_CHECK(t.dtype() == dt, "cuda::", who, ": ", what, " is ", dtype_name(t.dtype()), ", expected ", dtype_name(dt));
   CS_CHECK(t.numel() >= numel, "cuda::", who, ": ", what, " has ", t.numel(), " elements, needs ", numel);
-}
-
-void check_ctx(ExecContext& ctx, const char* who) {
-  CS_CHECK(ctx.device() == Device::cuda, "cuda::", who, ": needs a CUDA context, got a ", device_name(ctx.device()),
-           " one");
-}
-
-template <class X>
-X* ptr(const Tensor& t) {
-  return t.defined() ? static_cast<X*>(t.data()) : nullptr;
 }
 
 Tensor upload(ExecContext& ctx, const void* host, int64_t n, DType dt) {
@@ -242,17 +214,17 @@ void optim_sums(ExecContext& ctx, const OptimDeviceChunks& ch, const Tensor& gra
   check_buffer("optim_sums", "scratch", scratch, DType::f64, optim_scratch_elems(ch.nchunks));
   check_buffer("optim_sums", "sums", sums, DType::f64, 3 * ch.ntensors);
   if (ch.ntensors == 0) return;
-  cudaStream_t st = static_cast<cudaStream_t>(ctx.stream());
-  dispatch_model(grads.dtype(), "optim_sums", [&](auto tag) {
+  cudaStream_t st = stream_of(ctx);
+  dispatch(grads.dtype(), "optim_sums", [&](auto tag) {
     using T = std::remove_pointer_t<decltype(tag)>;
     if (ch.nchunks > 0) {
       optim_sums_chunk_kernel<T><<<chunk_grid(ch.nchunks), kOptimThreads, 0, st>>>(
-          ch.nchunks, ptr<const int64_t>(ch.begin), ptr<const int64_t>(ch.end), ptr<const T>(grads),
-          static_cast<float>(grad_scale), ptr<const float>(master), want_w, ptr<double>(scratch));
+          ch.nchunks, cptr<int64_t>(ch.begin), cptr<int64_t>(ch.end), cptr<T>(grads),
+          static_cast<float>(grad_scale), cptr<float>(master), want_w, mptr<double>(scratch));
       CUDA_CHECK_LAUNCH();
     }
     optim_tensor_sums_kernel<<<grid_for(ch.ntensors), kThreads, 0, st>>>(
-        ch.ntensors, ptr<const int64_t>(ch.first), ptr<const double>(scratch), 3, ptr<double>(sums));
+        ch.ntensors, cptr<int64_t>(ch.first), cptr<double>(scratch), 3, mptr<double>(sums));
     CUDA_CHECK_LAUNCH();
   });
 }
@@ -274,22 +246,22 @@ void optim_update(ExecContext& ctx, const OptimDeviceChunks& ch, optim::Update k
     check_buffer("optim_update", "u_sums", u_sums, DType::f64, ch.ntensors);
   }
   if (ch.ntensors == 0) return;
-  cudaStream_t st = static_cast<cudaStream_t>(ctx.stream());
-  dispatch_model(model.dtype(), "optim_update", [&](auto tag) {
+  cudaStream_t st = stream_of(ctx);
+  dispatch(model.dtype(), "optim_update", [&](auto tag) {
     using T = std::remove_pointer_t<decltype(tag)>;
     auto launch = [&](auto kconst) {
       constexpr optim::Update K = decltype(kconst)::value;
       if (ch.nchunks > 0) {
         optim_update_kernel<T, K><<<chunk_grid(ch.nchunks), kOptimThreads, 0, st>>>(
-            ch.nchunks, ptr<const int64_t>(ch.begin), ptr<const int64_t>(ch.end), ptr<const int32_t>(ch.tensor), s,
-            ptr<const double>(factor), ptr<const T>(grads), ptr<float>(master), needs_m ? ptr<float>(m) : nullptr,
-            kind != optim::Update::sgd ? ptr<float>(v) : nullptr, ptr<T>(model),
-            K == optim::Update::lamb ? ptr<double>(scratch) : nullptr);
+            ch.nchunks, cptr<int64_t>(ch.begin), cptr<int64_t>(ch.end), cptr<int32_t>(ch.tensor), s,
+            cptr<double>(factor), cptr<T>(grads), mptr<float>(master), needs_m ? mptr<float>(m) : nullptr,
+            kind != optim::Update::sgd ? mptr<float>(v) : nullptr, mptr<T>(model),
+            K == optim::Update::lamb ? mptr<double>(scratch) : nullptr);
         CUDA_CHECK_LAUNCH();
       }
       if constexpr (K == optim::Update::lamb) {
         optim_tensor_sums_kernel<<<grid_for(ch.ntensors), kThreads, 0, st>>>(
-            ch.ntensors, ptr<const int64_t>(ch.first), ptr<const double>(scratch), 1, ptr<double>(u_sums));
+            ch.ntensors, cptr<int64_t>(ch.first), cptr<double>(scratch), 1, mptr<double>(u_sums));
         CUDA_CHECK_LAUNCH();
       }
     };
@@ -324,16 +296,16 @@ void optim_lamb_apply(ExecContext& ctx, const OptimDeviceChunks& ch, const optim
   check_buffer("optim_lamb_apply", "u_sums", u_sums, DType::f64, ch.ntensors);
   check_buffer("optim_lamb_apply", "ratio", ratio, DType::f64, ch.ntensors);
   if (ch.ntensors == 0) return;
-  cudaStream_t st = static_cast<cudaStream_t>(ctx.stream());
-  optim_lamb_ratio_kernel<<<grid_for(ch.ntensors), kThreads, 0, st>>>(ch.ntensors, lr, ptr<const double>(sums),
-                                                                      ptr<const double>(u_sums), ptr<double>(ratio));
+  cudaStream_t st = stream_of(ctx);
+  optim_lamb_ratio_kernel<<<grid_for(ch.ntensors), kThreads, 0, st>>>(ch.ntensors, lr, cptr<double>(sums),
+                                                                      cptr<double>(u_sums), mptr<double>(ratio));
   CUDA_CHECK_LAUNCH();
   if (ch.nchunks == 0) return;
-  dispatch_model(model.dtype(), "optim_lamb_apply", [&](auto tag) {
+  dispatch(model.dtype(), "optim_lamb_apply", [&](auto tag) {
     using T = std::remove_pointer_t<decltype(tag)>;
     optim_lamb_apply_kernel<T><<<chunk_grid(ch.nchunks), kOptimThreads, 0, st>>>(
-        ch.nchunks, ptr<const int64_t>(ch.begin), ptr<const int64_t>(ch.end), ptr<const int32_t>(ch.tensor), s,
-        ptr<const double>(ratio), ptr<float>(master), ptr<const float>(m), ptr<const float>(v), ptr<T>(model));
+        ch.nchunks, cptr<int64_t>(ch.begin), cptr<int64_t>(ch.end), cptr<int32_t>(ch.tensor), s,
+        cptr<double>(ratio), mptr<float>(master), cptr<float>(m), cptr<float>(v), mptr<T>(model));
     CUDA_CHECK_LAUNCH();
   });
 }
@@ -343,11 +315,11 @@ void optim_store_model(ExecContext& ctx, const OptimDeviceChunks& ch, const Tens
   check_buffer("optim_store_model", "master", master, DType::f32, 0);
   check_buffer("optim_store_model", "model", model, model.dtype(), master.numel());
   if (ch.nchunks == 0) return;
-  cudaStream_t st = static_cast<cudaStream_t>(ctx.stream());
-  dispatch_model(model.dtype(), "optim_store_model", [&](auto tag) {
+  cudaStream_t st = stream_of(ctx);
+  dispatch(model.dtype(), "optim_store_model", [&](auto tag) {
     using T = std::remove_pointer_t<decltype(tag)>;
     optim_store_model_kernel<T><<<chunk_grid(ch.nchunks), kOptimThreads, 0, st>>>(
-        ch.nchunks, ptr<const int64_t>(ch.begin), ptr<const int64_t>(ch.end), ptr<const float>(master), ptr<T>(model));
+        ch.nchunks, cptr<int64_t>(ch.begin), cptr<int64_t>(ch.end), cptr<float>(master), mptr<T>(model));
     CUDA_CHECK_LAUNCH();
   });
 }
@@ -358,10 +330,10 @@ void optim_init_master(ExecContext& ctx, const Tensor& model, const Tensor& mast
   check_buffer("optim_init_master", "master", master, DType::f32, n);
   check_buffer("optim_init_master", "model", model, model.dtype(), n);
   if (n == 0) return;
-  cudaStream_t st = static_cast<cudaStream_t>(ctx.stream());
-  dispatch_model(model.dtype(), "optim_init_master", [&](auto tag) {
+  cudaStream_t st = stream_of(ctx);
+  dispatch(model.dtype(), "optim_init_master", [&](auto tag) {
     using T = std::remove_pointer_t<decltype(tag)>;
-    optim_init_master_kernel<T><<<grid_for(n), kThreads, 0, st>>>(n, ptr<const T>(model), ptr<float>(master));
+    optim_init_master_kernel<T><<<grid_for(n), kThreads, 0, st>>>(n, cptr<T>(model), mptr<float>(master));
     CUDA_CHECK_LAUNCH();
   });
 }

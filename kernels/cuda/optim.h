@@ -14,6 +14,7 @@
 #include "engine/context.h"
 #include "engine/tensor.h"
 #include "kernels/cpu/optim.h"
+#include "kernels/cuda/no_cuda.h"
 
 namespace climseg::cuda {
 
@@ -54,33 +55,28 @@ void optim_init_master(ExecContext& ctx, const Tensor& model, const Tensor& mast
 // ---- CPU-only build (backend boundary): the launchers exist, so code naming them links, and they throw --------
 #if !defined(CLIMSEG_HAVE_CUDA)
 namespace climseg::cuda {
-namespace detail {
-[[noreturn]] inline void optim_no_cuda(const char* who) {
-  CS_THROW("cuda::", who, ": this climseg was built without CUDA");
-}
-}  // namespace detail
 inline OptimDeviceChunks optim_chunks_to_device(ExecContext&, const cpu::OptimChunks&) {
-  detail::optim_no_cuda("optim_chunks_to_device");
+  detail::no_cuda("optim_chunks_to_device");
 }
 inline void optim_sums(ExecContext&, const OptimDeviceChunks&, const Tensor&, double, const Tensor&, bool,
                        const Tensor&, const Tensor&) {
-  detail::optim_no_cuda("optim_sums");
+  detail::no_cuda("optim_sums");
 }
 inline void optim_update(ExecContext&, const OptimDeviceChunks&, optim::Update, const optim::Scalars<float>&,
                          const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&,
                          const Tensor&, const Tensor&) {
-  detail::optim_no_cuda("optim_update");
+  detail::no_cuda("optim_update");
 }
 inline void optim_lamb_apply(ExecContext&, const OptimDeviceChunks&, const optim::Scalars<float>&, double,
                              const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&,
                              const Tensor&) {
-  detail::optim_no_cuda("optim_lamb_apply");
+  detail::no_cuda("optim_lamb_apply");
 }
 inline void optim_store_model(ExecContext&, const OptimDeviceChunks&, const Tensor&, const Tensor&) {
-  detail::optim_no_cuda("optim_store_model");
+  detail::no_cuda("optim_store_model");
 }
 inline void optim_init_master(ExecContext&, const Tensor&, const Tensor&) {
-  detail::optim_no_cuda("optim_init_master");
+  detail::no_cuda("optim_init_master");
 }
 }  // namespace climseg::cuda
 #endif

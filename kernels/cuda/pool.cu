@@ -199,29 +199,6 @@ __global__ void global_avgpool_bwd_nhwc_kernel(int64_t hw, int64_t C, int64_t n,
 
 // ---- launch helpers ------------------------------------------------------------------------------------------
 
-template <class F>
-void dispatch(DType t, const char* who, F&& f) {
-  switch (t) {
-    case DType::f32: f(static_cast<float*>(nullptr)); return;
-    case DType::f16: f(static_cast<__half*>(nullptr)); return;
-    case DType::bf16: f(static_cast<__nv_bfloat16*>(nullptr)); return;
-    default: CS_THROW("cuda::", who, ": the CUDA kernels take fp32, fp16 or bf16, not ", dtype_name(t));
-  }
-}
-
-void check_ctx(ExecContext& ctx, const char* who) {
-  CS_CHECK(ctx.device() == Device::cuda, "cuda::", who, ": needs a CUDA context, got a ", device_name(ctx.device()),
-           " one");
-}
-
-void check_operand(const char* who, const char* what, const Tensor& t, Shape want, DType dt) {
-  CS_CHECK(t.defined(), "cuda::", who, ": ", what, " is undefined");
-  CS_CHECK(t.device() == Device::cuda, "cuda::", who, ": ", what, " ", t.str(), " is not on the CUDA device");
-  CS_CHECK(t.is_pixel_strided(), "cuda::", who, ": ", what, " ", t.str(), " is not pixel-strided");
-  CS_CHECK(t.shape() == want, "cuda::", who, ": ", what, " is ", t.shape().str(), ", expected ", want.str());
-  CS_CHECK(t.dtype() == dt, "cuda::", who, ": ", what, " is ", dtype_name(t.dtype()), ", expected ", dtype_name(dt));
-}
-
 uint8_t* argmax_ptr(const char* who, const Tensor& a, int64_t n) {
   CS_CHECK(a.defined() && a.device() == Device::cuda && a.dtype() == DType::u8 && a.is_contiguous() &&
                a.numel() >= n,
@@ -231,15 +208,6 @@ uint8_t* argmax_ptr(const char* who, const Tensor& a, int64_t n) {
 
 Shape in_shape(const Pool2dGeom& g) { return Shape{g.n, g.h, g.w, g.c}; }
 Shape out_shape(const Pool2dGeom& g) { return Shape{g.n, g.oh, g.ow, g.c}; }
-
-template <class T>
-const T* cptr(const Tensor& t) {
-  return static_cast<const T*>(t.data());
-}
-template <class T>
-T* mptr(const Tensor& t) {
-  return static_cast<T*>(t.data());
-}
 
 }  // namespace
 
@@ -253,7 +221,7 @@ void maxpool_fwd(ExecContext& ctx, const Pool2dGeom& g, const Tensor& x, const T
   const int64_t n = y.numel();
   if (n == 0) return;
   uint8_t* am = argmax_ptr("maxpool_fwd", argmax, n);
-  cudaStream_t s = static_cast<cudaStream_t>(ctx.stream());
+  cudaStream_t s = stream_of(ctx);
   dispatch(x.dtype(), "maxpool_fwd", [&](auto tag) {
     using T = std::remove_pointer_t<decltype(tag)>;
     maxpool_fwd_nhwc_kernel<T><<<grid_for(n), kThreads, 0, s>>>(g, cptr<T>(x), x.pixel_stride(), mptr<T>(y),
@@ -270,7 +238,7 @@ void maxpool_bwd(ExecContext& ctx, const Pool2dGeom& g, const Tensor& argmax, co
   const int64_t n = dx.numel();
   if (n == 0) return;
   const uint8_t* am = argmax_ptr("maxpool_bwd", argmax, dy.numel());
-  cudaStream_t s = static_cast<cudaStream_t>(ctx.stream());
+  cudaStream_t s = stream_of(ctx);
   dispatch(dy.dtype(), "maxpool_bwd", [&](auto tag) {
     using T = std::remove_pointer_t<decltype(tag)>;
     maxpool_bwd_nhwc_kernel<T><<<grid_for(n), kThreads, 0, s>>>(g, am, cptr<T>(dy), dy.pixel_stride(), mptr<T>(dx),
@@ -285,7 +253,7 @@ void avgpool_fwd(ExecContext& ctx, const Pool2dGeom& g, bool count_include_pad, 
   check_operand("avgpool_fwd", "y", y, out_shape(g), x.dtype());
   const int64_t n = y.numel();
   if (n == 0) return;
-  cudaStream_t s = static_cast<cudaStream_t>(ctx.stream());
+  cudaStream_t s = stream_of(ctx);
   dispatch(x.dtype(), "avgpool_fwd", [&](auto tag) {
     using T = std::remove_pointer_t<decltype(tag)>;
     avgpool_fwd_nhwc_kernel<T><<<grid_for(n), kThreads, 0, s>>>(g, count_include_pad, cptr<T>(x), x.pixel_stride(),
@@ -301,7 +269,7 @@ void avgpool_bwd(ExecContext& ctx, const Pool2dGeom& g, bool count_include_pad, 
   check_operand("avgpool_bwd", "dx", dx, in_shape(g), dy.dtype());
   const int64_t n = dx.numel();
   if (n == 0) return;
-  cudaStream_t s = static_cast<cudaStream_t>(ctx.stream());
+  cudaStream_t s = stream_of(ctx);
   dispatch(dy.dtype(), "avgpool_bwd", [&](auto tag) {
     using T = std::remove_pointer_t<decltype(tag)>;
     avgpool_bwd_nhwc_kernel<T><<<grid_for(n), kThreads, 0, s>>>(g, count_include_pad, cptr<T>(dy),
@@ -325,7 +293,7 @@ void global_avgpool_fwd(ExecContext& ctx, const Tensor& x, const Tensor& y, void
   const int64_t tiles = (C + kTile - 1) / kTile;
   CS_CHECK(tiles <= 0x7fffffff && N <= 65535, "cuda::global_avgpool_fwd: ", x.str(), " exceeds the grid");
   float* partial = static_cast<float*>(workspace);  // (N, chunks, C) fp32
-  cudaStream_t s = static_cast<cudaStream_t>(ctx.stream());
+  cudaStream_t s = stream_of(ctx);
   dispatch(x.dtype(), "global_avgpool_fwd", [&](auto tag) {
     using T = std::remove_pointer_t<decltype(tag)>;
     dim3 grid(static_cast<unsigned>(tiles), static_cast<unsigned>(chunks), static_cast<unsigned>(N));
@@ -346,7 +314,7 @@ void global_avgpool_bwd(ExecContext& ctx, const Tensor& dy, const Tensor& dx, bo
   check_operand("global_avgpool_bwd", "dy", dy, Shape{xs.n, 1, 1, xs.c}, dy.dtype());
   const int64_t n = dx.numel();
   if (n == 0) return;
-  cudaStream_t s = static_cast<cudaStream_t>(ctx.stream());
+  cudaStream_t s = stream_of(ctx);
   dispatch(dy.dtype(), "global_avgpool_bwd", [&](auto tag) {
     using T = std::remove_pointer_t<decltype(tag)>;
     global_avgpool_bwd_nhwc_kernel<T><<<grid_for(n), kThreads, 0, s>>>(xs.h * xs.w, xs.c, n, cptr<T>(dy),

@@ -14,6 +14,7 @@
 #include "engine/context.h"
 #include "engine/tensor.h"
 #include "kernels/cpu/pool.h"
+#include "kernels/cuda/no_cuda.h"
 
 namespace climseg::cuda {
 
@@ -43,28 +44,23 @@ void global_avgpool_bwd(ExecContext& ctx, const Tensor& dy, const Tensor& dx, bo
 // ---- CPU-only build (backend boundary): the launchers exist, so code naming them links, and they throw --------
 #if !defined(CLIMSEG_HAVE_CUDA)
 namespace climseg::cuda {
-namespace detail_pool {
-[[noreturn]] inline void no_cuda(const char* who) {
-  CS_THROW("cuda::", who, ": this climseg was built without CUDA");
-}
-}  // namespace detail_pool
 inline void maxpool_fwd(ExecContext&, const cpu::Pool2dGeom&, const Tensor&, const Tensor&, const Tensor&) {
-  detail_pool::no_cuda("maxpool_fwd");
+  detail::no_cuda("maxpool_fwd");
 }
 inline void maxpool_bwd(ExecContext&, const cpu::Pool2dGeom&, const Tensor&, const Tensor&, const Tensor&, bool) {
-  detail_pool::no_cuda("maxpool_bwd");
+  detail::no_cuda("maxpool_bwd");
 }
 inline void avgpool_fwd(ExecContext&, const cpu::Pool2dGeom&, bool, const Tensor&, const Tensor&) {
-  detail_pool::no_cuda("avgpool_fwd");
+  detail::no_cuda("avgpool_fwd");
 }
 inline void avgpool_bwd(ExecContext&, const cpu::Pool2dGeom&, bool, const Tensor&, const Tensor&, bool) {
-  detail_pool::no_cuda("avgpool_bwd");
+  detail::no_cuda("avgpool_bwd");
 }
 inline void global_avgpool_fwd(ExecContext&, const Tensor&, const Tensor&, void*, size_t) {
-  detail_pool::no_cuda("global_avgpool_fwd");
+  detail::no_cuda("global_avgpool_fwd");
 }
 inline void global_avgpool_bwd(ExecContext&, const Tensor&, const Tensor&, bool) {
-  detail_pool::no_cuda("global_avgpool_bwd");
+  detail::no_cuda("global_avgpool_bwd");
 }
 }  // namespace climseg::cuda
 #endif

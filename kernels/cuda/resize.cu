@@ -107,44 +107,26 @@ __global__ void resize_bwd_nhwc_kernel(ResizeGeom g, const ResizeCoord* ch, cons
   }
 }
 
-template <class F>
-void dispatch(DType t, const char* who, F&& f) {
-  switch (t) {
-    case DType::f32: f(static_cast<float*>(nullptr)); return;
-    case DType::f16: f(static_cast<__half*>(nullptr)); return;
-    case DType::bf16: f(static_cast<__nv_bfloat16*>(nullptr)); return;
-    default: CS_THROW("cuda::", who, ": the CUDA kernels take fp32, fp16 or bf16, not ", dtype_name(t));
-  }
-}
-
-void check_operand(const char* who, const char* what, const Tensor& t, Shape want, DType dt) {
-  CS_CHECK(t.defined(), "cuda::", who, ": ", what, " is undefined");
-  CS_CHECK(t.device() == Device::cuda, "cuda::", who, ": ", what, " ", t.str(), " is not on the CUDA device");
-  CS_CHECK(t.is_pixel_strided(), "cuda::", who, ": ", what, " ", t.str(), " is not pixel-strided");
-  CS_CHECK(t.shape() == want, "cuda::", who, ": ", what, " is ", t.shape().str(), ", expected ", want.str());
-  CS_CHECK(t.dtype() == dt, "cuda::", who, ": ", what, " is ", dtype_name(t.dtype()), ", expected ", dtype_name(dt));
-}
-
 }  // namespace
 
 void resize_fwd(ExecContext& ctx, const ResizeGeom& g, const Tensor& x, const Tensor& y) {
-  CS_CHECK(ctx.device() == Device::cuda, "cuda::resize_fwd: needs a CUDA context");
+  check_ctx(ctx, "resize_fwd");
   check_operand("resize_fwd", "x", x, Shape{g.n, g.h, g.w, g.c}, x.dtype());
   check_operand("resize_fwd", "y", y, Shape{g.n, g.oh, g.ow, g.c}, x.dtype());
   const int64_t n = y.numel();
   if (n == 0) return;
-  cudaStream_t s = static_cast<cudaStream_t>(ctx.stream());
+  cudaStream_t s = stream_of(ctx);
   dispatch(x.dtype(), "resize_fwd", [&](auto tag) {
     using T = std::remove_pointer_t<decltype(tag)>;
-    resize_fwd_nhwc_kernel<T><<<grid_for(n), kThreads, 0, s>>>(g, static_cast<const T*>(x.data()), x.pixel_stride(),
-                                                                static_cast<T*>(y.data()), y.pixel_stride());
+    resize_fwd_nhwc_kernel<T><<<grid_for(n), kThreads, 0, s>>>(g, cptr<T>(x), x.pixel_stride(),
+                                                                mptr<T>(y), y.pixel_stride());
     CUDA_CHECK_LAUNCH();
   });
 }
 
 void resize_bwd(ExecContext& ctx, const ResizeGeom& g, const Tensor& dy, const Tensor& dx, bool accumulate,
                 void* workspace, size_t bytes) {
-  CS_CHECK(ctx.device() == Device::cuda, "cuda::resize_bwd: needs a CUDA context");
+  check_ctx(ctx, "resize_bwd");
   check_operand("resize_bwd", "dy", dy, Shape{g.n, g.oh, g.ow, g.c}, dy.dtype());
   check_operand("resize_bwd", "dx", dx, Shape{g.n, g.h, g.w, g.c}, dy.dtype());
   const int64_t n = dx.numel();
@@ -157,13 +139,13 @@ void resize_bwd(ExecContext& ctx, const ResizeGeom& g, const Tensor& dy, const T
   ResizeCoord* cw = ch + g.oh;
   int64_t* fh = reinterpret_cast<int64_t*>(cw + g.ow);
   int64_t* fw = fh + g.h + 2;
-  cudaStream_t s = static_cast<cudaStream_t>(ctx.stream());
+  cudaStream_t s = stream_of(ctx);
   resize_tables_kernel<<<grid_for(g.oh + g.ow + g.h + g.w + 4), kThreads, 0, s>>>(g, ch, cw, fh, fw);
   CUDA_CHECK_LAUNCH();
   dispatch(dy.dtype(), "resize_bwd", [&](auto tag) {
     using T = std::remove_pointer_t<decltype(tag)>;
-    resize_bwd_nhwc_kernel<T><<<grid_for(n), kThreads, 0, s>>>(g, ch, cw, fh, fw, static_cast<const T*>(dy.data()),
-                                                                dy.pixel_stride(), static_cast<T*>(dx.data()),
+    resize_bwd_nhwc_kernel<T><<<grid_for(n), kThreads, 0, s>>>(g, ch, cw, fh, fw, cptr<T>(dy),
+                                                                dy.pixel_stride(), mptr<T>(dx),
                                                                 dx.pixel_stride(), accumulate);
     CUDA_CHECK_LAUNCH();
   });

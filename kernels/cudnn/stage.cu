@@ -12,18 +12,18 @@
 // profiles.
 #include <cuda_runtime.h>
 
-#include <algorithm>
 #include <cstdint>
 
 #include "engine/check_cuda.h"
+#include "kernels/cuda/common.cuh"
 #include "kernels/cudnn/stage.h"
 
 namespace climseg::cudnn::detail {
 
 namespace {
 
-constexpr int kThreads = 256;
-constexpr int64_t kMaxBlocks = 8192;  // fixed grid cap (a few waves on current GPUs), as kernels/cuda/eltwise.cu
+using cuda::grid_for;
+using cuda::kThreads;
 
 template <class U>
 __global__ void copy_window_kernel(int64_t total, int64_t h, int64_t w, int64_t c, const U* src, int64_t sn,
@@ -47,8 +47,8 @@ void copy_window(ExecContext& ctx, int64_t n, int64_t h, int64_t w, int64_t c, s
   const int64_t total = n * h * w * c;
   if (total == 0) return;
   CS_CHECK(src != nullptr && dst != nullptr, "cudnn staging copy: null pointer");
-  const int blocks = static_cast<int>(std::clamp<int64_t>((total + kThreads - 1) / kThreads, 1, kMaxBlocks));
-  cudaStream_t st = ctx.stream();
+  const int blocks = grid_for(total);
+  cudaStream_t st = cuda::stream_of(ctx);
   switch (elem_bytes) {
     case 2:
       copy_window_kernel<uint16_t><<<blocks, kThreads, 0, st>>>(total, h, w, c, static_cast<const uint16_t*>(src),

@@ -2,7 +2,8 @@
 // and bias gradients, in fp32, fp16 and bf16, with contiguous and channel-slice (strided) views, overwrite and
 // accumulate modes, unwanted input gradients, and with the Net's planned workspace (conv_workspace_bytes) as well
 // as the context's. The reference is the CPU path in fp32 on the values the device sees (inputs rounded to the
-// tested dtype first). Tolerances: the convolution rows of tests/util/tolerances.h.
+// tested dtype first), compared by tests/util/cuda_parity.h. Tolerances: the convolution rows of
+// tests/util/tolerances.h.
 //
 // Shapes are the networks' layers scaled down (N = 2, feature maps 24x36 or smaller, channel counts kept where the
 // CPU reference stays cheap): DeepLabv3+ root 7x7/2, dilated 3x3 (rates 2, 4, 12), 1x1 2048 -> 256, decoder 3x3
@@ -25,62 +26,38 @@
 #include "layers/conv_geometry.h"
 #include "layers/conv2d.h"
 #include "tests/util/compare.h"
+#include "tests/util/cuda_parity.h"
 #include "tests/util/device_operand.h"
-#include "tests/util/tolerances.h"
 
 using namespace climseg;
-using test::DevOperand;
-using test::require_outside_untouched;
-using test::rounded;
 using test::random_host;
-using test::to_device;
-using climseg::test::Tolerance;
-namespace tol = climseg::test::tol;
+using test::Variant;
 
 namespace {
 
-const Tolerance& tolerance(DType dt) {
-  switch (dt) {
-    case DType::f32: return tol::cuda_f32_conv;
-    case DType::f16: return tol::cuda_f16_conv;
-    case DType::bf16: return tol::cuda_bf16_conv;
-    default: CS_THROW("no CUDA tolerance for ", dtype_name(dt));
-  }
-}
-
-struct Variant {
-  DType dt;
-  bool strided;
-  GradMode mode;
-  bool drop_dx0;
-  bool planned_ws;  // the Net's planned workspace (the layer's memory_needs) rather than ctx.workspace()
-  bool deterministic = false;  // ExecContext::deterministic: cuDNN restricted to deterministic algorithms
-};
-
-std::string describe(const Variant& v) {
-  return std::string(dtype_name(v.dt)) + (v.strided ? " strided" : " contiguous") +
-         (v.mode == GradMode::accumulate ? " accumulate" : " overwrite") + (v.drop_dx0 ? " dx-unwanted" : "") +
-         (v.planned_ws ? " planned-workspace" : " ctx-workspace") + (v.deterministic ? " deterministic" : "");
+// A variant with the Net's planned workspace (planned) or the context's, in cuDNN's deterministic mode or not.
+Variant conv_variant(DType dt, bool strided, GradMode mode, bool drop_dx0, bool planned, bool deterministic = false) {
+  Variant v{dt, strided, mode, drop_dx0};
+  v.planned_ws = planned;
+  v.deterministic = deterministic;
+  return v;
 }
 
 std::vector<Variant> variants() {
   std::vector<Variant> vs;
   for (DType dt : {DType::f32, DType::f16, DType::bf16}) {
-    vs.push_back({dt, false, GradMode::overwrite, false, true});
-    vs.push_back({dt, false, GradMode::accumulate, false, false});
-    vs.push_back({dt, true, GradMode::overwrite, false, false});
-    vs.push_back({dt, true, GradMode::accumulate, false, true});
-    vs.push_back({dt, true, GradMode::overwrite, true, true});
+    vs.push_back(conv_variant(dt, false, GradMode::overwrite, false, true));
+    vs.push_back(conv_variant(dt, false, GradMode::accumulate, false, false));
+    vs.push_back(conv_variant(dt, true, GradMode::overwrite, false, false));
+    vs.push_back(conv_variant(dt, true, GradMode::accumulate, false, true));
+    vs.push_back(conv_variant(dt, true, GradMode::overwrite, true, true));
   }
   // Deterministic mode picks other backward algorithms (e.g. backward-filter ALGO_1): compare them too.
-  vs.push_back({DType::f32, false, GradMode::accumulate, false, true, true});
-  vs.push_back({DType::f16, true, GradMode::overwrite, false, true, true});
+  vs.push_back(conv_variant(DType::f32, false, GradMode::accumulate, false, true, true));
+  vs.push_back(conv_variant(DType::f16, true, GradMode::overwrite, false, true, true));
   return vs;
 }
 
-Tensor host_workspace(size_t bytes) {
-  return bytes ? Tensor::empty(Shape{1, 1, 1, static_cast<int64_t>(bytes)}, DType::u8, Device::cpu) : Tensor();
-}
 Tensor device_workspace(size_t bytes) {
   return Tensor::empty(Shape{1, 1, 1, static_cast<int64_t>(std::max<size_t>(bytes, 1))}, DType::u8, Device::cuda);
 }
@@ -105,107 +82,14 @@ size_t cudnn_bytes(const Layer& layer, const Shape& x, DType dt, bool backward) 
   return planned;
 }
 
+// tests/util/cuda_parity.h with the convolution rows; a planned-workspace variant gets cudnn_bytes.
 void check_parity(ExecContext& cpu, ExecContext& gpu, Layer& layer, const Shape& in, const Variant& v) {
-  INFO(layer.type() << " x " << in.str() << " " << describe(v));
-  struct Mode {  // sets the context's deterministic flag for this variant, restores it on any exit
-    ExecContext& c;
-    bool saved;
-    Mode(ExecContext& ctx, bool det) : c(ctx), saved(ctx.deterministic) { c.deterministic = det; }
-    ~Mode() { c.deterministic = saved; }
-  } mode(gpu, v.deterministic);
-  const Tolerance& t = tolerance(v.dt);
-  INFO("tolerance row: " << t.name);
-  uint64_t seed = 2000;
-  const MemoryNeeds mn = layer.memory_needs({in}, DType::f32);
-
-  Tensor x_ref = rounded(random_host(in, seed++, 1.0), v.dt);
-  const Shape out = layer.output_shape({in});
-  const std::vector<ParamSpec> specs = layer.param_specs({in});
-  std::vector<Tensor> p_ref, p_dev;
-  for (const ParamSpec& s : specs) {
-    double scale = s.name == "bias" ? 0.5 : std::sqrt(6.0 / static_cast<double>(s.fan_in));
-    p_ref.push_back(rounded(random_host(s.shape, seed++, scale), v.dt));
-    p_dev.push_back(p_ref.back().cast(v.dt).to(Device::cuda));
-  }
-
-  // ---- forward ----
-  ForwardArgs fc;
-  fc.x = {x_ref};
-  fc.y = Tensor::empty(out, DType::f32, Device::cpu);
-  fc.params = p_ref;
-  fc.workspace = host_workspace(mn.fwd_workspace);
-  layer.forward(cpu, fc);
-
-  DevOperand xd = to_device(x_ref, v.dt, v.strided, seed++);
-  const uint64_t yseed = seed++;
-  DevOperand yd = to_device(random_host(out, yseed, 4.0), v.dt, v.strided, seed++);  // garbage to overwrite
-  ForwardArgs fg;
-  fg.x = {xd.view};
-  fg.y = yd.view;
-  fg.params = p_dev;
-  if (v.planned_ws) fg.workspace = device_workspace(cudnn_bytes(layer, in, v.dt, false));
-  layer.forward(gpu, fg);
-  gpu.synchronize();
-  {
-    INFO("forward output");
-    CS_REQUIRE_CLOSE(yd.view, fc.y, t.atol, t.rtol);
-  }
-  require_outside_untouched(yd, "y");
-  {
-    INFO("input is read only");
-    CS_REQUIRE_CLOSE(xd.view, x_ref, 0.0, 0.0);
-    require_outside_untouched(xd, "x");
-  }
-
-  // ---- backward ----
-  const double gscale = 1.0 / std::sqrt(static_cast<double>(out.pixels()));
-  Tensor dy_ref = rounded(random_host(out, seed++, gscale), v.dt);
-  DevOperand dyd = to_device(dy_ref, v.dt, v.strided, seed++);
-  BackwardArgs bc, bg;
-  bc.x = {x_ref};
-  bc.y = fc.y;
-  bc.dy = dy_ref;
-  bc.workspace = host_workspace(mn.bwd_workspace);
-  bg.x = fg.x;
-  bg.y = yd.view;
-  bg.dy = dyd.view;
-  if (v.planned_ws) bg.workspace = device_workspace(cudnn_bytes(layer, in, v.dt, true));
-  bc.dx_mode = bg.dx_mode = {v.mode};
-  DevOperand dxd;
-  if (v.drop_dx0) {
-    bc.dx = {Tensor()};
-    bg.dx = {Tensor()};
-  } else {
-    Tensor init = rounded(random_host(in, seed++, 0.5), v.dt);
-    bc.dx = {init.clone()};
-    dxd = to_device(init, v.dt, v.strided, seed++);
-    bg.dx = {dxd.view};
-  }
-  bc.params = p_ref;
-  bg.params = p_dev;
-  bc.param_mode = bg.param_mode = v.mode;
-  for (const ParamSpec& s : specs) {
-    Tensor init = rounded(random_host(s.shape, seed++, 0.5), v.dt);
-    bc.grads.push_back(init.clone());
-    bg.grads.push_back(init.cast(v.dt).to(Device::cuda));
-  }
-  layer.backward(cpu, bc);
-  layer.backward(gpu, bg);
-  gpu.synchronize();
-  if (!v.drop_dx0) {
-    INFO("input gradient" << (v.mode == GradMode::accumulate ? " (accumulate)" : " (overwrite)"));
-    CS_REQUIRE_CLOSE(bg.dx[0], bc.dx[0], t.atol, t.rtol);
-    require_outside_untouched(dxd, "dx");
-  }
-  for (size_t j = 0; j < specs.size(); ++j) {
-    INFO("parameter gradient " << specs[j].name);
-    CS_REQUIRE_CLOSE(bg.grads[j], bc.grads[j], t.atol, t.rtol);
-  }
-  {
-    INFO("dy is read only");
-    CS_REQUIRE_CLOSE(dyd.view, dy_ref, 0.0, 0.0);
-    require_outside_untouched(dyd, "dy");
-  }
+  test::ParityOptions o;
+  o.data = o.params = test::CudaKind::conv;
+  o.device_workspace = [](const Layer& l, const std::vector<Shape>& x, DType dt, bool backward) {
+    return device_workspace(cudnn_bytes(l, x.at(0), dt, backward));
+  };
+  test::check_parity(cpu, gpu, layer, {in}, o, v);
 }
 
 constexpr int64_t N = 2;

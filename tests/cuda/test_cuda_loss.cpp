@@ -17,26 +17,19 @@
 #include "engine/philox.h"
 #include "layers/softmax_xent.h"
 #include "tests/util/compare.h"
+#include "tests/util/cuda_parity.h"
+#include "tests/util/device_operand.h"
 #include "tests/util/tolerances.h"
 
 using namespace climseg;
 using climseg::test::Tolerance;
+using test::rounded;
 namespace tol = climseg::test::tol;
 
 namespace {
 
-const Tolerance& tolerance(DType dt) {
-  switch (dt) {
-    case DType::f32:
-      return tol::cuda_f32_gemm;
-    case DType::f16:
-      return tol::cuda_f16_gemm;
-    case DType::bf16:
-      return tol::cuda_bf16_gemm;
-    default:
-      CS_THROW("no CUDA tolerance for ", dtype_name(dt));
-  }
-}
+// The loss and the gradients are reductions (tests/util/cuda_parity.h picks the row).
+const Tolerance& tolerance(DType dt) { return test::cuda_tolerance(dt, test::CudaKind::reduction); }
 
 Tensor random_logits(Shape s, uint64_t seed) {
   Tensor t = Tensor::empty(s, DType::f32, Device::cpu);
@@ -52,7 +45,6 @@ Tensor random_labels(Shape s, int64_t K, int64_t ignore, DType dt, uint64_t seed
   }
   return t;
 }
-Tensor rounded(const Tensor& t, DType dt) { return dt == DType::f32 ? t.clone() : t.cast(dt).cast(DType::f32); }
 
 double round_to(double v, DType dt) {
   Tensor t = Tensor::empty(Shape{1, 1, 1, 1}, DType::f32, Device::cpu);

@@ -3,9 +3,10 @@
 // channel-slice views, overwrite and accumulate, unwanted gradients; plus determinism of the batch-norm reductions
 // (two runs bit-identical) and the dropout mask: bit-identical with the CPU's, the same in backward, keep
 // fraction ~ 1 - p. The reference is the CPU path in fp32 on the values the device sees (inputs rounded to the
-// tested dtype first). Tolerance rows (tests/util/tolerances.h): the "GEMM and reductions" rows for batch norm and
-// the affine parameter gradients (fp32 sums in another order; 16-bit results rounded once), the elementwise rows for
-// affine/scale/dropout data paths (the same single fp32 operation per element, rounded once).
+// tested dtype first), compared by the shared harness tests/util/cuda_parity.h. Tolerance rows
+// (tests/util/tolerances.h): the "GEMM and reductions" rows for batch norm and the affine parameter gradients (fp32
+// sums in another order; 16-bit results rounded once), the elementwise rows for affine/scale/dropout data paths
+// (the same single fp32 operation per element, rounded once).
 //
 // Needs a CUDA device: tests/util/cuda_main.cpp exits 77 (skipped) without one.
 #include <catch2/catch.hpp>
@@ -20,184 +21,40 @@
 #include "engine/philox.h"
 #include "engine/tensor.h"
 #include "kernels/cpu/norm.h"
-#include "kernels/cuda/norm.h"
+#include "kernels/cuda/dropout.h"
 #include "layers/affine.h"
 #include "layers/batchnorm.h"
 #include "layers/dropout.h"
 #include "tests/util/compare.h"
+#include "tests/util/cuda_parity.h"
 #include "tests/util/device_operand.h"
-#include "tests/util/tolerances.h"
 
 using namespace climseg;
-using test::DevOperand;
-using test::require_outside_untouched;
-using test::rounded;
-using test::to_device;
-using climseg::test::Tolerance;
-namespace tol = climseg::test::tol;
+using test::CudaKind;
+using test::random_host;
+using test::Variant;
 
 namespace {
 
-enum class Kind { eltwise, reduction };
-
-const Tolerance& tolerance(DType dt, Kind k) {
-  switch (dt) {
-    case DType::f32: return k == Kind::eltwise ? tol::cuda_f32_exact : tol::cuda_f32_gemm;
-    case DType::f16: return k == Kind::eltwise ? tol::cuda_f16_eltwise : tol::cuda_f16_gemm;
-    case DType::bf16: return k == Kind::eltwise ? tol::cuda_bf16_eltwise : tol::cuda_bf16_gemm;
-    default: CS_THROW("no CUDA tolerance for ", dtype_name(dt));
-  }
-}
-
-Tensor random_host(Shape s, uint64_t seed, double lo, double hi) {
-  Tensor t = Tensor::empty(s, DType::f32, Device::cpu);
-  for (int64_t i = 0; i < t.numel(); ++i)
-    t.set_flat(i, lo + (hi - lo) * philox_uniform(seed, 0, static_cast<uint64_t>(i)));
-  return t;
-}
-Tensor host_bytes(size_t n) {
-  return n ? Tensor::zeros({1, 1, 1, static_cast<int64_t>(n)}, DType::u8, Device::cpu) : Tensor();
-}
 Tensor dev_bytes(size_t n, ExecContext& gpu) {
   return n ? Tensor::zeros({1, 1, 1, static_cast<int64_t>(n)}, DType::u8, Device::cuda, &gpu) : Tensor();
 }
 
-struct Variant {
-  DType dt;
-  bool strided;
-  GradMode mode;
-  bool drop_dx0;
-  bool training;
-};
-std::string describe(const Variant& v) {
-  return std::string(dtype_name(v.dt)) + (v.strided ? " strided" : " contiguous") +
-         (v.mode == GradMode::accumulate ? " accumulate" : " overwrite") + (v.drop_dx0 ? " dx0-unwanted" : "") +
-         (v.training ? " training" : " inference");
-}
-
-// Forward and backward on the CPU (fp32, contiguous) and on CUDA (v.dt, v.strided); compares y, dx, parameter
-// gradients and the state after forward. data_kind: tolerance of y and dx; param gradients are reductions.
-void check_parity(Layer& layer, const std::vector<Shape>& in, Kind data_kind, const Variant& v,
+// tests/util/cuda_parity.h with this file's data: inputs U(-1.5, 2.5), parameters U(param_lo, param_hi), prior dx
+// as small as dy; data paths compared with the `data` rows, parameter gradients (reductions) with the reduction rows.
+void check_parity(Layer& layer, const std::vector<Shape>& in, CudaKind data, const Variant& v,
                   double param_lo = -1.0, double param_hi = 1.0) {
   ExecContext cpu, gpu(Device::cuda, 0);
-  INFO(layer.type() << " " << describe(v) << " input " << in[0].str());
-  const Tolerance& td = tolerance(v.dt, data_kind);
-  const Tolerance& tr = tolerance(v.dt, Kind::reduction);
-  INFO("tolerance rows: " << td.name << " / " << tr.name);
-  uint64_t seed = 2000;
-  const size_t nin = in.size();
-  const Shape out = layer.output_shape(in);
-  const MemoryNeeds mc = layer.memory_needs(in, DType::f32), mg = layer.memory_needs(in, v.dt);
-
-  std::vector<Tensor> x_ref;
-  for (size_t i = 0; i < nin; ++i) x_ref.push_back(rounded(random_host(in[i], seed++, -1.5, 2.5), v.dt));
-  std::vector<Tensor> p_ref, p_dev;
-  for (const ParamSpec& s : layer.param_specs(in)) {
-    p_ref.push_back(rounded(random_host(s.shape, seed++, param_lo, param_hi), v.dt));
-    p_dev.push_back(p_ref.back().cast(v.dt).to(Device::cuda));
-  }
-  std::vector<Tensor> st_ref, st_dev;  // fp32 state (stat_dtype of fp32/fp16/bf16)
-  for (const ParamSpec& s : layer.state_specs(in)) {
-    const bool var = s.init == Init::ones;
-    st_ref.push_back(random_host(s.shape, seed++, var ? 0.5 : -0.5, var ? 1.5 : 0.5));
-    st_dev.push_back(st_ref.back().to(Device::cuda));
-  }
-
-  // ---- forward ----
-  Tensor saved_c = host_bytes(mc.saved_bytes);
-  ForwardArgs fc;
-  fc.x = x_ref;
-  fc.y = Tensor::empty(out, DType::f32, Device::cpu);
-  fc.params = p_ref;
-  fc.state = st_ref;
-  fc.saved = saved_c;
-  fc.workspace = host_bytes(mc.fwd_workspace);
-  fc.training = v.training;
-  fc.step = 17;
-  layer.forward(cpu, fc);
-
-  std::vector<DevOperand> xd;
-  for (size_t i = 0; i < nin; ++i) xd.push_back(to_device(x_ref[i], v.dt, v.strided, seed++));
-  const uint64_t yseed = seed++;  // garbage for forward to overwrite
-  DevOperand yd = to_device(random_host(out, yseed, -4.0, 4.0), v.dt, v.strided, seed++);
-  Tensor saved_g = dev_bytes(mg.saved_bytes, gpu);
-  ForwardArgs fg;
-  for (const DevOperand& d : xd) fg.x.push_back(d.view);
-  fg.y = yd.view;
-  fg.params = p_dev;
-  fg.state = st_dev;
-  fg.saved = saved_g;
-  fg.workspace = dev_bytes(mg.fwd_workspace, gpu);
-  fg.training = v.training;
-  fg.step = 17;
-  layer.forward(gpu, fg);
-  gpu.synchronize();
-  {
-    INFO("forward output");
-    CS_REQUIRE_CLOSE(yd.view, fc.y, td.atol, td.rtol);
-  }
-  require_outside_untouched(yd, "y");
-  for (size_t i = 0; i < st_ref.size(); ++i) {
-    INFO("state " << i << " after forward");
-    CS_REQUIRE_CLOSE(st_dev[i], st_ref[i], tol::cuda_f32_gemm.atol, tol::cuda_f32_gemm.rtol);
-  }
-  for (size_t i = 0; i < nin; ++i) {
-    INFO("input " << i << " is read only");
-    CS_REQUIRE_CLOSE(xd[i].view, x_ref[i], 0.0, 0.0);
-    require_outside_untouched(xd[i], "x");
-  }
-
-  // ---- backward ----
-  const double gscale = 1.0 / std::sqrt(static_cast<double>(out.pixels()));
-  Tensor dy_ref = rounded(random_host(out, seed++, -gscale, gscale), v.dt);
-  DevOperand dyd = to_device(dy_ref, v.dt, v.strided, seed++);
-  BackwardArgs bc, bg;
-  bc.x = x_ref;
-  bc.y = fc.y;
-  bc.dy = dy_ref;
-  bg.x = fg.x;
-  bg.y = yd.view;
-  bg.dy = dyd.view;
-  std::vector<DevOperand> dxd(nin);
-  for (size_t i = 0; i < nin; ++i) {
-    GradMode m = (i % 2 == 0) == (v.mode == GradMode::accumulate) ? GradMode::accumulate : GradMode::overwrite;
-    bc.dx_mode.push_back(m);
-    bg.dx_mode.push_back(m);
-    if (i == 0 && v.drop_dx0) {
-      bc.dx.emplace_back();
-      bg.dx.emplace_back();
-      continue;
-    }
-    Tensor init = rounded(random_host(in[i], seed++, -0.5 * gscale, 0.5 * gscale), v.dt);
-    bc.dx.push_back(init.clone());
-    dxd[i] = to_device(init, v.dt, v.strided, seed++);
-    bg.dx.push_back(dxd[i].view);
-  }
-  bc.params = p_ref;
-  bg.params = p_dev;
-  bc.param_mode = bg.param_mode = v.mode;
-  for (const Tensor& p : p_ref) {
-    Tensor init = rounded(random_host(p.shape(), seed++, -0.5, 0.5), v.dt);
-    bc.grads.push_back(init.clone());
-    bg.grads.push_back(init.cast(v.dt).to(Device::cuda));
-  }
-  bc.saved = saved_c;
-  bg.saved = saved_g;
-  bc.workspace = host_bytes(mc.bwd_workspace);
-  bg.workspace = dev_bytes(mg.bwd_workspace, gpu);
-  layer.backward(cpu, bc);
-  layer.backward(gpu, bg);
-  gpu.synchronize();
-  for (size_t i = 0; i < nin; ++i) {
-    if (!bc.dx[i].defined()) continue;
-    INFO("input gradient " << i);
-    CS_REQUIRE_CLOSE(bg.dx[i], bc.dx[i], td.atol, td.rtol);
-    require_outside_untouched(dxd[i], "dx");
-  }
-  for (size_t j = 0; j < p_ref.size(); ++j) {
-    INFO("parameter gradient " << j);
-    CS_REQUIRE_CLOSE(bg.grads[j], bc.grads[j], tr.atol, tr.rtol);
-  }
+  test::ParityOptions o;
+  o.data = data;
+  o.params = CudaKind::reduction;
+  o.x_lo = -1.5;
+  o.x_hi = 2.5;
+  o.he_params = false;
+  o.param_lo = param_lo;
+  o.param_hi = param_hi;
+  o.dx_init_per_pixel = true;
+  test::check_parity(cpu, gpu, layer, in, o, v);
 }
 
 std::vector<Variant> variants(bool with_inference) {
@@ -211,6 +68,7 @@ std::vector<Variant> variants(bool with_inference) {
         }
   vs.push_back({DType::f32, true, GradMode::overwrite, true, true});
   vs.push_back({DType::f16, false, GradMode::accumulate, true, false});
+  for (Variant& v : vs) v.planned_ws = true;  // the layers' memory_needs, as in a Net
   return vs;
 }
 
@@ -229,7 +87,7 @@ TEST_CASE("batchnorm: CUDA matches the CPU path", "[cuda][parity][batchnorm]") {
   BatchNorm2d l(cfg);
   std::vector<Shape> in{shape};
   if (cfg.residual) in.push_back(shape);
-  for (const Variant& v : variants(true)) check_parity(l, in, Kind::reduction, v, 0.5, 1.5);
+  for (const Variant& v : variants(true)) check_parity(l, in, CudaKind::reduction, v, 0.5, 1.5);
 }
 
 TEST_CASE("batchnorm: CUDA reductions are deterministic", "[cuda][batchnorm][determinism]") {
@@ -280,16 +138,16 @@ TEST_CASE("batchnorm: CUDA reductions are deterministic", "[cuda][batchnorm][det
 TEST_CASE("affine and scale: CUDA matches the CPU path", "[cuda][parity][affine]") {
   const Shape shape = GENERATE(Shape{2, 24, 36, 64}, Shape{3, 5, 7, 19}, Shape{1, 1, 1, 256});
   Affine a;
-  for (const Variant& v : variants(false)) check_parity(a, {shape}, Kind::eltwise, v, 0.5, 1.5);
+  for (const Variant& v : variants(false)) check_parity(a, {shape}, CudaKind::eltwise, v, 0.5, 1.5);
   Scale s(0.5);
-  for (const Variant& v : variants(false)) check_parity(s, {shape}, Kind::eltwise, v);
+  for (const Variant& v : variants(false)) check_parity(s, {shape}, CudaKind::eltwise, v);
 }
 
 TEST_CASE("dropout: CUDA matches the CPU path (the same mask)", "[cuda][parity][dropout]") {
   const Shape shape = GENERATE(Shape{2, 24, 36, 64}, Shape{3, 5, 7, 19}, Shape{1, 1, 1, 3});
   const double p = GENERATE(0.0, 0.1, 0.5);
   Dropout d(p, 4242);
-  for (const Variant& v : variants(true)) check_parity(d, {shape}, Kind::eltwise, v);
+  for (const Variant& v : variants(true)) check_parity(d, {shape}, CudaKind::eltwise, v);
 }
 
 TEST_CASE("dropout: CUDA mask bit-identical with the CPU mask, keep fraction ~ 1 - p", "[cuda][dropout]") {

@@ -1,7 +1,7 @@
 // train/optimizer on CUDA against the CPU path, for fp32, fp16 and bf16 model buffers (the CPU run emulates the
 // 16-bit storage in an fp32 buffer with the gradients rounded alike):
 // - sgd, adam, adamw without norm-dependent factors: master weights and model copy bit-identical (the updates are
-//   the shared formulas of kernels/cpu/optim_math.h with explicitly rounded device arithmetic);
+//   the shared formulas of kernels/optim_math.h with explicitly rounded device arithmetic);
 // - lamb, LARC and global-norm clipping: the per-tensor norms are summed in another order, so within the fp32
 //   reductions row;
 // - inf/NaN refused with every buffer unchanged; two runs bit-identical; state round trip through the host.

@@ -20,6 +20,13 @@ inline Tensor random_host(Shape s, uint64_t seed, double scale) {
   return t;
 }
 
+// fp32 host tensor, U(lo, hi) from Philox stream (seed, 0).
+inline Tensor random_host(Shape s, uint64_t seed, double lo, double hi) {
+  Tensor t = Tensor::empty(s, DType::f32, Device::cpu);
+  for (int64_t i = 0; i < t.numel(); ++i) t.set_flat(i, lo + (hi - lo) * philox_uniform(seed, 0, static_cast<uint64_t>(i)));
+  return t;
+}
+
 // The values of `t` after a round trip through dt: what the device stores, in fp32 for the CPU reference.
 inline Tensor rounded(const Tensor& t, DType dt) {
   return dt == DType::f32 ? t.clone() : t.cast(dt).cast(DType::f32);

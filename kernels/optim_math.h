@@ -45,76 +45,24 @@ struct Scalars {
 };
 
 // ---- rounding-explicit arithmetic ------------------------------------------------------------------------------
-CS_OPTIM_HD float mul(float a, float b) {
+// One float and one double overload per operation: on the device the explicitly rounded intrinsic, on the host the
+// plain operator (or std::sqrt).
 #if defined(__CUDA_ARCH__)
-  return __fmul_rn(a, b);
+#define CS_OPTIM_PICK(device, host) device
 #else
-  return a * b;
+#define CS_OPTIM_PICK(device, host) host
 #endif
-}
-CS_OPTIM_HD float add(float a, float b) {
-#if defined(__CUDA_ARCH__)
-  return __fadd_rn(a, b);
-#else
-  return a + b;
-#endif
-}
-CS_OPTIM_HD float sub(float a, float b) {
-#if defined(__CUDA_ARCH__)
-  return __fsub_rn(a, b);
-#else
-  return a - b;
-#endif
-}
-CS_OPTIM_HD float div(float a, float b) {
-#if defined(__CUDA_ARCH__)
-  return __fdiv_rn(a, b);
-#else
-  return a / b;
-#endif
-}
-CS_OPTIM_HD float sqrt_rn(float a) {
-#if defined(__CUDA_ARCH__)
-  return __fsqrt_rn(a);
-#else
-  return std::sqrt(a);
-#endif
-}
-CS_OPTIM_HD double mul(double a, double b) {
-#if defined(__CUDA_ARCH__)
-  return __dmul_rn(a, b);
-#else
-  return a * b;
-#endif
-}
-CS_OPTIM_HD double add(double a, double b) {
-#if defined(__CUDA_ARCH__)
-  return __dadd_rn(a, b);
-#else
-  return a + b;
-#endif
-}
-CS_OPTIM_HD double sub(double a, double b) {
-#if defined(__CUDA_ARCH__)
-  return __dsub_rn(a, b);
-#else
-  return a - b;
-#endif
-}
-CS_OPTIM_HD double div(double a, double b) {
-#if defined(__CUDA_ARCH__)
-  return __ddiv_rn(a, b);
-#else
-  return a / b;
-#endif
-}
-CS_OPTIM_HD double sqrt_rn(double a) {
-#if defined(__CUDA_ARCH__)
-  return __dsqrt_rn(a);
-#else
-  return std::sqrt(a);
-#endif
-}
+#define CS_OPTIM_BINARY(name, op, f_rn, d_rn)                                                \
+  CS_OPTIM_HD float name(float a, float b) { return CS_OPTIM_PICK(f_rn(a, b), a op b); }     \
+  CS_OPTIM_HD double name(double a, double b) { return CS_OPTIM_PICK(d_rn(a, b), a op b); }
+CS_OPTIM_BINARY(mul, *, __fmul_rn, __dmul_rn)
+CS_OPTIM_BINARY(add, +, __fadd_rn, __dadd_rn)
+CS_OPTIM_BINARY(sub, -, __fsub_rn, __dsub_rn)
+CS_OPTIM_BINARY(div, /, __fdiv_rn, __ddiv_rn)
+#undef CS_OPTIM_BINARY
+CS_OPTIM_HD float sqrt_rn(float a) { return CS_OPTIM_PICK(__fsqrt_rn(a), std::sqrt(a)); }
+CS_OPTIM_HD double sqrt_rn(double a) { return CS_OPTIM_PICK(__dsqrt_rn(a), std::sqrt(a)); }
+#undef CS_OPTIM_PICK
 
 // ---- the updates -----------------------------------------------------------------------------------------------
 
