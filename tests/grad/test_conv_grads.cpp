@@ -68,6 +68,17 @@ ConvTranspose2dConfig deconv(int64_t k_out, int64_t k, int64_t stride, int64_t p
 // The geometry of a Conv2d with this config on input x (the layers' builder, kernels/conv_geometry.h).
 ConvGeometry geom_of(const Conv2dConfig& c, const Shape& x) { return conv_geometry(c, false, x, "conv2d"); }
 
+// Forcing the forward onto `path` for a geometry that path does not take is an error saying why.
+void require_forced_path_refused(const ConvGeometry& g, cpu::ConvFwdPath path, const char* why) {
+  INFO(g.str());
+  std::vector<double> x(static_cast<size_t>(g.in_shape().numel()), 0.5);
+  std::vector<double> w(static_cast<size_t>(g.filter_shape().numel()), 0.25);
+  std::vector<double> y(static_cast<size_t>(g.out_shape().numel())), ws(1 << 16);
+  REQUIRE_THROWS_WITH(cpu::conv2d_fwd<double>(g, x.data(), g.in_c, w.data(), y.data(), g.out_c, false, ws.data(),
+                                              ws.size() * sizeof(double), path),
+                      Catch::Contains(why));
+}
+
 }  // namespace
 
 TEST_CASE("conv2d output sizes and TF 'SAME' padding", "[conv]") {
@@ -398,12 +409,7 @@ TEST_CASE("conv2d shifted GEMM forward equals the im2col forward", "[conv]") {
     }
   }
   // Stride 2 has no shifted path: forcing it is an error, the automatic choice is im2col.
-  const ConvGeometry g = geom_of(conv(8, 3, 2, 1, 1), {1, 7, 8, 64});
-  REQUIRE((g.out_h == 4 && g.out_w == 4));
-  std::vector<double> x(7 * 8 * 64, 0.5), w(8 * 9 * 64, 0.25), y(4 * 4 * 8), ws(1 << 16);
-  REQUIRE_THROWS_WITH(cpu::conv2d_fwd<double>(g, x.data(), 64, w.data(), y.data(), 8, false, ws.data(),
-                                              ws.size() * sizeof(double), cpu::ConvFwdPath::shifted),
-                      Catch::Contains("stride 1"));
+  require_forced_path_refused(geom_of(conv(8, 3, 2, 1, 1), {1, 7, 8, 64}), cpu::ConvFwdPath::shifted, "stride 1");
 }
 
 TEST_CASE("conv2d Winograd F(2x2,3x3) forward equals the im2col forward", "[conv]") {
@@ -452,12 +458,7 @@ TEST_CASE("conv2d Winograd F(2x2,3x3) forward equals the im2col forward", "[conv
   }
   std::printf("conv2d Winograd vs im2col, fp64: largest difference %.3g\n", worst);
   // Not for 5x5, stride 2 or dilation 2: forcing it is an error.
-  const ConvGeometry g = geom_of(conv(4, 3, 2, 1, 1), {1, 8, 8, 4});
-  REQUIRE((g.out_h == 4 && g.out_w == 4));
-  std::vector<double> x(8 * 8 * 4, 0.5), w(4 * 9 * 4, 0.25), y(8 * 8 * 4), ws(1 << 16);
-  REQUIRE_THROWS_WITH(cpu::conv2d_fwd<double>(g, x.data(), 4, w.data(), y.data(), 4, false, ws.data(),
-                                              ws.size() * sizeof(double), cpu::ConvFwdPath::winograd),
-                      Catch::Contains("Winograd"));
+  require_forced_path_refused(geom_of(conv(4, 3, 2, 1, 1), {1, 8, 8, 4}), cpu::ConvFwdPath::winograd, "Winograd");
 }
 
 TEST_CASE("conv2d data gradient through Winograd equals the col2im gather", "[conv]") {

@@ -15,14 +15,9 @@ namespace {
 ConvSpec spec(int64_t k_out, int64_t kernel, int64_t stride, int64_t pad, PaddingMode mode, int64_t dilation = 1,
               int64_t output_padding = 0, int64_t groups = 1) {
   ConvSpec s;
-  s.out_channels = k_out;
-  s.kernel_h = s.kernel_w = kernel;
-  s.stride_h = s.stride_w = stride;
-  s.dilation_h = s.dilation_w = dilation;
-  s.pad_h = s.pad_w = pad;
-  s.output_padding_h = s.output_padding_w = output_padding;
-  s.groups = groups;
-  s.padding = mode;
+  s.out_channels = k_out, s.groups = groups, s.padding = mode;
+  s.kernel_h = s.kernel_w = kernel, s.stride_h = s.stride_w = stride, s.dilation_h = s.dilation_w = dilation;
+  s.pad_h = s.pad_w = pad, s.output_padding_h = s.output_padding_w = output_padding;
   return s;
 }
 
