@@ -41,8 +41,8 @@ void check_conv_spec(const ConvSpec& c, bool transposed, const std::string& who)
   CS_CHECK(c.dilation_h > 0 && c.dilation_w > 0, who, ": dilation must be positive, got ", c.dilation_h, "x",
            c.dilation_w);
   CS_CHECK(c.pad_h >= 0 && c.pad_w >= 0, who, ": padding must be non-negative, got ", c.pad_h, "x", c.pad_w);
-  CS_CHECK(c.groups > 0 && c.out_channels % c.groups == 0, who, ": groups (", c.groups,
-           ") must divide out_channels (", c.out_channels, ")");
+  CS_CHECK(c.groups > 0 && c.out_channels % c.groups == 0, who, ": groups (", c.groups, ") must divide out_channels (",
+           c.out_channels, ")");
   if (!transposed) {
     CS_CHECK(c.output_padding_h == 0 && c.output_padding_w == 0, who, ": output_padding (", c.output_padding_h, "x",
              c.output_padding_w, ") is for transposed convolutions only");
@@ -57,19 +57,17 @@ void check_conv_spec(const ConvSpec& c, bool transposed, const std::string& who)
 
 Pads conv_pads(const ConvSpec& s, bool transposed, int64_t in_h, int64_t in_w) {
   Pads p;
-  pads_along(s, transposed, in_h, s.kernel_h, s.stride_h, s.dilation_h, s.pad_h, s.output_padding_h, p.top,
-             p.bottom);
-  pads_along(s, transposed, in_w, s.kernel_w, s.stride_w, s.dilation_w, s.pad_w, s.output_padding_w, p.left,
-             p.right);
+  pads_along(s, transposed, in_h, s.kernel_h, s.stride_h, s.dilation_h, s.pad_h, s.output_padding_h, p.top, p.bottom);
+  pads_along(s, transposed, in_w, s.kernel_w, s.stride_w, s.dilation_w, s.pad_w, s.output_padding_w, p.left, p.right);
   return p;
 }
 
 std::string ConvGeometry::str() const {
   std::ostringstream o;
-  o << "X(" << n << "," << in_h << "," << in_w << "," << in_c << ") F(" << out_c << "," << kernel_h << ","
-    << kernel_w << "," << (groups > 0 ? in_c / groups : 0) << ") Y(" << n << "," << out_h << "," << out_w << ","
-    << out_c << ") stride " << stride_h << "x" << stride_w << " dilation " << dilation_h << "x" << dilation_w
-    << " groups " << groups << " pad " << pad_top << "," << pad_left;
+  o << "X(" << n << "," << in_h << "," << in_w << "," << in_c << ") F(" << out_c << "," << kernel_h << "," << kernel_w
+    << "," << (groups > 0 ? in_c / groups : 0) << ") Y(" << n << "," << out_h << "," << out_w << "," << out_c
+    << ") stride " << stride_h << "x" << stride_w << " dilation " << dilation_h << "x" << dilation_w << " groups "
+    << groups << " pad " << pad_top << "," << pad_left;
   return o.str();
 }
 
@@ -87,9 +85,8 @@ ConvGeometry conv_geometry(const ConvSpec& s, bool transposed, const Shape& x, c
   g.transposed = transposed;
   if (!transposed) {
     const int64_t eh = s.dilation_h * (s.kernel_h - 1) + 1, ew = s.dilation_w * (s.kernel_w - 1) + 1;
-    CS_CHECK(x.h + p.top + p.bottom >= eh && x.w + p.left + p.right >= ew, who, ": input ", x.str(),
-             " padded by (", p.top, ",", p.bottom, ")x(", p.left, ",", p.right,
-             ") is smaller than the dilated kernel ", eh, "x", ew);
+    CS_CHECK(x.h + p.top + p.bottom >= eh && x.w + p.left + p.right >= ew, who, ": input ", x.str(), " padded by (",
+             p.top, ",", p.bottom, ")x(", p.left, ",", p.right, ") is smaller than the dilated kernel ", eh, "x", ew);
     g.in_h = x.h, g.in_w = x.w, g.in_c = x.c;
     g.out_h = (x.h + p.top + p.bottom - eh) / s.stride_h + 1;
     g.out_w = (x.w + p.left + p.right - ew) / s.stride_w + 1;

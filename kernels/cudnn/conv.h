@@ -61,10 +61,9 @@ inline int64_t extra_cols(const ConvGeometry& g) {
 // Workspace bytes for a pass of the layer that runs g (a pass of the conv, or with g.transposed of the transposed
 // conv: conv_pass() maps it; the layer's backward needs the larger of backward_data and backward_filter): staging
 // buffers, worst case, plus the chosen cuDNN algorithm's workspace, the larger of the deterministic and the default
-// choice since memory_needs does not know ctx.deterministic. Plans with a
-// process-wide cuDNN handle on the current device (algorithms cached per geometry, dtype, direction, determinism
-// and device). Returns 0 when no CUDA device is visible or the build has no cuDNN: the CUDA path cannot run then,
-// and CPU nets must still plan.
+// choice since memory_needs does not know ctx.deterministic. Plans with a process-wide cuDNN handle on the current
+// device (algorithms cached per geometry, dtype, direction, determinism and device). Returns 0 when no CUDA device
+// is visible or the build has no cuDNN: the CUDA path cannot run then, and CPU nets must still plan.
 size_t conv_workspace_bytes(const ConvGeometry& g, DType dt, ConvPass pass);
 
 // cudnnGetVersion() of the cuDNN library loaded at run time (9.x.y as 90000 + 100 x + y); 0 without cuDNN.
@@ -73,7 +72,6 @@ size_t runtime_version();
 // ---- layer-level passes: any pixel-strided views; staging and padding handled here --------------------------
 // `workspace`: u8 tensor of at least conv_workspace_bytes(g, dt, pass) bytes (the Net's plan), or undefined to
 // use ctx.workspace(). Parameter tensors (filters) must be contiguous. accumulate: += (beta 1), else = (beta 0).
-
 // x, y, dx, dy are the layer's: shapes g.layer_in() (x, dx) and g.layer_out() (y, dy); w and dw g.filter_shape().
 
 // Layer forward, y overwritten (bias is the layer's business): y = conv(x); with g.transposed y (the conv's X) =

@@ -3,7 +3,6 @@
 // onto the conv's, and check_conv_spec(). Hand-worked numbers; the layers' numerics on these geometries are
 // covered by tests/grad/test_conv_grads.cpp and tests/unit/test_cudnn_conv_geometry.cpp.
 #include <catch2/catch.hpp>
-
 #include <string>
 
 #include "kernels/conv_geometry.h"
