@@ -1,18 +1,20 @@
-// Conv2d, CUDA path: cuDNN (kernels/cudnn/conv.h) for the convolution and its gradients, the bias kernels of
-// kernels/cuda/eltwise.h for the bias. The geometry (pads, TF 'SAME' asymmetry, output size) comes from
-// layers/conv_geometry.h, the same function the layer's memory_needs uses for its workspace. Channel-slice
-// views are accepted everywhere (staged through the workspace where cuDNN needs packed tensors).
+// Conv2d and ConvTranspose2d (ConvLayer), CUDA path: cuDNN (kernels/cudnn/conv.h) for the convolution and its
+// gradients, on the layer's ConvGeometry (kernels/conv_geometry.h, the same geometry the layer's memory_needs
+// sizes its workspace from); for ConvTranspose2d cuDNN runs the conv backwards:
+//   forward         = cuDNN backward-data of the conv (its dY = our x, its dX = our y)
+//   backward-data   = cuDNN forward of the conv on our dy
+//   backward-filter = cuDNN backward-filter with the conv's X = our dy and its dY = our x
+// The bias through the kernels of kernels/cuda/eltwise.h. Channel-slice views are accepted everywhere (staged
+// through the workspace where cuDNN needs packed tensors).
 #include "kernels/cuda/eltwise.h"
 #include "kernels/cudnn/conv.h"
-#include "layers/conv_geometry.h"
 #include "layers/conv2d.h"
 
 namespace climseg {
 
-void Conv2d::forward_cuda(ExecContext& ctx, const ForwardArgs& a) {
-  const cudnn::ConvGeometry g = cudnn::conv2d_geometry(*this, a.x[0].shape());
-  cudnn::conv2d_forward(ctx, g, a.x[0], a.params[0], a.y, a.workspace);
-  conv_epilogue_cuda(ctx, cfg_.bias ? a.params[1] : Tensor(), a.epilogue, a.y);
+void ConvLayer::forward_cuda(ExecContext& ctx, const ForwardArgs& a) {
+  cudnn::conv_layer_forward(ctx, geometry(a.x[0].shape()), a.x[0], a.params[0], a.y, a.workspace);
+  conv_epilogue_cuda(ctx, bias_ ? a.params[1] : Tensor(), a.epilogue, a.y);
 }
 
 void conv_epilogue_cuda(ExecContext& ctx, const Tensor& own_bias, const Epilogue& e, const Tensor& y) {
@@ -22,15 +24,13 @@ void conv_epilogue_cuda(ExecContext& ctx, const Tensor& own_bias, const Epilogue
   if (e.relu) cuda::relu_fwd(ctx, y, y);
 }
 
-void Conv2d::backward_cuda(ExecContext& ctx, const BackwardArgs& a) {
-  const cudnn::ConvGeometry g = cudnn::conv2d_geometry(*this, a.x[0].shape());
+void ConvLayer::backward_cuda(ExecContext& ctx, const BackwardArgs& a) {
   const bool pacc = a.param_mode == GradMode::accumulate;
-  // The bias gradient takes its scratch from ctx.workspace(), which conv2d_backward also uses when the Net gave no
-  // planned workspace: both are queued on ctx's stream, and ctx.workspace() waits for the stream before growing.
-  if (cfg_.bias) cuda::bias_grad(ctx, a.dy, a.grads[1], pacc);
-  const Tensor& dx = a.dx[0];
-  cudnn::conv2d_backward(ctx, g, a.x[0], a.params[0], a.dy, dx, a.dx_mode[0] == GradMode::accumulate, a.grads[0],
-                         pacc, a.workspace);
+  // The bias gradient takes its scratch from ctx.workspace(), which conv_layer_backward also uses when the Net gave
+  // no planned workspace: both are queued on ctx's stream, and ctx.workspace() waits for the stream before growing.
+  if (bias_) cuda::bias_grad(ctx, a.dy, a.grads[1], pacc);
+  cudnn::conv_layer_backward(ctx, geometry(a.x[0].shape()), a.x[0], a.params[0], a.dy, a.dx[0],
+                             a.dx_mode[0] == GradMode::accumulate, a.grads[0], pacc, a.workspace);
 }
 
 }  // namespace climseg

@@ -29,17 +29,17 @@ namespace {
 // Below this many elements a parallel region costs more than it saves (as kernels/cpu/eltwise.cpp).
 constexpr int64_t kParallelMin = 1 << 15;
 
-int64_t cg_of(const ConvGeom& g) { return g.in_c / g.groups; }
-int64_t kg_of(const ConvGeom& g) { return g.out_c / g.groups; }
-int64_t row_of(const ConvGeom& g) { return g.kernel_h * g.kernel_w * cg_of(g); }  // one weight row, elements
+int64_t cg_of(const ConvGeometry& g) { return g.in_c / g.groups; }
+int64_t kg_of(const ConvGeometry& g) { return g.out_c / g.groups; }
+int64_t row_of(const ConvGeometry& g) { return g.kernel_h * g.kernel_w * cg_of(g); }  // one weight row, elements
 
 // Kernel taps that reach the image for at least one output pixel: rows [r0, r0 + nr), columns [s0, s0 + ns).
 // The others only ever see padding (dilated convs on small maps: a 3x3 rate-12 conv on a 12x18 map has one
 // useful kernel row), so im2col leaves them out and the GEMMs shrink by the same factor.
 struct Taps {
   int64_t r0 = 0, nr = 0, s0 = 0, ns = 0;
-  int64_t row(const ConvGeom& g) const { return nr * ns * cg_of(g); }  // one im2col row, elements
-  bool full(const ConvGeom& g) const { return nr == g.kernel_h && ns == g.kernel_w; }
+  int64_t row(const ConvGeometry& g) const { return nr * ns * cg_of(g); }  // one im2col row, elements
+  bool full(const ConvGeometry& g) const { return nr == g.kernel_h && ns == g.kernel_w; }
 };
 
 // Whether tap offset `off` (= r * dilation) reaches [0, in) for some output o in [0, out): o * stride - pad + off.
@@ -49,7 +49,7 @@ bool tap_reaches(int64_t out, int64_t in, int64_t stride, int64_t pad, int64_t o
   return o < out && o * stride - pad + off < in;
 }
 
-Taps taps_of(const ConvGeom& g) {
+Taps taps_of(const ConvGeometry& g) {
   auto range = [](int64_t k, int64_t out, int64_t in, int64_t stride, int64_t pad, int64_t dil, int64_t& lo,
                   int64_t& n) {
     int64_t first = -1, last = -1;
@@ -74,7 +74,7 @@ struct RowBand {
   int64_t oh0, oh1;
   Taps taps;
 };
-std::vector<RowBand> row_bands(const ConvGeom& g, const Taps& tp) {
+std::vector<RowBand> row_bands(const ConvGeometry& g, const Taps& tp) {
   std::vector<RowBand> out;
   for (int64_t oh = 0; oh < g.out_h; ++oh) {
     Taps t = tp;
@@ -101,7 +101,7 @@ std::vector<RowBand> row_bands(const ConvGeom& g, const Taps& tp) {
 struct Piece {
   int64_t col, w, len;
 };
-std::vector<Piece> pieces_of(const ConvGeom& g, const Taps& t) {
+std::vector<Piece> pieces_of(const ConvGeometry& g, const Taps& t) {
   const int64_t Cg = cg_of(g);
   if (t.ns == g.kernel_w) return {{0, t.r0 * g.kernel_w * Cg, t.row(g)}};
   std::vector<Piece> p;
@@ -109,7 +109,7 @@ std::vector<Piece> pieces_of(const ConvGeom& g, const Taps& t) {
   return p;
 }
 
-void check_geom(const ConvGeom& g) {
+void check_geom(const ConvGeometry& g) {
   CS_CHECK(g.n > 0 && g.in_h > 0 && g.in_w > 0 && g.in_c > 0 && g.out_h > 0 && g.out_w > 0 && g.out_c > 0,
            "conv2d kernel: empty tensor in the geometry");
   CS_CHECK(g.groups > 0 && g.in_c % g.groups == 0 && g.out_c % g.groups == 0, "conv2d kernel: groups ", g.groups,
@@ -128,7 +128,7 @@ void zero_pixels(int64_t P, int64_t C, T* a, int64_t as) {
 // col (T, nr*ns*Cg), row i = patch of output pixel p0 + i for group grp over the kept taps, [r][s][c], zeros where
 // the tap is padding.
 template <class T>
-void im2col(const ConvGeom& g, const Taps& tp, const T* x, int64_t xs, int64_t p0, int64_t tile, int64_t grp, T* col) {
+void im2col(const ConvGeometry& g, const Taps& tp, const T* x, int64_t xs, int64_t p0, int64_t tile, int64_t grp, T* col) {
   const int64_t Cg = cg_of(g), row = tp.row(g), OHW = g.out_h * g.out_w;
 #pragma omp parallel for schedule(static) if (tile * row >= kParallelMin)
   for (int64_t i = 0; i < tile; ++i) {
@@ -155,7 +155,7 @@ void im2col(const ConvGeom& g, const Taps& tp, const T* x, int64_t xs, int64_t p
 // taps in increasing output-pixel order (r and s descending), adding one at a time, so no two threads write the
 // same element and the sum order is the same however the output pixels are split into tiles.
 template <class T>
-void col2im_gather(const ConvGeom& g, const Taps& tp, const T* col, int64_t p0, int64_t tile, int64_t grp, T* dx,
+void col2im_gather(const ConvGeometry& g, const Taps& tp, const T* col, int64_t p0, int64_t tile, int64_t grp, T* dx,
                    int64_t dxs) {
   const int64_t Cg = cg_of(g), row = tp.row(g), OHW = g.out_h * g.out_w, p1 = p0 + tile;
   const int64_t n0 = p0 / OHW, n1 = (p1 - 1) / OHW;
@@ -193,7 +193,7 @@ void col2im_gather(const ConvGeom& g, const Taps& tp, const T* col, int64_t p0, 
   }
 }
 
-int64_t tile_pixels(const ConvGeom& g, const Taps& tp, size_t elem_size, size_t ws_bytes, const char* pass) {
+int64_t tile_pixels(const ConvGeometry& g, const Taps& tp, size_t elem_size, size_t ws_bytes, const char* pass) {
   const int64_t row_bytes = tp.row(g) * static_cast<int64_t>(elem_size);
   const int64_t tile = static_cast<int64_t>(ws_bytes) / row_bytes;
   CS_CHECK(tile >= 1, "conv2d ", pass, ": the workspace (", ws_bytes, " bytes) is smaller than one im2col row (",
@@ -213,18 +213,18 @@ struct Shifted {
   int64_t top, left;   // padded coordinate of input pixel (0, 0)
 };
 
-Shifted shifted_of(const ConvGeom& g, const Taps& t) {
+Shifted shifted_of(const ConvGeometry& g, const Taps& t) {
   return {(t.nr - 1) * g.dilation_h, g.out_w + (t.ns - 1) * g.dilation_w, g.pad_top - t.r0 * g.dilation_h,
           g.pad_left - t.s0 * g.dilation_w};
 }
 
 // Elements of the band buffers for bh output rows of all N images: xb, then yb.
-int64_t shifted_band_elems(const ConvGeom& g, const Shifted& sh, int64_t bh) {
+int64_t shifted_band_elems(const ConvGeometry& g, const Shifted& sh, int64_t bh) {
   return g.n * ((bh + sh.extra_rows) * sh.wp * g.in_c + bh * sh.wp * g.out_c);
 }
 
 // Output rows per band that ws_elems allows (at most OH; 0 if not even one row fits).
-int64_t shifted_band_rows(const ConvGeom& g, const Shifted& sh, int64_t ws_elems) {
+int64_t shifted_band_rows(const ConvGeometry& g, const Shifted& sh, int64_t ws_elems) {
   const int64_t fixed = g.n * sh.extra_rows * sh.wp * g.in_c, per_row = g.n * sh.wp * (g.in_c + g.out_c);
   if (ws_elems < fixed + per_row) return 0;
   return std::min(g.out_h, (ws_elems - fixed) / per_row);
@@ -308,7 +308,7 @@ void direct_block(const float*, int64_t, int64_t, const float*, const int64_t*, 
 
 // xb[n][ph][pw] = x[n][oh0 + ph - top][pw - left] for the in_rows padded rows of a band, zero outside the image.
 template <class T>
-void fill_band_input(const ConvGeom& g, const Shifted& sh, const T* x, int64_t xs, int64_t oh0, int64_t in_rows,
+void fill_band_input(const ConvGeometry& g, const Shifted& sh, const T* x, int64_t xs, int64_t oh0, int64_t in_rows,
                      T* xb) {
   const int64_t C = g.in_c, wp = sh.wp;
 #pragma omp parallel for schedule(static) if (g.n * in_rows * wp * C >= kParallelMin)
@@ -332,7 +332,7 @@ void fill_band_input(const ConvGeom& g, const Shifted& sh, const T* x, int64_t x
 
 // direct_w: fp32 only, the kept taps' weights as [tap][C][K] for the direct kernel instead of the per-tap GEMMs.
 template <class T>
-void conv2d_fwd_shifted(const ConvGeom& g, const Taps& tp, const T* x, int64_t xs, const T* w, T* y, int64_t ys,
+void conv2d_fwd_shifted(const ConvGeometry& g, const Taps& tp, const T* x, int64_t xs, const T* w, T* y, int64_t ys,
                         bool accumulate, T* ws, int64_t band_rows, const T* direct_w = nullptr) {
   const Shifted sh = shifted_of(g, tp);
   const int64_t C = g.in_c, K = g.out_c, RSC = row_of(g), wp = sh.wp;
@@ -400,24 +400,24 @@ constexpr int64_t kWinoMaxBlock = 1024;  // tiles per block
 struct Wino {
   int64_t th, tw, tiles;  // tiles per image in rows and columns; tiles in all images
 };
-Wino wino_of(const ConvGeom& g) {
+Wino wino_of(const ConvGeometry& g) {
   const int64_t th = (g.out_h + 1) / 2, tw = (g.out_w + 1) / 2;
   return {th, tw, g.n * th * tw};
 }
 // Tiles per block that ws_elems allows (0: not even one).
-int64_t wino_block_tiles(const ConvGeom& g, int64_t ws_elems) {
+int64_t wino_block_tiles(const ConvGeometry& g, int64_t ws_elems) {
   const int64_t fixed = 16 * g.out_c * g.in_c, per_tile = 16 * (g.in_c + g.out_c) + 0;
   if (ws_elems < fixed + per_tile + g.in_c) return 0;
   return std::min({wino_of(g).tiles, kWinoMaxBlock, (ws_elems - fixed - g.in_c) / per_tile});
 }
-int64_t wino_elems(const ConvGeom& g, int64_t tb) {
+int64_t wino_elems(const ConvGeometry& g, int64_t tb) {
   return 16 * g.out_c * g.in_c + tb * 16 * (g.in_c + g.out_c) + g.in_c;
 }
 
 // w (K,3,3,C) -> U [16][K][C]. flipped: g is the data-gradient geometry of a conv whose weights w are (C,3,3,K)
 // (winograd_data_geom below), and the kernel used is w rotated by 180 degrees with its channel roles swapped.
 template <class T>
-void wino_weights(const ConvGeom& g, const T* w, T* U, bool flipped) {
+void wino_weights(const ConvGeometry& g, const T* w, T* U, bool flipped) {
   const int64_t K = g.out_c, C = g.in_c, KC = K * C;
 #pragma omp parallel for schedule(static) if (16 * KC >= kParallelMin)
   for (int64_t k = 0; k < K; ++k) {
@@ -458,7 +458,7 @@ void wino_bt(const T* a0, const T* a1, const T* a2, const T* a3, T* o0, T* o1, T
 }
 
 template <class T>
-void conv2d_fwd_winograd(const ConvGeom& g, const T* x, int64_t xs, const T* w, T* y, int64_t ys, bool accumulate,
+void conv2d_fwd_winograd(const ConvGeometry& g, const T* x, int64_t xs, const T* w, T* y, int64_t ys, bool accumulate,
                          T* ws, int64_t tb, bool flipped = false) {
   const int64_t C = g.in_c, K = g.out_c;
   const Wino wn = wino_of(g);
@@ -565,7 +565,7 @@ void conv2d_fwd_winograd(const ConvGeom& g, const T* x, int64_t xs, const T* w, 
 // does not depend on the thread count. The zero columns of yb make the extended pixels contribute exactly 0 for
 // finite x; a NaN/inf in x may then also reach taps that never see that pixel (the gradient is not finite anyway).
 template <class T>
-void conv2d_bwd_filter_shifted(const ConvGeom& g, const Taps& tp, const T* x, int64_t xs, const T* dy, int64_t dys,
+void conv2d_bwd_filter_shifted(const ConvGeometry& g, const Taps& tp, const T* x, int64_t xs, const T* dy, int64_t dys,
                                T* dw, bool accumulate, T* ws, int64_t band_rows) {
   const Shifted sh = shifted_of(g, tp);
   const int64_t C = g.in_c, K = g.out_c, RSC = row_of(g), wp = sh.wp, ntaps = tp.nr * tp.ns;
@@ -609,7 +609,7 @@ void conv2d_bwd_filter_shifted(const ConvGeom& g, const Taps& tp, const T* x, in
 
 // Weights (C, R, S, 1) of a depthwise conv as (R*S, C), so the channel loops are unit-stride.
 template <class T>
-std::vector<T> depthwise_weights_rsc(const ConvGeom& g, const T* w) {
+std::vector<T> depthwise_weights_rsc(const ConvGeometry& g, const T* w) {
   const int64_t RS = g.kernel_h * g.kernel_w, C = g.in_c;
   std::vector<T> wt(static_cast<size_t>(RS * C));
   for (int64_t c = 0; c < C; ++c)
@@ -619,7 +619,7 @@ std::vector<T> depthwise_weights_rsc(const ConvGeom& g, const T* w) {
 
 }  // namespace
 
-ConvAlgo conv2d_algo(const ConvGeom& g) {
+ConvAlgo conv2d_algo(const ConvGeometry& g) {
   // Depthwise first: a depthwise 1x1 conv as per-group GEMMs would be C products of (P x 1) by (1 x 1).
   if (g.groups == g.in_c && g.groups == g.out_c) return ConvAlgo::depthwise;
   if (g.kernel_h == 1 && g.kernel_w == 1 && g.stride_h == 1 && g.stride_w == 1 && g.pad_top == 0 && g.pad_left == 0 &&
@@ -637,7 +637,7 @@ namespace {
 // size, and a cap on the wasted columns for large dilations; C < 16 was not measured, so it stays on im2col.
 constexpr int64_t kShiftedMinPixels = 2048;  // output pixels per image
 constexpr int64_t kShiftedMinC = 16;
-bool use_shifted(const ConvGeom& g, const Taps& tp) {
+bool use_shifted(const ConvGeometry& g, const Taps& tp) {
   if (conv2d_algo(g) != ConvAlgo::general || g.groups != 1 || g.stride_h != 1 || g.stride_w != 1 || tp.nr == 0)
     return false;
   if (g.out_h * g.out_w < kShiftedMinPixels || g.in_c < kShiftedMinC) return false;
@@ -648,7 +648,7 @@ bool use_shifted(const ConvGeom& g, const Taps& tp) {
 // input channels. Measured at 96x144 on 2 cores (fp32, against im2col): 0.74x the time for 5x5 96->32 and 224->32;
 // 1.05-1.35x for K >= 64 or C = 16 (im2col's one wide GEMM is better there).
 constexpr int64_t kShiftedFilterMaxK = 48, kShiftedFilterMinC = 64;
-bool use_shifted_filter(const ConvGeom& g, const Taps& tp) {
+bool use_shifted_filter(const ConvGeometry& g, const Taps& tp) {
   return use_shifted(g, tp) && g.out_c <= kShiftedFilterMaxK && g.in_c >= kShiftedFilterMinC;
 }
 
@@ -657,20 +657,20 @@ bool use_shifted_filter(const ConvGeom& g, const Taps& tp) {
 // against the shifted GEMM or im2col taken before: 0.62-0.8x the time for Tiramisu's 5x5 convs to K = 32 (full and
 // 1/8 resolution) and 16 -> 64, 0.6-0.8x for 3x3 convs to K = 32..64 with C of 16..64; about equal for 64 -> 64 at
 // 96x144, slightly slower (1.1x) for 16 -> 32 3x3.
-bool use_direct(const ConvGeom& g, const Taps& tp) {
+bool use_direct(const ConvGeometry& g, const Taps& tp) {
   if (!have_avx512() || conv2d_algo(g) != ConvAlgo::general || g.groups != 1 || g.stride_h != 1 || g.stride_w != 1 ||
       tp.nr == 0 || g.out_c % 16 != 0 || g.out_c > 64 || g.in_c < kShiftedMinC)
     return false;
   return 2 * shifted_of(g, tp).wp <= 3 * g.out_w;  // at most 50% wasted columns (small maps included)
 }
-int64_t direct_weight_elems(const ConvGeom& g, const Taps& tp) { return tp.nr * tp.ns * g.in_c * g.out_c; }
+int64_t direct_weight_elems(const ConvGeometry& g, const Taps& tp) { return tp.nr * tp.ns * g.in_c * g.out_c; }
 
-bool shifted_allowed(const ConvGeom& g, const Taps& tp) {
+bool shifted_allowed(const ConvGeometry& g, const Taps& tp) {
   return conv2d_algo(g) == ConvAlgo::general && g.groups == 1 && g.stride_h == 1 && g.stride_w == 1 && tp.nr > 0;
 }
 
 // Winograd F(2x2, 3x3): 3x3, stride 1, dilation 1, one group, every tap reaching the image (any padding).
-bool winograd_allowed(const ConvGeom& g, const Taps& tp) {
+bool winograd_allowed(const ConvGeometry& g, const Taps& tp) {
   return conv2d_algo(g) == ConvAlgo::general && g.groups == 1 && g.kernel_h == 3 && g.kernel_w == 3 &&
          g.stride_h == 1 && g.stride_w == 1 && g.dilation_h == 1 && g.dilation_w == 1 && tp.full(g);
 }
@@ -684,7 +684,7 @@ constexpr int64_t kWinoMinCSmallMap = 256;  // ... only convs this wide take it
 // The transformed weights (16 * C * K elements, in the workspace) stay within half the workspace budget even in
 // double: up to C * K = 512 * 512 here.
 constexpr int64_t kWinoMaxWeights = static_cast<int64_t>(kConvWorkspaceBudget / 2 / sizeof(double) / 16);
-bool use_winograd(const ConvGeom& g, const Taps& tp) {
+bool use_winograd(const ConvGeometry& g, const Taps& tp) {
   if (!winograd_allowed(g, tp) || g.in_c < kWinoMinC || g.out_c < kWinoMinC) return false;
   if (g.in_c * g.out_c > kWinoMaxWeights) return false;
   return g.out_h * g.out_w >= kWinoMinPixels || g.in_c >= kWinoMinCSmallMap;
@@ -694,11 +694,11 @@ bool use_winograd(const ConvGeom& g, const Taps& tp) {
 // degrees, channels swapped) with padding 2 - pad, dy zero outside its map:
 //   dx[ih, iw, c] = sum_{r', s', k} dy[ih - (2 - pt) + r', iw - (2 - pl) + s', k] * w[k, 2 - r', 2 - s', c].
 // Returns whether the backward data pass takes Winograd on that geometry (*gd), by the forward pass's rule.
-bool winograd_data_geom(const ConvGeom& g, ConvGeom* gd) {
+bool winograd_data_geom(const ConvGeometry& g, ConvGeometry* gd) {
   if (conv2d_algo(g) != ConvAlgo::general || g.groups != 1 || g.kernel_h != 3 || g.kernel_w != 3 || g.stride_h != 1 ||
       g.stride_w != 1 || g.dilation_h != 1 || g.dilation_w != 1 || g.pad_top > 2 || g.pad_left > 2)
     return false;
-  ConvGeom d = g;
+  ConvGeometry d = g;
   d.in_h = g.out_h, d.in_w = g.out_w, d.in_c = g.out_c;
   d.out_h = g.in_h, d.out_w = g.in_w, d.out_c = g.in_c;
   d.pad_top = 2 - g.pad_top, d.pad_left = 2 - g.pad_left;
@@ -714,12 +714,12 @@ bool winograd_data_geom(const ConvGeom& g, ConvGeom* gd) {
 // the time for 5x5 224->32, 0.56x for 5x5 96->32, 0.8x for 5x5 16->64, but 2x for 3x3 16->64 (the GEMMs' N = C
 // is too narrow), so C >= 32 is required; Winograd, where it applies, is tried first.
 constexpr int64_t kShiftedDataMinC = 32;
-bool shifted_data_geom(const ConvGeom& g, ConvGeom* gd) {
+bool shifted_data_geom(const ConvGeometry& g, ConvGeometry* gd) {
   if (conv2d_algo(g) != ConvAlgo::general || g.groups != 1 || g.stride_h != 1 || g.stride_w != 1) return false;
   if (g.in_c < kShiftedDataMinC) return false;
   const int64_t ph = g.dilation_h * (g.kernel_h - 1) - g.pad_top, pw = g.dilation_w * (g.kernel_w - 1) - g.pad_left;
   if (ph < 0 || pw < 0) return false;
-  ConvGeom d = g;
+  ConvGeometry d = g;
   d.in_h = g.out_h, d.in_w = g.out_w, d.in_c = g.out_c;
   d.out_h = g.in_h, d.out_w = g.in_w, d.out_c = g.in_c;
   d.pad_top = ph, d.pad_left = pw;
@@ -727,7 +727,7 @@ bool shifted_data_geom(const ConvGeom& g, ConvGeom* gd) {
   *gd = d;
   return true;
 }
-int64_t flipped_weight_elems(const ConvGeom& g) { return g.out_c * g.kernel_h * g.kernel_w * g.in_c; }
+int64_t flipped_weight_elems(const ConvGeometry& g) { return g.out_c * g.kernel_h * g.kernel_w * g.in_c; }
 
 // The algorithm each pass takes, by shape and workspace (the rules above; a workspace too small for a band or block
 // falls back to im2col / the gather), and its band rows or tile block. The passes and conv2d_path use these only.
@@ -737,7 +737,7 @@ struct Choice {
   int64_t blocks = 0;  // Winograd: tiles per block; shifted: band rows
 };
 
-Algo plain_algo(const ConvGeom& g, bool data) {
+Algo plain_algo(const ConvGeometry& g, bool data) {
   switch (conv2d_algo(g)) {
     case ConvAlgo::pointwise:
       return Algo::pointwise;
@@ -750,7 +750,7 @@ Algo plain_algo(const ConvGeom& g, bool data) {
   return data ? Algo::gather : Algo::im2col;
 }
 
-Choice choose_fwd(const ConvGeom& g, int64_t elems, size_t elem_size) {
+Choice choose_fwd(const ConvGeometry& g, int64_t elems, size_t elem_size) {
   const Taps tp = taps_of(g);
   if (use_winograd(g, tp)) {
     const int64_t tb = wino_block_tiles(g, elems);
@@ -769,7 +769,7 @@ Choice choose_fwd(const ConvGeom& g, int64_t elems, size_t elem_size) {
 }
 
 // *gd: the flipped geometry when the choice is Winograd or shifted.
-Choice choose_data(const ConvGeom& g, int64_t elems, ConvGeom* gd) {
+Choice choose_data(const ConvGeometry& g, int64_t elems, ConvGeometry* gd) {
   if (winograd_data_geom(g, gd)) {
     const int64_t tb = wino_block_tiles(*gd, elems);
     if (tb > 0) return {Algo::winograd, tb};
@@ -782,7 +782,7 @@ Choice choose_data(const ConvGeom& g, int64_t elems, ConvGeom* gd) {
   return {plain_algo(g, true)};
 }
 
-Choice choose_filter(const ConvGeom& g, int64_t elems) {
+Choice choose_filter(const ConvGeometry& g, int64_t elems) {
   const Taps tp = taps_of(g);
   if (use_shifted_filter(g, tp)) {
     const int64_t bh = shifted_band_rows(g, shifted_of(g, tp), elems);
@@ -795,14 +795,14 @@ Choice choose_filter(const ConvGeom& g, int64_t elems) {
 
 bool conv2d_direct_kernel_available() { return have_avx512(); }
 
-const char* conv2d_path(const ConvGeom& g, ConvPass pass, size_t elem_size, size_t ws_bytes) {
+const char* conv2d_path(const ConvGeometry& g, ConvPass pass, size_t elem_size, size_t ws_bytes) {
   check_geom(g);
   CS_CHECK(elem_size > 0, "conv2d_path: elem_size 0");
   const auto elems = static_cast<int64_t>(ws_bytes / elem_size);
-  ConvGeom gd;
-  const Choice c = pass == ConvPass::forward ? choose_fwd(g, elems, elem_size)
-                   : pass == ConvPass::data  ? choose_data(g, elems, &gd)
-                                             : choose_filter(g, elems);
+  ConvGeometry gd;
+  const Choice c = pass == ConvPass::forward         ? choose_fwd(g, elems, elem_size)
+                   : pass == ConvPass::backward_data ? choose_data(g, elems, &gd)
+                                                     : choose_filter(g, elems);
   switch (c.algo) {
     case Algo::winograd:
       return "winograd";
@@ -824,7 +824,7 @@ const char* conv2d_path(const ConvGeom& g, ConvPass pass, size_t elem_size, size
   return "?";
 }
 
-size_t conv2d_workspace_bytes(const ConvGeom& g, size_t elem_size, size_t budget) {
+size_t conv2d_workspace_bytes(const ConvGeometry& g, size_t elem_size, size_t budget) {
   if (conv2d_algo(g) != ConvAlgo::general) return 0;
   const Taps tp = taps_of(g);
   const size_t row_bytes = static_cast<size_t>(tp.row(g)) * elem_size;
@@ -833,7 +833,7 @@ size_t conv2d_workspace_bytes(const ConvGeom& g, size_t elem_size, size_t budget
   const size_t rows = std::clamp<size_t>(budget / row_bytes, 1, pixels);
   size_t bytes = rows * row_bytes;  // im2col tiles: the backward passes (and the forward pass otherwise)
   // Each pass below takes the largest of these it can use (a smaller workspace falls back to im2col / the gather).
-  ConvGeom gd;
+  ConvGeometry gd;
   if (winograd_data_geom(g, &gd)) {  // the data gradient's Winograd blocks (at least one tile)
     const int64_t tb = std::max<int64_t>(1, wino_block_tiles(gd, static_cast<int64_t>(budget / elem_size)));
     bytes = std::max(bytes, static_cast<size_t>(wino_elems(gd, tb)) * elem_size);
@@ -863,7 +863,7 @@ size_t conv2d_workspace_bytes(const ConvGeom& g, size_t elem_size, size_t budget
 }
 
 template <class T>
-void conv2d_fwd(const ConvGeom& g, const T* x, int64_t xs, const T* w, T* y, int64_t ys, bool accumulate, void* ws,
+void conv2d_fwd(const ConvGeometry& g, const T* x, int64_t xs, const T* w, T* y, int64_t ys, bool accumulate, void* ws,
                 size_t ws_bytes, ConvFwdPath path) {
   check_geom(g);
   const auto elems = static_cast<int64_t>(ws_bytes / sizeof(T));
@@ -985,10 +985,10 @@ void conv2d_fwd(const ConvGeom& g, const T* x, int64_t xs, const T* w, T* y, int
 }
 
 template <class T>
-void conv2d_bwd_data(const ConvGeom& g, const T* dy, int64_t dys, const T* w, T* dx, int64_t dxs, bool accumulate,
+void conv2d_bwd_data(const ConvGeometry& g, const T* dy, int64_t dys, const T* w, T* dx, int64_t dxs, bool accumulate,
                      void* ws, size_t ws_bytes) {
   check_geom(g);
-  ConvGeom gd;
+  ConvGeometry gd;
   const Choice c = choose_data(g, static_cast<int64_t>(ws_bytes / sizeof(T)), &gd);
   if (c.algo == Algo::winograd) {
     conv2d_fwd_winograd(gd, dy, dys, w, dx, dxs, accumulate, static_cast<T*>(ws), c.blocks, /*flipped=*/true);
@@ -1059,7 +1059,7 @@ void conv2d_bwd_data(const ConvGeom& g, const T* dy, int64_t dys, const T* w, T*
 }
 
 template <class T>
-void conv2d_bwd_filter(const ConvGeom& g, const T* x, int64_t xs, const T* dy, int64_t dys, T* dw, bool accumulate,
+void conv2d_bwd_filter(const ConvGeometry& g, const T* x, int64_t xs, const T* dy, int64_t dys, T* dw, bool accumulate,
                        void* ws, size_t ws_bytes) {
   check_geom(g);
   const int64_t P = g.n * g.out_h * g.out_w, Cg = cg_of(g), Kg = kg_of(g), row = row_of(g);
@@ -1136,10 +1136,10 @@ void conv2d_bwd_filter(const ConvGeom& g, const T* x, int64_t xs, const T* dy, i
 }
 
 #define CS_INSTANTIATE(T)                                                                                           \
-  template void conv2d_fwd<T>(const ConvGeom&, const T*, int64_t, const T*, T*, int64_t, bool, void*, size_t,       \
+  template void conv2d_fwd<T>(const ConvGeometry&, const T*, int64_t, const T*, T*, int64_t, bool, void*, size_t,       \
                               ConvFwdPath);                                                                         \
-  template void conv2d_bwd_data<T>(const ConvGeom&, const T*, int64_t, const T*, T*, int64_t, bool, void*, size_t); \
-  template void conv2d_bwd_filter<T>(const ConvGeom&, const T*, int64_t, const T*, int64_t, T*, bool, void*, size_t);
+  template void conv2d_bwd_data<T>(const ConvGeometry&, const T*, int64_t, const T*, T*, int64_t, bool, void*, size_t); \
+  template void conv2d_bwd_filter<T>(const ConvGeometry&, const T*, int64_t, const T*, int64_t, T*, bool, void*, size_t);
 CS_INSTANTIATE(float)
 CS_INSTANTIATE(double)
 #undef CS_INSTANTIATE

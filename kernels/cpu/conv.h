@@ -2,12 +2,14 @@
 // pixel-strided views (channels contiguous, pixels `*s` elements apart, so channel slices of concat buffers work),
 // KRSC weights (K, R, S, C/groups) stored contiguously, templated on float and double.
 //
-// Everything is stated for the forward convolution x (N, IH, IW, C) -> y (N, OH, OW, K):
+// Everything is stated for the forward convolution x (N, IH, IW, C) -> y (N, OH, OW, K) that a ConvGeometry
+// describes (kernels/conv_geometry.h: IH = in_h, ..., K = out_c, pt = pad_top, pl = pad_left):
 //   y[n, oh, ow, g*Kg + k] = sum_{r, s, c} x[n, oh*sh - pt + r*dh, ow*sw - pl + s*dw, g*Cg + c] * w[g*Kg + k, r,
 //   s, c]
 // with x = 0 outside the image (Cg = C / groups, Kg = K / groups). A transposed convolution is the same relation
 // read backwards: its forward is conv2d_bwd_data, its data gradient conv2d_fwd, its filter gradient
-// conv2d_bwd_filter with x and dy swapped (layers/conv2d.cpp), so the maths exists once.
+// conv2d_bwd_filter with x and dy swapped (ConvGeometry::conv_pass; layers/conv2d.cpp), so the maths exists once.
+// The kernels ignore ConvGeometry::transposed.
 //
 // Algorithms (choice made from the shape, from whether the workspace holds one band or block of the shifted GEMM,
 // direct kernel or Winograd, and for the fp32 direct kernel from the CPU having AVX-512; the same for every tile size
@@ -57,39 +59,29 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "kernels/conv_geometry.h"
+
 namespace climseg::cpu {
 
 // Upper bound on the im2col workspace of one convolution pass (64 MiB): large enough that the networks' convs at
 // 96x144 run in one or a few tiles, small enough that full-resolution (768x1152) layers do not need gigabytes.
 inline constexpr size_t kConvWorkspaceBudget = size_t(64) << 20;
 
-// Geometry of the forward convolution x -> y (sizes in elements; pads: rows/columns of zeros before the image).
-struct ConvGeom {
-  int64_t n = 0;
-  int64_t in_h = 0, in_w = 0, in_c = 0;     // x
-  int64_t out_h = 0, out_w = 0, out_c = 0;  // y
-  int64_t kernel_h = 1, kernel_w = 1;
-  int64_t stride_h = 1, stride_w = 1;
-  int64_t dilation_h = 1, dilation_w = 1;
-  int64_t pad_top = 0, pad_left = 0;  // the bottom/right padding follows from the sizes
-  int64_t groups = 1;
-};
-
 enum class ConvAlgo : uint8_t { general, pointwise, depthwise };
-ConvAlgo conv2d_algo(const ConvGeom& g);
+ConvAlgo conv2d_algo(const ConvGeometry& g);
 
 // Workspace for any of the three passes below: 0 for the pointwise and depthwise paths (and when no tap reaches
 // the image), otherwise min(all output pixels, budget / row) rows of (kept taps) * Cg elements, at least one row;
 // when the forward pass takes the shifted GEMM, at least its bands (as many output rows as the budget allows, at
 // least one); when the forward or the data-gradient pass takes Winograd, its transformed weights and at least one
 // block of tiles (up to 1024). At most the budget, except that one im2col row or band row is always granted.
-size_t conv2d_workspace_bytes(const ConvGeom& g, size_t elem_size, size_t budget = kConvWorkspaceBudget);
+size_t conv2d_workspace_bytes(const ConvGeometry& g, size_t elem_size, size_t budget = kConvWorkspaceBudget);
 
 // The algorithm a pass takes for this shape and workspace, by the rules above (what the functions below run):
 // "winograd", "shifted", "im2col", "gather" (the data gradient's col2im), "pointwise", "depthwise", or "none" (no
-// tap reaches the image). For tests, benchmarks and profiles.
-enum class ConvPass : uint8_t { forward, data, filter };
-const char* conv2d_path(const ConvGeom& g, ConvPass pass, size_t elem_size, size_t ws_bytes);
+// tap reaches the image). For tests, benchmarks and profiles. `pass` is a pass of the conv g describes (g.transposed
+// is ignored here, as by every kernel).
+const char* conv2d_path(const ConvGeometry& g, ConvPass pass, size_t elem_size, size_t ws_bytes);
 // Whether this CPU runs the fp32 direct kernel (x86-64 with AVX-512, unless CLIMSEG_CPU_DISPATCH=portable: see
 // kernels/cpu/isa.h); elsewhere those shapes take the shifted GEMM or im2col, so fp32 results differ in rounding
 // between such machines (never between thread counts).
@@ -100,15 +92,15 @@ bool conv2d_direct_kernel_available();
 // path: automatic (by shape, see above), or force im2col, the shifted GEMM or Winograd (tests and benchmarks).
 enum class ConvFwdPath : uint8_t { automatic, im2col, shifted, winograd };
 template <class T>
-void conv2d_fwd(const ConvGeom& g, const T* x, int64_t xs, const T* w, T* y, int64_t ys, bool accumulate, void* ws,
+void conv2d_fwd(const ConvGeometry& g, const T* x, int64_t xs, const T* w, T* y, int64_t ys, bool accumulate, void* ws,
                 size_t ws_bytes, ConvFwdPath path = ConvFwdPath::automatic);
 // dx (=|+=) conv^T(dy, w)                dy: (N,OH,OW,K) stride dys; dx: (N,IH,IW,C) stride dxs
 template <class T>
-void conv2d_bwd_data(const ConvGeom& g, const T* dy, int64_t dys, const T* w, T* dx, int64_t dxs, bool accumulate,
+void conv2d_bwd_data(const ConvGeometry& g, const T* dy, int64_t dys, const T* w, T* dx, int64_t dxs, bool accumulate,
                      void* ws, size_t ws_bytes);
 // dw (=|+=) sum over pixels of dy (x) x-patches     dw: (K,R,S,Cg) contiguous
 template <class T>
-void conv2d_bwd_filter(const ConvGeom& g, const T* x, int64_t xs, const T* dy, int64_t dys, T* dw, bool accumulate,
+void conv2d_bwd_filter(const ConvGeometry& g, const T* x, int64_t xs, const T* dy, int64_t dys, T* dw, bool accumulate,
                        void* ws, size_t ws_bytes);
 
 }  // namespace climseg::cpu

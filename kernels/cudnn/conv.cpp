@@ -82,11 +82,11 @@ cudnnDataType_t data_type(DType dt) {
   }
 }
 
-const char* dir_name(ConvDir d) {
+const char* dir_name(ConvPass d) {
   switch (d) {
-    case ConvDir::forward: return "forward";
-    case ConvDir::backward_data: return "backward-data";
-    case ConvDir::backward_filter: return "backward-filter";
+    case ConvPass::forward: return "forward";
+    case ConvPass::backward_data: return "backward-data";
+    case ConvPass::backward_filter: return "backward-filter";
   }
   return "?";
 }
@@ -108,14 +108,15 @@ struct Descriptors {
       CUDNN_CHECK(cudnnCreateFilterDescriptor(&f));
       CUDNN_CHECK(cudnnCreateConvolutionDescriptor(&conv));
       const cudnnDataType_t t = data_type(dt);
-      CS_CHECK(g.groups > 0 && g.c % g.groups == 0 && g.k % g.groups == 0, "cudnn conv: ", g.str(),
+      CS_CHECK(g.groups > 0 && g.in_c % g.groups == 0 && g.out_c % g.groups == 0, "cudnn conv: ", g.str(),
                ": channels not divisible by groups");
-      const int n = to_int(g.n, "n", g), c = to_int(g.c, "c", g), h = to_int(g.h, "h", g), w = to_int(g.w, "w", g);
-      const int k = to_int(g.k, "k", g), p = to_int(g.p, "p", g), q = to_int(g.q, "q", g);
+      const int n = to_int(g.n, "n", g), c = to_int(g.in_c, "in_c", g), h = to_int(g.in_h, "in_h", g),
+                w = to_int(g.in_w, "in_w", g);
+      const int k = to_int(g.out_c, "out_c", g), p = to_int(g.out_h, "out_h", g), q = to_int(g.out_w, "out_w", g);
       CUDNN_CHECK(cudnnSetTensor4dDescriptor(x, CUDNN_TENSOR_NHWC, t, n, c, h, w));
       CUDNN_CHECK(cudnnSetTensor4dDescriptor(y, CUDNN_TENSOR_NHWC, t, n, k, p, q));
-      CUDNN_CHECK(cudnnSetFilter4dDescriptor(f, t, CUDNN_TENSOR_NHWC, k, to_int(g.c / g.groups, "c/groups", g),
-                                             to_int(g.r, "r", g), to_int(g.s, "s", g)));
+      CUDNN_CHECK(cudnnSetFilter4dDescriptor(f, t, CUDNN_TENSOR_NHWC, k, to_int(g.in_c / g.groups, "c/groups", g),
+                                             to_int(g.kernel_h, "kernel_h", g), to_int(g.kernel_w, "kernel_w", g)));
       CUDNN_CHECK(cudnnSetConvolution2dDescriptor(
           conv, to_int(g.pad_top, "pad_top", g), to_int(g.pad_left, "pad_left", g), to_int(g.stride_h, "stride_h", g),
           to_int(g.stride_w, "stride_w", g), to_int(g.dilation_h, "dilation_h", g),
@@ -176,23 +177,23 @@ std::map<std::string, Plan>& plan_cache() {
   return cache;
 }
 
-std::string plan_key(const ConvGeometry& g, DType dt, ConvDir dir, bool det, int device) {
+std::string plan_key(const ConvGeometry& g, DType dt, ConvPass dir, bool det, int device) {
   return g.str() + " " + dtype_name(dt) + " " + dir_name(dir) + (det ? " det" : " any") + " dev" +
          std::to_string(device);
 }
 
 // Workspace of `algo` for `dir`, or false when cuDNN does not support it for these descriptors.
-bool query_workspace(cudnnHandle_t h, Descriptors& d, ConvDir dir, int algo, size_t* bytes) {
+bool query_workspace(cudnnHandle_t h, Descriptors& d, ConvPass dir, int algo, size_t* bytes) {
   cudnnStatus_t s = CUDNN_STATUS_SUCCESS;
   switch (dir) {
-    case ConvDir::forward:
+    case ConvPass::forward:
       s = cudnnGetConvolutionForwardWorkspaceSize(h, d.x, d.f, d.conv, d.y, cudnnConvolutionFwdAlgo_t(algo), bytes);
       break;
-    case ConvDir::backward_data:
+    case ConvPass::backward_data:
       s = cudnnGetConvolutionBackwardDataWorkspaceSize(h, d.f, d.y, d.conv, d.x, cudnnConvolutionBwdDataAlgo_t(algo),
                                                        bytes);
       break;
-    case ConvDir::backward_filter:
+    case ConvPass::backward_filter:
       s = cudnnGetConvolutionBackwardFilterWorkspaceSize(h, d.x, d.y, d.conv, d.f,
                                                          cudnnConvolutionBwdFilterAlgo_t(algo), bytes);
       break;
@@ -212,10 +213,10 @@ std::vector<Candidate> to_candidates(const std::vector<Perf>& perf, int returned
 // cuDNN's candidates for `dir`: the heuristics' ranking (_v7), or with `measure` cudnnFind*: cuDNN runs every
 // algorithm it supports for these descriptors (allocating its own operands and workspace, synchronously) and
 // returns them fastest first, with a status per algorithm: support is what ran.
-std::vector<Candidate> candidates(cudnnHandle_t h, Descriptors& d, ConvDir dir, bool measure) {
+std::vector<Candidate> candidates(cudnnHandle_t h, Descriptors& d, ConvPass dir, bool measure) {
   int max_count = 0, returned = 0;
   switch (dir) {
-    case ConvDir::forward: {
+    case ConvPass::forward: {
       CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithmMaxCount(h, &max_count));
       std::vector<cudnnConvolutionFwdAlgoPerf_t> perf(std::max(max_count, 1));
       CUDNN_CHECK(measure ? cudnnFindConvolutionForwardAlgorithm(h, d.x, d.f, d.conv, d.y, max_count, &returned,
@@ -224,7 +225,7 @@ std::vector<Candidate> candidates(cudnnHandle_t h, Descriptors& d, ConvDir dir, 
                                                                    perf.data()));
       return to_candidates(perf, returned);
     }
-    case ConvDir::backward_data: {
+    case ConvPass::backward_data: {
       CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithmMaxCount(h, &max_count));
       std::vector<cudnnConvolutionBwdDataAlgoPerf_t> perf(std::max(max_count, 1));
       CUDNN_CHECK(measure ? cudnnFindConvolutionBackwardDataAlgorithm(h, d.f, d.y, d.conv, d.x, max_count, &returned,
@@ -233,7 +234,7 @@ std::vector<Candidate> candidates(cudnnHandle_t h, Descriptors& d, ConvDir dir, 
                                                                         &returned, perf.data()));
       return to_candidates(perf, returned);
     }
-    case ConvDir::backward_filter: {
+    case ConvPass::backward_filter: {
       CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithmMaxCount(h, &max_count));
       std::vector<cudnnConvolutionBwdFilterAlgoPerf_t> perf(std::max(max_count, 1));
       CUDNN_CHECK(measure ? cudnnFindConvolutionBackwardFilterAlgorithm(h, d.x, d.y, d.conv, d.f, max_count,
@@ -249,19 +250,19 @@ std::vector<Candidate> candidates(cudnnHandle_t h, Descriptors& d, ConvDir dir, 
 // cuDNN's documented determinism, for the fallback when the heuristics return nothing usable: every forward
 // algorithm is deterministic; backward-data ALGO_0 and backward-filter ALGO_0 / ALGO_3 use atomics (backward-filter
 // WINOGRAD is not implemented by cuDNN; listed as unusable for the deterministic case too).
-std::vector<Candidate> all_algorithms(ConvDir dir, cudnnMathType_t math) {
+std::vector<Candidate> all_algorithms(ConvPass dir, cudnnMathType_t math) {
   std::vector<Candidate> c;
   auto add = [&](int a, bool det) {
     c.push_back({a, CUDNN_STATUS_SUCCESS, det ? CUDNN_DETERMINISTIC : CUDNN_NON_DETERMINISTIC, math});
   };
   switch (dir) {
-    case ConvDir::forward:
+    case ConvPass::forward:
       for (int a = 0; a < CUDNN_CONVOLUTION_FWD_ALGO_COUNT; ++a) add(a, true);
       break;
-    case ConvDir::backward_data:
+    case ConvPass::backward_data:
       for (int a = 0; a < CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT; ++a) add(a, a != CUDNN_CONVOLUTION_BWD_DATA_ALGO_0);
       break;
-    case ConvDir::backward_filter:
+    case ConvPass::backward_filter:
       for (int a = 0; a < CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT; ++a)
         add(a, a != CUDNN_CONVOLUTION_BWD_FILTER_ALGO_0 && a != CUDNN_CONVOLUTION_BWD_FILTER_ALGO_3 &&
                    a != CUDNN_CONVOLUTION_BWD_FILTER_ALGO_WINOGRAD);
@@ -270,7 +271,7 @@ std::vector<Candidate> all_algorithms(ConvDir dir, cudnnMathType_t math) {
   return c;
 }
 
-bool pick(cudnnHandle_t h, Descriptors& d, DType dt, ConvDir dir, bool det, const std::vector<Candidate>& cands,
+bool pick(cudnnHandle_t h, Descriptors& d, DType dt, ConvPass dir, bool det, const std::vector<Candidate>& cands,
           Plan* out) {
   for (const Candidate& c : cands) {
     if (c.status != CUDNN_STATUS_SUCCESS) continue;
@@ -289,7 +290,7 @@ bool pick(cudnnHandle_t h, Descriptors& d, DType dt, ConvDir dir, bool det, cons
   return false;
 }
 
-Plan plan_for(cudnnHandle_t h, int device, const ConvGeometry& g, DType dt, ConvDir dir, bool det) {
+Plan plan_for(cudnnHandle_t h, int device, const ConvGeometry& g, DType dt, ConvPass dir, bool det) {
   const std::string key = plan_key(g, dt, dir, det, device);
   std::lock_guard<std::mutex> lock(plan_mutex());
   auto it = plan_cache().find(key);
@@ -336,7 +337,7 @@ std::map<std::string, Choice>& choice_cache() {
   return cache;
 }
 
-Choice choose(cudnnHandle_t h, int device, const ConvGeometry& g, DType dt, ConvDir dir, bool det, size_t max_ws) {
+Choice choose(cudnnHandle_t h, int device, const ConvGeometry& g, DType dt, ConvPass dir, bool det, size_t max_ws) {
   const Plan heuristic = plan_for(h, device, g, dt, dir, det);
   if (!benchmark_on()) return {heuristic, false, -1};
   const std::string key = plan_key(g, dt, dir, det, device) + " ws<=" + std::to_string(max_ws);
@@ -398,22 +399,12 @@ Staged staged(const ConvGeometry& g, DType dt) {
   s.eh = extra_rows(g);
   s.ew = extra_cols(g);
   s.g = g;
-  s.g.h += s.eh;
-  s.g.w += s.ew;
+  s.g.in_h += s.eh;
+  s.g.in_w += s.ew;
   const size_t es = dtype_size(dt);
-  s.x_bytes = align_up(static_cast<size_t>(s.g.n * s.g.h * s.g.w * s.g.c) * es);
-  s.y_bytes = align_up(static_cast<size_t>(s.g.n * s.g.p * s.g.q * s.g.k) * es);
+  s.x_bytes = align_up(static_cast<size_t>(s.g.n * s.g.in_h * s.g.in_w * s.g.in_c) * es);
+  s.y_bytes = align_up(static_cast<size_t>(s.g.n * s.g.out_h * s.g.out_w * s.g.out_c) * es);
   return s;
-}
-
-std::vector<ConvDir> dirs_of(ConvPass pass) {
-  switch (pass) {
-    case ConvPass::conv_forward: return {ConvDir::forward};
-    case ConvPass::conv_backward: return {ConvDir::backward_data, ConvDir::backward_filter};
-    case ConvPass::deconv_forward: return {ConvDir::backward_data};
-    case ConvPass::deconv_backward: return {ConvDir::forward, ConvDir::backward_filter};
-  }
-  return {};
 }
 
 // ---- staging --------------------------------------------------------------------------------------------------
@@ -470,16 +461,6 @@ Scratch acquire(ExecContext& ctx, const Tensor& workspace, const Staged& s, size
   return sc;
 }
 
-size_t algo_bytes_for(ExecContext& ctx, const Staged& s, DType dt, ConvPass pass, bool want_data, bool want_filter) {
-  size_t b = 0;
-  for (ConvDir d : dirs_of(pass)) {
-    if (d == ConvDir::backward_filter && !want_filter) continue;
-    if (d != ConvDir::backward_filter && !want_data) continue;
-    b = std::max(b, algo_workspace_bytes(ctx, s.g, dt, d));
-  }
-  return b;
-}
-
 void check_operand(const Tensor& t, Shape want, DType dt, const char* who, const char* what, const ConvGeometry& g) {
   CS_CHECK(t.defined() && t.device() == Device::cuda, who, ": ", what, " must be a CUDA tensor");
   CS_CHECK(t.dtype() == dt, who, ": ", what, " is ", dtype_name(t.dtype()), ", expected ", dtype_name(dt));
@@ -487,12 +468,8 @@ void check_operand(const Tensor& t, Shape want, DType dt, const char* who, const
   CS_CHECK(t.is_pixel_strided(), who, ": ", what, " ", t.str(), " is not pixel-strided");
 }
 
-Shape x_shape(const ConvGeometry& g) { return {g.n, g.h, g.w, g.c}; }
-Shape y_shape(const ConvGeometry& g) { return {g.n, g.p, g.q, g.k}; }
-Shape f_shape(const ConvGeometry& g) { return {g.k, g.r, g.s, g.c / g.groups}; }
-
 void check_filter(const Tensor& w, DType dt, const char* who, const char* what, const ConvGeometry& g) {
-  check_operand(w, f_shape(g), dt, who, what, g);
+  check_operand(w, g.filter_shape(), dt, who, what, g);
   CS_CHECK(packed(w), who, ": ", what, " must be contiguous (KRSC)");
 }
 
@@ -504,12 +481,12 @@ void check_ctx(ExecContext& ctx, const char* who) {
 
 // ---- primitives -----------------------------------------------------------------------------------------------
 
-size_t algo_workspace_bytes(ExecContext& ctx, const ConvGeometry& g, DType dt, ConvDir dir) {
+size_t algo_workspace_bytes(ExecContext& ctx, const ConvGeometry& g, DType dt, ConvPass dir) {
   check_ctx(ctx, "cudnn::algo_workspace_bytes");
   return plan_for(ctx.cudnn(), ctx.device_index(), g, dt, dir, ctx.deterministic).ws;
 }
 
-AlgoChoice chosen_algorithm(ExecContext& ctx, const ConvGeometry& g, DType dt, ConvDir dir, size_t max_ws) {
+AlgoChoice chosen_algorithm(ExecContext& ctx, const ConvGeometry& g, DType dt, ConvPass dir, size_t max_ws) {
   check_ctx(ctx, "cudnn::chosen_algorithm");
   const Choice c = choose(ctx.cudnn(), ctx.device_index(), g, dt, dir, ctx.deterministic, max_ws);
   return AlgoChoice{c.plan.algo, c.plan.ws, c.measured, c.ms};
@@ -520,7 +497,7 @@ namespace {
 struct Ready {
   Descriptors d;
   Plan p;
-  Ready(ExecContext& ctx, const ConvGeometry& g, DType dt, ConvDir dir, size_t ws_bytes, const void* ws)
+  Ready(ExecContext& ctx, const ConvGeometry& g, DType dt, ConvPass dir, size_t ws_bytes, const void* ws)
       : d(g, dt), p(choose(ctx.cudnn(), ctx.device_index(), g, dt, dir, ctx.deterministic, ws_bytes).plan) {
     d.set_math(p.math);
     CS_CHECK(ws_bytes >= p.ws && (p.ws == 0 || ws != nullptr), "cudnn conv ", dir_name(dir), ": ", g.str(),
@@ -532,7 +509,7 @@ struct Ready {
 void forward(ExecContext& ctx, const ConvGeometry& g, DType dt, const void* x, const void* w, void* y, bool accumulate,
              void* ws, size_t ws_bytes) {
   check_ctx(ctx, "cudnn::forward");
-  Ready r(ctx, g, dt, ConvDir::forward, ws_bytes, ws);
+  Ready r(ctx, g, dt, ConvPass::forward, ws_bytes, ws);
   const float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
   CUDNN_CHECK(cudnnConvolutionForward(ctx.cudnn(), &alpha, r.d.x, x, r.d.f, w, r.d.conv,
                                       cudnnConvolutionFwdAlgo_t(r.p.algo), ws, r.p.ws, &beta, r.d.y, y));
@@ -541,7 +518,7 @@ void forward(ExecContext& ctx, const ConvGeometry& g, DType dt, const void* x, c
 void backward_data(ExecContext& ctx, const ConvGeometry& g, DType dt, const void* dy, const void* w, void* dx,
                    bool accumulate, void* ws, size_t ws_bytes) {
   check_ctx(ctx, "cudnn::backward_data");
-  Ready r(ctx, g, dt, ConvDir::backward_data, ws_bytes, ws);
+  Ready r(ctx, g, dt, ConvPass::backward_data, ws_bytes, ws);
   const float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
   CUDNN_CHECK(cudnnConvolutionBackwardData(ctx.cudnn(), &alpha, r.d.f, w, r.d.y, dy, r.d.conv,
                                            cudnnConvolutionBwdDataAlgo_t(r.p.algo), ws, r.p.ws, &beta, r.d.x, dx));
@@ -550,7 +527,7 @@ void backward_data(ExecContext& ctx, const ConvGeometry& g, DType dt, const void
 void backward_filter(ExecContext& ctx, const ConvGeometry& g, DType dt, const void* x, const void* dy, void* dw,
                      bool accumulate, void* ws, size_t ws_bytes) {
   check_ctx(ctx, "cudnn::backward_filter");
-  Ready r(ctx, g, dt, ConvDir::backward_filter, ws_bytes, ws);
+  Ready r(ctx, g, dt, ConvPass::backward_filter, ws_bytes, ws);
   const float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
   CUDNN_CHECK(cudnnConvolutionBackwardFilter(ctx.cudnn(), &alpha, r.d.x, x, r.d.y, dy, r.d.conv,
                                              cudnnConvolutionBwdFilterAlgo_t(r.p.algo), ws, r.p.ws, &beta, r.d.f,
@@ -572,123 +549,105 @@ size_t conv_workspace_bytes(const ConvGeometry& g, DType dt, ConvPass pass) {
     CUDA_CHECK(cudaGetDevice(&device));
     cudnnHandle_t h = planning_handle(device);
     size_t algo = 0;
-    for (ConvDir d : dirs_of(pass))
-      for (bool det : {false, true}) {
-        try {
-          algo = std::max(algo, plan_for(h, device, s.g, dt, d, det).ws);
-        } catch (const Error&) {
-          // That mode has no algorithm for this geometry; the pass reports it if it is ever run in that mode.
-          // The other mode's plan (and the staging regions) must still be counted.
-        }
+    for (bool det : {false, true}) {
+      try {
+        algo = std::max(algo, plan_for(h, device, s.g, dt, g.conv_pass(pass), det).ws);
+      } catch (const Error&) {
+        // That mode has no algorithm for this geometry; the pass reports it if it is ever run in that mode.
+        // The other mode's plan (and the staging regions) must still be counted.
       }
+    }
     return s.x_bytes + s.y_bytes + align_up(algo);
   } catch (const Error&) {
     return 0;
   }
 }
 
-// ---- Conv2d ---------------------------------------------------------------------------------------------------
+// ---- layer-level passes ----------------------------------------------------------------------------------------
+// The layer's x and dx have g.layer_in()'s shape, y and dy g.layer_out()'s: for Conv2d the conv's X and Y, for
+// ConvTranspose2d (g.transposed) the conv's Y and X.
 
-void conv2d_forward(ExecContext& ctx, const ConvGeometry& g, const Tensor& x, const Tensor& w, const Tensor& y,
-                    const Tensor& workspace) {
-  const char* who = "cudnn::conv2d_forward";
+namespace {
+const char* layer_who(const ConvGeometry& g, bool backward) {
+  if (g.transposed) return backward ? "cudnn::conv_transpose2d_backward" : "cudnn::conv_transpose2d_forward";
+  return backward ? "cudnn::conv2d_backward" : "cudnn::conv2d_forward";
+}
+}  // namespace
+
+void conv_layer_forward(ExecContext& ctx, const ConvGeometry& g, const Tensor& x, const Tensor& w, const Tensor& y,
+                        const Tensor& workspace) {
+  const char* who = layer_who(g, false);
   check_ctx(ctx, who);
   const DType dt = x.dtype();
-  check_operand(x, x_shape(g), dt, who, "x", g);
-  check_operand(y, y_shape(g), dt, who, "y", g);
-  check_filter(w, dt, who, "weight", g);
-  const Staged s = staged(g, dt);
-  const Scratch sc = acquire(ctx, workspace, s, algo_bytes_for(ctx, s, dt, ConvPass::conv_forward, true, true), who);
-  const bool pad = s.eh > 0 || s.ew > 0;
-  const void* xp = (pad || !packed(x)) ? stage_in(ctx, x, sc.x, s.g.h, s.g.w) : x.data();
-  void* yp = packed(y) ? y.data() : sc.y;
-  forward(ctx, s.g, dt, xp, w.data(), yp, false, sc.algo, sc.algo_bytes);
-  if (!packed(y)) stage_out(ctx, yp, g.p, g.q, y);
-}
-
-void conv2d_backward(ExecContext& ctx, const ConvGeometry& g, const Tensor& x, const Tensor& w, const Tensor& dy,
-                     const Tensor& dx, bool dx_accumulate, const Tensor& dw, bool dw_accumulate,
-                     const Tensor& workspace) {
-  const char* who = "cudnn::conv2d_backward";
-  check_ctx(ctx, who);
-  const DType dt = dy.dtype();
-  check_operand(dy, y_shape(g), dt, who, "dy", g);
-  check_filter(w, dt, who, "weight", g);
-  if (dx.defined()) check_operand(dx, x_shape(g), dt, who, "dx", g);
-  if (dw.defined()) {
-    check_filter(dw, dt, who, "weight gradient", g);
-    check_operand(x, x_shape(g), dt, who, "x", g);
-  }
-  if (!dx.defined() && !dw.defined()) return;
-  const Staged s = staged(g, dt);
-  const Scratch sc = acquire(ctx, workspace, s,
-                             algo_bytes_for(ctx, s, dt, ConvPass::conv_backward, dx.defined(), dw.defined()), who);
-  const bool pad = s.eh > 0 || s.ew > 0;
-  const void* dyp = packed(dy) ? dy.data() : stage_in(ctx, dy, sc.y, g.p, g.q);
-  if (dw.defined()) {
-    const void* xp = (pad || !packed(x)) ? stage_in(ctx, x, sc.x, s.g.h, s.g.w) : x.data();
-    backward_filter(ctx, s.g, dt, xp, dyp, dw.data(), dw_accumulate, sc.algo, sc.algo_bytes);
-  }
-  if (dx.defined()) {
-    if (!pad && packed(dx)) {
-      backward_data(ctx, s.g, dt, dyp, w.data(), dx.data(), dx_accumulate, sc.algo, sc.algo_bytes);
-    } else {
-      // The X region is free again (stream order): stage dx there, with its current values when accumulating.
-      if (dx_accumulate) stage_in(ctx, dx, sc.x, s.g.h, s.g.w);
-      backward_data(ctx, s.g, dt, dyp, w.data(), sc.x, dx_accumulate, sc.algo, sc.algo_bytes);
-      stage_out(ctx, sc.x, s.g.h, s.g.w, dx);
-    }
-  }
-}
-
-// ---- ConvTranspose2d ------------------------------------------------------------------------------------------
-// The deconv's input x has the conv's Y shape (n, p, q, k), its output y the conv's X shape (n, h, w, c).
-
-void conv_transpose2d_forward(ExecContext& ctx, const ConvGeometry& g, const Tensor& x, const Tensor& w,
-                              const Tensor& y, const Tensor& workspace) {
-  const char* who = "cudnn::conv_transpose2d_forward";
-  check_ctx(ctx, who);
-  const DType dt = x.dtype();
-  check_operand(x, y_shape(g), dt, who, "x", g);
-  check_operand(y, x_shape(g), dt, who, "y", g);
+  check_operand(x, g.layer_in(), dt, who, "x", g);
+  check_operand(y, g.layer_out(), dt, who, "y", g);
   check_filter(w, dt, who, "weight", g);
   const Staged s = staged(g, dt);
   const Scratch sc =
-      acquire(ctx, workspace, s, algo_bytes_for(ctx, s, dt, ConvPass::deconv_forward, true, true), who);
+      acquire(ctx, workspace, s, algo_workspace_bytes(ctx, s.g, dt, g.conv_pass(ConvPass::forward)), who);
   const bool pad = s.eh > 0 || s.ew > 0;
-  const void* xp = packed(x) ? x.data() : stage_in(ctx, x, sc.y, g.p, g.q);
+  if (!g.transposed) {
+    // y = conv(x): X staged (padded and/or packed) when needed, Y computed into the Y region when strided.
+    const void* xp = (pad || !packed(x)) ? stage_in(ctx, x, sc.x, s.g.in_h, s.g.in_w) : x.data();
+    void* yp = packed(y) ? y.data() : sc.y;
+    forward(ctx, s.g, dt, xp, w.data(), yp, false, sc.algo, sc.algo_bytes);
+    if (!packed(y)) stage_out(ctx, yp, g.out_h, g.out_w, y);
+    return;
+  }
+  // y (the conv's X) = backward-data of the conv on x (its dY).
+  const void* xp = packed(x) ? x.data() : stage_in(ctx, x, sc.y, g.out_h, g.out_w);
   if (!pad && packed(y)) {
     backward_data(ctx, s.g, dt, xp, w.data(), y.data(), false, sc.algo, sc.algo_bytes);
   } else {
     // The padded rows/columns of the stage receive contributions that lie outside the deconv's output (the
     // conv's zero padding); they are dropped by the crop.
     backward_data(ctx, s.g, dt, xp, w.data(), sc.x, false, sc.algo, sc.algo_bytes);
-    stage_out(ctx, sc.x, s.g.h, s.g.w, y);
+    stage_out(ctx, sc.x, s.g.in_h, s.g.in_w, y);
   }
 }
 
-void conv_transpose2d_backward(ExecContext& ctx, const ConvGeometry& g, const Tensor& x, const Tensor& w,
-                               const Tensor& dy, const Tensor& dx, bool dx_accumulate, const Tensor& dw,
-                               bool dw_accumulate, const Tensor& workspace) {
-  const char* who = "cudnn::conv_transpose2d_backward";
+void conv_layer_backward(ExecContext& ctx, const ConvGeometry& g, const Tensor& x, const Tensor& w, const Tensor& dy,
+                         const Tensor& dx, bool dx_accumulate, const Tensor& dw, bool dw_accumulate,
+                         const Tensor& workspace) {
+  const char* who = layer_who(g, true);
   check_ctx(ctx, who);
   const DType dt = dy.dtype();
-  check_operand(dy, x_shape(g), dt, who, "dy", g);
+  check_operand(dy, g.layer_out(), dt, who, "dy", g);
   check_filter(w, dt, who, "weight", g);
-  if (dx.defined()) check_operand(dx, y_shape(g), dt, who, "dx", g);
+  if (dx.defined()) check_operand(dx, g.layer_in(), dt, who, "dx", g);
   if (dw.defined()) {
     check_filter(dw, dt, who, "weight gradient", g);
-    check_operand(x, y_shape(g), dt, who, "x", g);
+    check_operand(x, g.layer_in(), dt, who, "x", g);
   }
   if (!dx.defined() && !dw.defined()) return;
   const Staged s = staged(g, dt);
-  const Scratch sc = acquire(ctx, workspace, s,
-                             algo_bytes_for(ctx, s, dt, ConvPass::deconv_backward, dx.defined(), dw.defined()), who);
+  size_t algo_bytes = 0;
+  if (dx.defined()) algo_bytes = algo_workspace_bytes(ctx, s.g, dt, g.conv_pass(ConvPass::backward_data));
+  if (dw.defined()) algo_bytes = std::max(algo_bytes, algo_workspace_bytes(ctx, s.g, dt, ConvPass::backward_filter));
+  const Scratch sc = acquire(ctx, workspace, s, algo_bytes, who);
   const bool pad = s.eh > 0 || s.ew > 0;
-  // The conv's X is the deconv's dy, zero-extended by (eh, ew): the conv's padding.
-  const void* cx = (pad || !packed(dy)) ? stage_in(ctx, dy, sc.x, s.g.h, s.g.w) : dy.data();
+  if (!g.transposed) {
+    const void* dyp = packed(dy) ? dy.data() : stage_in(ctx, dy, sc.y, g.out_h, g.out_w);
+    if (dw.defined()) {
+      const void* xp = (pad || !packed(x)) ? stage_in(ctx, x, sc.x, s.g.in_h, s.g.in_w) : x.data();
+      backward_filter(ctx, s.g, dt, xp, dyp, dw.data(), dw_accumulate, sc.algo, sc.algo_bytes);
+    }
+    if (dx.defined()) {
+      if (!pad && packed(dx)) {
+        backward_data(ctx, s.g, dt, dyp, w.data(), dx.data(), dx_accumulate, sc.algo, sc.algo_bytes);
+      } else {
+        // The X region is free again (stream order): stage dx there, with its current values when accumulating.
+        if (dx_accumulate) stage_in(ctx, dx, sc.x, s.g.in_h, s.g.in_w);
+        backward_data(ctx, s.g, dt, dyp, w.data(), sc.x, dx_accumulate, sc.algo, sc.algo_bytes);
+        stage_out(ctx, sc.x, s.g.in_h, s.g.in_w, dx);
+      }
+    }
+    return;
+  }
+  // Transposed: the conv's X is the layer's dy, zero-extended by (eh, ew): the conv's padding.
+  const void* cx = (pad || !packed(dy)) ? stage_in(ctx, dy, sc.x, s.g.in_h, s.g.in_w) : dy.data();
   if (dw.defined()) {
-    const void* cdy = packed(x) ? x.data() : stage_in(ctx, x, sc.y, g.p, g.q);
+    const void* cdy = packed(x) ? x.data() : stage_in(ctx, x, sc.y, g.out_h, g.out_w);
     backward_filter(ctx, s.g, dt, cx, cdy, dw.data(), dw_accumulate, sc.algo, sc.algo_bytes);
   }
   if (dx.defined()) {
@@ -696,9 +655,9 @@ void conv_transpose2d_backward(ExecContext& ctx, const ConvGeometry& g, const Te
       forward(ctx, s.g, dt, cx, w.data(), dx.data(), dx_accumulate, sc.algo, sc.algo_bytes);
     } else {
       // The Y region is free again (stream order).
-      if (dx_accumulate) stage_in(ctx, dx, sc.y, g.p, g.q);
+      if (dx_accumulate) stage_in(ctx, dx, sc.y, g.out_h, g.out_w);
       forward(ctx, s.g, dt, cx, w.data(), sc.y, dx_accumulate, sc.algo, sc.algo_bytes);
-      stage_out(ctx, sc.y, g.p, g.q, dx);
+      stage_out(ctx, sc.y, g.out_h, g.out_w, dx);
     }
   }
 }

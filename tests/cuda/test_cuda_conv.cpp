@@ -23,7 +23,6 @@
 #include "engine/philox.h"
 #include "engine/tensor.h"
 #include "kernels/cudnn/conv.h"
-#include "layers/conv_geometry.h"
 #include "layers/conv2d.h"
 #include "tests/util/compare.h"
 #include "tests/util/cuda_parity.h"
@@ -66,17 +65,12 @@ Tensor device_workspace(size_t bytes) {
 // cudnn::conv_workspace_bytes so a layer that forgets cuDNN's share fails here, not only inside a Net).
 size_t cudnn_bytes(const Layer& layer, const Shape& x, DType dt, bool backward) {
   const MemoryNeeds mn = layer.memory_needs({x}, dt);
-  size_t cudnn_ws = 0;
-  if (auto* c = dynamic_cast<const Conv2d*>(&layer)) {
-    cudnn_ws = cudnn::conv_workspace_bytes(cudnn::conv2d_geometry(*c, x), dt,
-                                           backward ? cudnn::ConvPass::conv_backward : cudnn::ConvPass::conv_forward);
-  } else {
-    auto* d = dynamic_cast<const ConvTranspose2d*>(&layer);
-    REQUIRE(d != nullptr);
-    cudnn_ws = cudnn::conv_workspace_bytes(cudnn::conv_transpose2d_geometry(*d, x), dt,
-                                           backward ? cudnn::ConvPass::deconv_backward
-                                                    : cudnn::ConvPass::deconv_forward);
-  }
+  auto* c = dynamic_cast<const ConvLayer*>(&layer);
+  REQUIRE(c != nullptr);
+  const ConvGeometry g = c->geometry(x);
+  const size_t cudnn_ws = backward ? std::max(cudnn::conv_workspace_bytes(g, dt, ConvPass::backward_data),
+                                              cudnn::conv_workspace_bytes(g, dt, ConvPass::backward_filter))
+                                   : cudnn::conv_workspace_bytes(g, dt, ConvPass::forward);
   const size_t planned = backward ? mn.bwd_workspace : mn.fwd_workspace;
   REQUIRE(planned >= cudnn_ws);
   return planned;
@@ -233,24 +227,24 @@ TEST_CASE("cuDNN conv geometry: TF 'SAME' asymmetric padding needs extra rows ex
           "[cuda][conv2d][geometry]") {
   // stride 2, k3, even input 24: total padding 1 -> (0, 1); cuDNN's symmetric pad 0 gives 11 rows, 12 wanted.
   Conv2d even(conv_same(8, 3, 2));
-  cudnn::ConvGeometry g = cudnn::conv2d_geometry(even, Shape{1, 24, 24, 4});
+  ConvGeometry g = even.geometry(Shape{1, 24, 24, 4});
   REQUIRE(g.pad_top == 0);
-  REQUIRE(g.p == 12);
+  REQUIRE(g.out_h == 12);
   REQUIRE(cudnn::extra_rows(g) == 1);
   // odd input 13: total 2 -> (1, 1), symmetric: no staging.
-  g = cudnn::conv2d_geometry(even, Shape{1, 13, 13, 4});
+  g = even.geometry(Shape{1, 13, 13, 4});
   REQUIRE(g.pad_top == 1);
   REQUIRE(cudnn::extra_rows(g) == 0);
   // PyTorch deconv k3 s2 p1 op1: the conv's end padding is 0, cuDNN's symmetric pad 1 fits.
   ConvTranspose2d dt(deconv(8, 3, 2, 1, 1));
-  g = cudnn::conv_transpose2d_geometry(dt, Shape{1, 6, 9, 4});
-  REQUIRE(g.h == 12);
-  REQUIRE(g.w == 18);
+  g = dt.geometry(Shape{1, 6, 9, 4});
+  REQUIRE(g.in_h == 12);
+  REQUIRE(g.in_w == 18);
   REQUIRE(cudnn::extra_rows(g) == 0);
   REQUIRE(cudnn::extra_cols(g) == 0);
   // TF deconv k3 s2 'SAME': the conv on 12 pads (0, 1): one extra row.
   ConvTranspose2d ds(deconv_same(8, 3, 2));
-  g = cudnn::conv_transpose2d_geometry(ds, Shape{1, 6, 9, 4});
+  g = ds.geometry(Shape{1, 6, 9, 4});
   REQUIRE(g.pad_top == 0);
   REQUIRE(cudnn::extra_rows(g) == 1);
 }
@@ -288,10 +282,9 @@ TEST_CASE("cuDNN algorithm choice: measured once, deterministic when asked, with
   // TF32 for fp32, and the workspace bytes the pass has; the heuristic plan (memory_needs' size) otherwise.
   ExecContext gpu(Device::cuda, 0);
   Conv2d layer(conv(32, 3, 1, 1, 1));
-  const cudnn::ConvGeometry g = cudnn::conv2d_geometry(layer, Shape{N, 12, 18, 32});
+  const ConvGeometry g = layer.geometry(Shape{N, 12, 18, 32});
   for (DType dt : {DType::f32, DType::f16}) {
-    for (cudnn::ConvDir dir :
-         {cudnn::ConvDir::forward, cudnn::ConvDir::backward_data, cudnn::ConvDir::backward_filter}) {
+    for (ConvPass dir : {ConvPass::forward, ConvPass::backward_data, ConvPass::backward_filter}) {
       INFO(dtype_name(dt) << " direction " << static_cast<int>(dir));
       gpu.deterministic = false;
       const size_t planned = cudnn::algo_workspace_bytes(gpu, g, dt, dir);
@@ -310,8 +303,8 @@ TEST_CASE("cuDNN algorithm choice: measured once, deterministic when asked, with
       // With no workspace too, where the fastest workspace-free algorithm may be a non-deterministic one.
       const cudnn::AlgoChoice det0 = cudnn::chosen_algorithm(gpu, g, dt, dir, 0);
       for (const cudnn::AlgoChoice& c : {det, det0}) {
-        if (dir == cudnn::ConvDir::backward_data) CHECK(c.algo != 0);
-        if (dir == cudnn::ConvDir::backward_filter) CHECK((c.algo != 0 && c.algo != 3));
+        if (dir == ConvPass::backward_data) CHECK(c.algo != 0);
+        if (dir == ConvPass::backward_filter) CHECK((c.algo != 0 && c.algo != 3));
       }
     }
   }

@@ -65,22 +65,36 @@ ConvTranspose2dConfig deconv(int64_t k_out, int64_t k, int64_t stride, int64_t p
   return c;
 }
 
+// The geometry of a Conv2d with this config on input x (the layers' builder, kernels/conv_geometry.h).
+ConvGeometry geom_of(const Conv2dConfig& c, const Shape& x) { return conv_geometry(c, false, x, "conv2d"); }
+
+// Forcing the forward onto `path` for a geometry that path does not take is an error saying why.
+void require_forced_path_refused(const ConvGeometry& g, cpu::ConvFwdPath path, const char* why) {
+  INFO(g.str());
+  std::vector<double> x(static_cast<size_t>(g.in_shape().numel()), 0.5);
+  std::vector<double> w(static_cast<size_t>(g.filter_shape().numel()), 0.25);
+  std::vector<double> y(static_cast<size_t>(g.out_shape().numel())), ws(1 << 16);
+  REQUIRE_THROWS_WITH(cpu::conv2d_fwd<double>(g, x.data(), g.in_c, w.data(), y.data(), g.out_c, false, ws.data(),
+                                              ws.size() * sizeof(double), path),
+                      Catch::Contains(why));
+}
+
 }  // namespace
 
 TEST_CASE("conv2d output sizes and TF 'SAME' padding", "[conv]") {
   // TF: out = ceil(in / s), total = max((out - 1) s + (k - 1) d + 1 - in, 0), extra row at the bottom.
   Conv2d c3s2(conv(4, 3, 2, 1, 0, 1, true, PaddingMode::tf_same));
   REQUIRE(c3s2.output_shape({{1, 8, 7, 2}}) == Shape{1, 4, 4, 4});
-  Pads p = resolve_conv_pads(c3s2.config(), 8, 7);
+  Pads p = conv_pads(c3s2.config(), false, 8, 7);
   REQUIRE((p.top == 0 && p.bottom == 1 && p.left == 1 && p.right == 1));  // 8: total 1; 7: total 2
   Conv2d c7s2(conv(4, 7, 2, 1, 0, 1, true, PaddingMode::tf_same));
-  p = resolve_conv_pads(c7s2.config(), 96, 144);
+  p = conv_pads(c7s2.config(), false, 96, 144);
   REQUIRE((p.top == 2 && p.bottom == 3));
   Conv2d c1s2(conv(4, 1, 2, 1, 0, 1, true, PaddingMode::tf_same));
-  p = resolve_conv_pads(c1s2.config(), 9, 9);
+  p = conv_pads(c1s2.config(), false, 9, 9);
   REQUIRE((p.top == 0 && p.bottom == 0));
   Conv2d dil(conv(4, 3, 1, 12, 0, 1, true, PaddingMode::tf_same));
-  p = resolve_conv_pads(dil.config(), 12, 18);
+  p = conv_pads(dil.config(), false, 12, 18);
   REQUIRE((p.top == 12 && p.bottom == 12));
   // PyTorch explicit: (in + 2p - d (k - 1) - 1) / s + 1.
   Conv2d e(conv(4, 3, 2, 2, 1));
@@ -93,11 +107,11 @@ TEST_CASE("conv2d output sizes and TF 'SAME' padding", "[conv]") {
   // Transposed: explicit k3 s2 p1 op1 and TF 'same' both give exactly 2x, with opposite corners.
   ConvTranspose2d dt(deconv(3, 3, 2, 1, 1));
   REQUIRE(dt.output_shape({{1, 5, 6, 2}}) == Shape{1, 10, 12, 3});
-  p = resolve_deconv_pads(dt.config(), 5, 6);
+  p = conv_pads(dt.config(), true, 5, 6);
   REQUIRE((p.top == 1 && p.bottom == 0));
   ConvTranspose2d ds(deconv(3, 3, 2, 0, 0, PaddingMode::tf_same));
   REQUIRE(ds.output_shape({{1, 5, 6, 2}}) == Shape{1, 10, 12, 3});
-  p = resolve_deconv_pads(ds.config(), 5, 6);
+  p = conv_pads(ds.config(), true, 5, 6);
   REQUIRE((p.top == 0 && p.bottom == 1));
   REQUIRE_THROWS_WITH(ConvTranspose2d(deconv(3, 3, 2, 1, 2)), Catch::Contains("output_padding"));
 }
@@ -255,8 +269,8 @@ Tensor random53(Shape sh, uint64_t stream) {
 // extra_b / extra_r bottom/right rows and columns beyond the top/left padding (negative: fewer).
 struct StrideOneCase {
   int64_t n, h, w, c, k, kh, kw, dil, pad_t, pad_l, extra_b, extra_r;
-  cpu::ConvGeom geom() const {
-    cpu::ConvGeom g;
+  ConvGeometry geom() const {
+    ConvGeometry g;
     g.n = n, g.in_h = h, g.in_w = w, g.in_c = c, g.out_c = k;
     g.kernel_h = kh, g.kernel_w = kw;
     g.dilation_h = g.dilation_w = dil;
@@ -276,7 +290,7 @@ std::ostream& operator<<(std::ostream& os, const StrideOneCase& c) {
 struct Passes {
   Tensor y, dx, dw;
 };
-Passes run_passes(const cpu::ConvGeom& g, const Tensor& x, const Tensor& w, const Tensor& dy, size_t ws_bytes) {
+Passes run_passes(const ConvGeometry& g, const Tensor& x, const Tensor& w, const Tensor& dy, size_t ws_bytes) {
   Passes r;
   r.y = Tensor::zeros(dy.shape(), DType::f64, Device::cpu);
   r.dx = Tensor::zeros(x.shape(), DType::f64, Device::cpu);
@@ -303,15 +317,7 @@ TEST_CASE("conv2d im2col tiles give the same results as one tile", "[conv]") {
   };
   for (const Case& c : {Case{3, 1, 1, 1, 1}, Case{3, 2, 2, 2, 2}, Case{5, 2, 1, 1, 1}, Case{7, 2, 1, 3, 1},
                         Case{3, 1, 9, 9, 1}}) {  // the last keeps 1 of 3 kernel rows and 3 of 3 columns
-    cpu::ConvGeom g;
-    g.n = 2, g.in_h = 9, g.in_w = 11, g.in_c = 4, g.out_c = 6;
-    g.kernel_h = g.kernel_w = c.k;
-    g.stride_h = g.stride_w = c.stride;
-    g.dilation_h = g.dilation_w = c.dil;
-    g.pad_top = g.pad_left = c.pad;
-    g.groups = c.groups;
-    g.out_h = (g.in_h + 2 * c.pad - c.dil * (c.k - 1) - 1) / c.stride + 1;
-    g.out_w = (g.in_w + 2 * c.pad - c.dil * (c.k - 1) - 1) / c.stride + 1;
+    const ConvGeometry g = geom_of(conv(6, c.k, c.stride, c.dil, c.pad, c.groups), {2, 9, 11, 4});
     REQUIRE(cpu::conv2d_algo(g) == cpu::ConvAlgo::general);
     const Tensor x = random({g.n, g.in_h, g.in_w, g.in_c}, 1);
     const Tensor w = random({g.out_c, g.kernel_h, g.kernel_w, g.in_c / g.groups}, 2);
@@ -365,7 +371,7 @@ TEST_CASE("conv2d shifted GEMM forward equals the im2col forward", "[conv]") {
                         Case{2, 8, 9, 1, 2, 5, 5, 2, 3, 4, 1, 0}, Case{1, 5, 13, 4, 2, 1, 3, 1, 0, 1, 1, 1},
                         Case{1, 6, 5, 2, 1, 3, 1, 3, 2, 0, 0, 2}, Case{2, 9, 11, 4, 6, 3, 3, 9, 9, 9, 0, 0},
                         Case{1, 4, 5, 3, 2, 1, 1, 1, 1, 1, 0, 0}, Case{1, 1, 1, 2, 3, 3, 3, 1, 1, 1, 0, 0}}) {
-    const cpu::ConvGeom g = c.geom();
+    const ConvGeometry g = c.geom();
     INFO(c);
     REQUIRE(cpu::conv2d_algo(g) == cpu::ConvAlgo::general);
     // Pixel-strided views: x and y live in wider buffers (as channel slices of concats do).
@@ -403,13 +409,7 @@ TEST_CASE("conv2d shifted GEMM forward equals the im2col forward", "[conv]") {
     }
   }
   // Stride 2 has no shifted path: forcing it is an error, the automatic choice is im2col.
-  cpu::ConvGeom g;
-  g.n = 1, g.in_h = 7, g.in_w = 8, g.in_c = 64, g.out_c = 8, g.kernel_h = g.kernel_w = 3;
-  g.stride_h = g.stride_w = 2, g.pad_top = g.pad_left = 1, g.out_h = 4, g.out_w = 4;
-  std::vector<double> x(7 * 8 * 64, 0.5), w(8 * 9 * 64, 0.25), y(4 * 4 * 8), ws(1 << 16);
-  REQUIRE_THROWS_WITH(cpu::conv2d_fwd<double>(g, x.data(), 64, w.data(), y.data(), 8, false, ws.data(),
-                                              ws.size() * sizeof(double), cpu::ConvFwdPath::shifted),
-                      Catch::Contains("stride 1"));
+  require_forced_path_refused(geom_of(conv(8, 3, 2, 1, 1), {1, 7, 8, 64}), cpu::ConvFwdPath::shifted, "stride 1");
 }
 
 TEST_CASE("conv2d Winograd F(2x2,3x3) forward equals the im2col forward", "[conv]") {
@@ -422,7 +422,7 @@ TEST_CASE("conv2d Winograd F(2x2,3x3) forward equals the im2col forward", "[conv
                         Case{2, 7, 6, 3, 4, 3, 3, 1, 0, 0, 0, 0}, Case{1, 6, 9, 1, 2, 3, 3, 1, 2, 2, 0, 1},
                         Case{3, 5, 4, 7, 1, 3, 3, 1, 1, 0, 1, 1}, Case{1, 3, 3, 2, 3, 3, 3, 1, 1, 1, 0, 0},
                         Case{1, 12, 17, 19, 23, 3, 3, 1, 1, 1, 0, 0}}) {
-    const cpu::ConvGeom g = c.geom();
+    const ConvGeometry g = c.geom();
     INFO(c);
     const int64_t xs = c.c + 2, ys = c.k + 3;
     const Tensor x = random53({g.n, g.in_h, g.in_w, xs}, 21);
@@ -458,13 +458,7 @@ TEST_CASE("conv2d Winograd F(2x2,3x3) forward equals the im2col forward", "[conv
   }
   std::printf("conv2d Winograd vs im2col, fp64: largest difference %.3g\n", worst);
   // Not for 5x5, stride 2 or dilation 2: forcing it is an error.
-  cpu::ConvGeom g;
-  g.n = 1, g.in_h = 8, g.in_w = 8, g.in_c = 4, g.out_c = 4, g.kernel_h = g.kernel_w = 3;
-  g.stride_h = g.stride_w = 2, g.pad_top = g.pad_left = 1, g.out_h = 4, g.out_w = 4;
-  std::vector<double> x(8 * 8 * 4, 0.5), w(4 * 9 * 4, 0.25), y(8 * 8 * 4), ws(1 << 16);
-  REQUIRE_THROWS_WITH(cpu::conv2d_fwd<double>(g, x.data(), 4, w.data(), y.data(), 4, false, ws.data(),
-                                              ws.size() * sizeof(double), cpu::ConvFwdPath::winograd),
-                      Catch::Contains("Winograd"));
+  require_forced_path_refused(geom_of(conv(4, 3, 2, 1, 1), {1, 8, 8, 4}), cpu::ConvFwdPath::winograd, "Winograd");
 }
 
 TEST_CASE("conv2d data gradient through Winograd equals the col2im gather", "[conv]") {
@@ -477,7 +471,7 @@ TEST_CASE("conv2d data gradient through Winograd equals the col2im gather", "[co
   for (const Case& c : {Case{1, 45, 47, 64, 64, 3, 3, 1, 1, 1, 0, 0}, Case{2, 40, 52, 64, 72, 3, 3, 1, 0, 0, 0, 0},
                         Case{1, 41, 50, 80, 64, 3, 3, 1, 2, 2, 0, 0}, Case{1, 44, 49, 64, 64, 3, 3, 1, 2, 0, -1, 1},
                         Case{1, 47, 46, 64, 64, 3, 3, 1, 0, 1, 2, -1}}) {
-    const cpu::ConvGeom g = c.geom();
+    const ConvGeometry g = c.geom();
     INFO(c);
     const int64_t dys = c.k + 1, dxs = c.c + 2;
     const Tensor dy = random53({g.n, g.out_h, g.out_w, dys}, 31);
@@ -485,8 +479,8 @@ TEST_CASE("conv2d data gradient through Winograd equals the col2im gather", "[co
     const Tensor dx0 = random53({g.n, g.in_h, g.in_w, dxs}, 33);
     const size_t full = cpu::conv2d_workspace_bytes(g, sizeof(double)) / sizeof(double);
     const size_t small = static_cast<size_t>(9 * g.in_c * 64);  // 64 im2col rows: less than one Winograd tile
-    REQUIRE(cpu::conv2d_path(g, cpu::ConvPass::data, sizeof(double), full * sizeof(double)) == std::string("winograd"));
-    REQUIRE(cpu::conv2d_path(g, cpu::ConvPass::data, sizeof(double), small * sizeof(double)) == std::string("gather"));
+    REQUIRE(cpu::conv2d_path(g, ConvPass::backward_data, sizeof(double), full * sizeof(double)) == std::string("winograd"));
+    REQUIRE(cpu::conv2d_path(g, ConvPass::backward_data, sizeof(double), small * sizeof(double)) == std::string("gather"));
     for (bool acc : {false, true}) {
       INFO("accumulate " << acc);
       auto run = [&](size_t elems) {
@@ -510,9 +504,7 @@ TEST_CASE("conv2d Winograd in fp32: the same bits on 1 and 2 threads, and close 
   // Each output element comes from one serial GEMM call per transform position and fixed transforms, so the thread
   // count must not change a bit (forward and data gradient). The fp32 result against the fp64 one: row "cpu fp32 vs
   // fp64".
-  cpu::ConvGeom g;
-  g.n = 2, g.in_h = 33, g.in_w = 70, g.in_c = 64, g.out_c = 80, g.kernel_h = g.kernel_w = 3;
-  g.pad_top = g.pad_left = 1, g.out_h = 33, g.out_w = 70;
+  const ConvGeometry g = geom_of(conv(80, 3, 1, 1, 1), {2, 33, 70, 64});
   const Tensor x = random({g.n, g.in_h, g.in_w, g.in_c}, 41), w = he_scaled(random({g.out_c, 3, 3, g.in_c}, 42), 9 * g.in_c);
   const Tensor dy = random({g.n, g.out_h, g.out_w, g.out_c}, 43);
   const Tensor xf = x.cast(DType::f32), wf = w.cast(DType::f32), dyf = dy.cast(DType::f32);
@@ -557,7 +549,7 @@ TEST_CASE("conv2d data gradient through the shifted GEMM equals the col2im gathe
   for (const Case& c : {Case{1, 48, 50, 40, 32, 5, 5, 1, 2, 2, 0, 0}, Case{2, 45, 47, 32, 16, 3, 3, 1, 1, 1, 0, 0},
                         Case{1, 50, 44, 33, 17, 3, 5, 1, 0, 1, 1, 0}, Case{1, 46, 49, 36, 20, 3, 3, 2, 2, 1, 0, 1},
                         Case{1, 44, 52, 32, 24, 5, 3, 1, 4, 2, -1, 0}, Case{1, 3, 800, 32, 16, 3, 1, 3, 3, 0, 0, 0}}) {
-    const cpu::ConvGeom g = c.geom();
+    const ConvGeometry g = c.geom();
     INFO(c);
     const int64_t dys = c.k + 1, dxs = c.c + 2;
     const Tensor dy = random53({g.n, g.out_h, g.out_w, dys}, 51);
@@ -565,7 +557,7 @@ TEST_CASE("conv2d data gradient through the shifted GEMM equals the col2im gathe
     const Tensor dx0 = random53({g.n, g.in_h, g.in_w, dxs}, 53);
     const size_t full = cpu::conv2d_workspace_bytes(g, sizeof(double)) / sizeof(double);
     const size_t small = static_cast<size_t>(c.kh * c.kw * c.c);  // one im2col row: less than weights plus a band
-    auto path = [&](size_t elems) { return std::string(cpu::conv2d_path(g, cpu::ConvPass::data, 8, elems * 8)); };
+    auto path = [&](size_t elems) { return std::string(cpu::conv2d_path(g, ConvPass::backward_data, 8, elems * 8)); };
     REQUIRE(path(full) == "shifted");
     REQUIRE(path(small) == "gather");
     for (bool acc : {false, true}) {
@@ -599,7 +591,7 @@ TEST_CASE("conv2d filter gradient through the shifted GEMM equals the im2col one
   for (const Case& c : {Case{1, 48, 50, 64, 32, 5, 5, 1, 2, 2, 0, 0}, Case{2, 45, 47, 64, 16, 3, 3, 1, 1, 1, 0, 0},
                         Case{1, 50, 44, 70, 17, 3, 5, 1, 0, 1, 1, 0}, Case{1, 46, 49, 64, 20, 3, 3, 2, 2, 1, 0, 1},
                         Case{1, 3, 800, 64, 32, 3, 1, 3, 3, 0, 0, 0}, Case{1, 800, 3, 64, 32, 1, 3, 3, 0, 3, 0, 0}}) {
-    const cpu::ConvGeom g = c.geom();
+    const ConvGeometry g = c.geom();
     INFO(c);
     const int64_t xs = c.c + 2, dys = c.k + 1;
     const Tensor x = random53({g.n, g.in_h, g.in_w, xs}, 61);
@@ -607,7 +599,7 @@ TEST_CASE("conv2d filter gradient through the shifted GEMM equals the im2col one
     const Tensor dw0 = random53({g.out_c, g.kernel_h, g.kernel_w, g.in_c}, 63);
     const size_t full = cpu::conv2d_workspace_bytes(g, sizeof(double)) / sizeof(double);
     const size_t small = static_cast<size_t>(c.kh * c.kw * c.c);  // one im2col row
-    auto path = [&](size_t elems) { return std::string(cpu::conv2d_path(g, cpu::ConvPass::filter, 8, elems * 8)); };
+    auto path = [&](size_t elems) { return std::string(cpu::conv2d_path(g, ConvPass::backward_filter, 8, elems * 8)); };
     REQUIRE(path(full) == "shifted");
     REQUIRE(path(small) == "im2col");
     for (bool acc : {false, true}) {
@@ -634,15 +626,13 @@ TEST_CASE("conv2d filter gradient through the shifted GEMM equals the im2col one
 TEST_CASE("conv2d shifted backward passes in fp32: the same bits on 1 and 2 threads", "[conv]") {
   // The data gradient (shifted GEMM blocks fixed by the shape) and the filter gradient ((tap, channel block) items,
   // each dW element summed by one GEMM in a fixed band and image order) must not depend on the thread count.
-  cpu::ConvGeom g;
-  g.n = 2, g.in_h = 40, g.in_w = 60, g.in_c = 64, g.out_c = 32, g.kernel_h = g.kernel_w = 5;
-  g.pad_top = g.pad_left = 2, g.out_h = 40, g.out_w = 60;
+  const ConvGeometry g = geom_of(conv(32, 5, 1, 1, 2), {2, 40, 60, 64});
   const Tensor x = random({g.n, g.in_h, g.in_w, g.in_c}, 71).cast(DType::f32);
   const Tensor w = random({g.out_c, 5, 5, g.in_c}, 72).cast(DType::f32);
   const Tensor dy = random({g.n, g.out_h, g.out_w, g.out_c}, 73).cast(DType::f32);
   const size_t ws_bytes = cpu::conv2d_workspace_bytes(g, sizeof(float));
-  REQUIRE(cpu::conv2d_path(g, cpu::ConvPass::data, sizeof(float), ws_bytes) == std::string("shifted"));
-  REQUIRE(cpu::conv2d_path(g, cpu::ConvPass::filter, sizeof(float), ws_bytes) == std::string("shifted"));
+  REQUIRE(cpu::conv2d_path(g, ConvPass::backward_data, sizeof(float), ws_bytes) == std::string("shifted"));
+  REQUIRE(cpu::conv2d_path(g, ConvPass::backward_filter, sizeof(float), ws_bytes) == std::string("shifted"));
   std::vector<float> ws(ws_bytes / sizeof(float));
   auto passes = [&](int threads) {
     Tensor dx = Tensor::empty({g.n, g.in_h, g.in_w, g.in_c}, DType::f32, Device::cpu);
@@ -672,7 +662,7 @@ TEST_CASE("conv2d direct kernel for few output channels (fp32, AVX-512) equals t
                         Case{1, 50, 44, 33, 48, 3, 5, 1, 0, 1, 1, 0}, Case{1, 46, 49, 36, 32, 3, 3, 2, 3, 1, 0, 1},
                         Case{1, 3, 800, 16, 16, 3, 1, 3, 3, 0, 0, 0}, Case{2, 40, 52, 20, 64, 3, 3, 1, 1, 1, 0, 0},
                         Case{1, 12, 18, 64, 32, 5, 5, 1, 2, 2, 0, 0}}) {
-    const cpu::ConvGeom g = c.geom();
+    const ConvGeometry g = c.geom();
     INFO(c);
     const int64_t xs = c.c + 2, ys = c.k + 3;
     const Tensor x = random({g.n, g.in_h, g.in_w, xs}, 81),
@@ -680,7 +670,7 @@ TEST_CASE("conv2d direct kernel for few output channels (fp32, AVX-512) equals t
     const Tensor y0 = random({g.n, g.out_h, g.out_w, ys}, 83);
     const Tensor xf = x.cast(DType::f32), wf = w.cast(DType::f32), y0f = y0.cast(DType::f32);
     const size_t full = cpu::conv2d_workspace_bytes(g, sizeof(float)) / sizeof(float);
-    auto path = [&](size_t elems) { return std::string(cpu::conv2d_path(g, cpu::ConvPass::forward, 4, elems * 4)); };
+    auto path = [&](size_t elems) { return std::string(cpu::conv2d_path(g, ConvPass::forward, 4, elems * 4)); };
     const std::string want = path(full);
     if (cpu::conv2d_direct_kernel_available()) {
       REQUIRE(want == "direct");
@@ -734,8 +724,8 @@ TEST_CASE("CLIMSEG_CPU_DISPATCH=portable turns the AVX-512 direct kernel off", "
     REQUIRE_THROWS_WITH(cpu::conv2d_direct_kernel_available(), Catch::Contains("CLIMSEG_CPU_DISPATCH=" + mode));
     return;
   }
-  const cpu::ConvGeom g = StrideOneCase{1, 48, 50, 40, 32, 5, 5, 1, 2, 2, 0, 0}.geom();  // a direct-kernel shape
-  const std::string path = cpu::conv2d_path(g, cpu::ConvPass::forward, 4, cpu::conv2d_workspace_bytes(g, 4));
+  const ConvGeometry g = StrideOneCase{1, 48, 50, 40, 32, 5, 5, 1, 2, 2, 0, 0}.geom();  // a direct-kernel shape
+  const std::string path = cpu::conv2d_path(g, ConvPass::forward, 4, cpu::conv2d_workspace_bytes(g, 4));
   if (mode == "portable") {
     REQUIRE(cpu::cpu_dispatch() == cpu::CpuDispatch::portable);
     REQUIRE_FALSE(cpu::conv2d_direct_kernel_available());

@@ -2,7 +2,8 @@
 // every Conv2d / ConvTranspose2d pass as a cuDNN call on a geometry with symmetric padding, with the conv's X
 // zero-extended by extra_rows/extra_cols (TF 'SAME' with an odd total) and gradients with respect to X cropped
 // back. This test emulates exactly those cuDNN calls in double (forward, backward-data into the extended buffer
-// then crop, backward-filter on the extended X) from layers/conv_geometry.h's geometry, and compares them with
+// then crop, backward-filter on the extended X) from the layers' ConvGeometry (kernels/conv_geometry.h), and
+// compares them with
 // the layers' CPU paths on the networks' corner cases: stride 2 'SAME' on odd and even sizes, even kernels,
 // dilation, groups, 1x1 inputs, PyTorch's output_padding. What it cannot check is cuDNN itself
 // (tests/cuda/test_cuda_conv.cpp does, on a GPU).
@@ -18,7 +19,6 @@
 #include "engine/layer.h"
 #include "engine/philox.h"
 #include "kernels/cudnn/conv.h"
-#include "layers/conv_geometry.h"
 #include "layers/conv2d.h"
 #include "tests/util/compare.h"
 #include "tests/util/tolerances.h"
@@ -41,7 +41,7 @@ Tensor workspace(size_t bytes) {
 
 // The conv's X zero-extended to (h + eh, w + ew): what cuDNN reads.
 struct Extended {
-  const cudnn::ConvGeometry& g;
+  const ConvGeometry& g;
   int64_t H, W;
   double at(const Tensor& x, int64_t b, int64_t y, int64_t xx, int64_t c) const {
     return (y < x.shape().h && xx < x.shape().w) ? x.get(b, y, xx, c) : 0.0;
@@ -51,14 +51,14 @@ struct Extended {
 // Calls f(b, i, j, o, y, x, r, s, ci_global, ci_local) for every tap of cuDNN's symmetric-pad conv on the extended X
 // that lands inside it.
 template <class F>
-void for_each_tap(const cudnn::ConvGeometry& g, int64_t H, int64_t W, F&& f) {
-  const int64_t cg = g.c / g.groups, kg = g.k / g.groups;
+void for_each_tap(const ConvGeometry& g, int64_t H, int64_t W, F&& f) {
+  const int64_t cg = g.in_c / g.groups, kg = g.out_c / g.groups;
   for (int64_t b = 0; b < g.n; ++b)
-    for (int64_t i = 0; i < g.p; ++i)
-      for (int64_t j = 0; j < g.q; ++j)
-        for (int64_t o = 0; o < g.k; ++o)
-          for (int64_t r = 0; r < g.r; ++r)
-            for (int64_t s = 0; s < g.s; ++s) {
+    for (int64_t i = 0; i < g.out_h; ++i)
+      for (int64_t j = 0; j < g.out_w; ++j)
+        for (int64_t o = 0; o < g.out_c; ++o)
+          for (int64_t r = 0; r < g.kernel_h; ++r)
+            for (int64_t s = 0; s < g.kernel_w; ++s) {
               const int64_t y = i * g.stride_h - g.pad_top + r * g.dilation_h;
               const int64_t x = j * g.stride_w - g.pad_left + s * g.dilation_w;
               if (y < 0 || y >= H || x < 0 || x >= W) continue;
@@ -67,9 +67,9 @@ void for_each_tap(const cudnn::ConvGeometry& g, int64_t H, int64_t W, F&& f) {
 }
 
 // cuDNN forward: Y = conv(X extended).
-Tensor emu_forward(const cudnn::ConvGeometry& g, const Tensor& X, const Tensor& F) {
-  const int64_t H = g.h + cudnn::extra_rows(g), W = g.w + cudnn::extra_cols(g);
-  Tensor Y = Tensor::zeros(Shape{g.n, g.p, g.q, g.k}, DType::f64, Device::cpu);
+Tensor emu_forward(const ConvGeometry& g, const Tensor& X, const Tensor& F) {
+  const int64_t H = g.in_h + cudnn::extra_rows(g), W = g.in_w + cudnn::extra_cols(g);
+  Tensor Y = Tensor::zeros(Shape{g.n, g.out_h, g.out_w, g.out_c}, DType::f64, Device::cpu);
   Extended e{g, H, W};
   for_each_tap(g, H, W, [&](int64_t b, int64_t i, int64_t j, int64_t o, int64_t y, int64_t x, int64_t r, int64_t s,
                             int64_t c, int64_t ci) {
@@ -79,25 +79,25 @@ Tensor emu_forward(const cudnn::ConvGeometry& g, const Tensor& X, const Tensor& 
 }
 
 // cuDNN backward-data into the extended buffer, then the crop to (h, w).
-Tensor emu_backward_data(const cudnn::ConvGeometry& g, const Tensor& dY, const Tensor& F) {
-  const int64_t H = g.h + cudnn::extra_rows(g), W = g.w + cudnn::extra_cols(g);
-  std::vector<double> full(static_cast<size_t>(g.n * H * W * g.c), 0.0);
+Tensor emu_backward_data(const ConvGeometry& g, const Tensor& dY, const Tensor& F) {
+  const int64_t H = g.in_h + cudnn::extra_rows(g), W = g.in_w + cudnn::extra_cols(g);
+  std::vector<double> full(static_cast<size_t>(g.n * H * W * g.in_c), 0.0);
   for_each_tap(g, H, W, [&](int64_t b, int64_t i, int64_t j, int64_t o, int64_t y, int64_t x, int64_t r, int64_t s,
                             int64_t c, int64_t ci) {
-    full[static_cast<size_t>(((b * H + y) * W + x) * g.c + c)] += dY.get(b, i, j, o) * F.get(o, r, s, ci);
+    full[static_cast<size_t>(((b * H + y) * W + x) * g.in_c + c)] += dY.get(b, i, j, o) * F.get(o, r, s, ci);
   });
-  Tensor dX = Tensor::empty(Shape{g.n, g.h, g.w, g.c}, DType::f64, Device::cpu);
+  Tensor dX = Tensor::empty(Shape{g.n, g.in_h, g.in_w, g.in_c}, DType::f64, Device::cpu);
   for (int64_t b = 0; b < g.n; ++b)
-    for (int64_t y = 0; y < g.h; ++y)
-      for (int64_t x = 0; x < g.w; ++x)
-        for (int64_t c = 0; c < g.c; ++c) dX.set(b, y, x, c, full[static_cast<size_t>(((b * H + y) * W + x) * g.c + c)]);
+    for (int64_t y = 0; y < g.in_h; ++y)
+      for (int64_t x = 0; x < g.in_w; ++x)
+        for (int64_t c = 0; c < g.in_c; ++c) dX.set(b, y, x, c, full[static_cast<size_t>(((b * H + y) * W + x) * g.in_c + c)]);
   return dX;
 }
 
 // cuDNN backward-filter on the extended X.
-Tensor emu_backward_filter(const cudnn::ConvGeometry& g, const Tensor& X, const Tensor& dY) {
-  const int64_t H = g.h + cudnn::extra_rows(g), W = g.w + cudnn::extra_cols(g);
-  Tensor dF = Tensor::zeros(Shape{g.k, g.r, g.s, g.c / g.groups}, DType::f64, Device::cpu);
+Tensor emu_backward_filter(const ConvGeometry& g, const Tensor& X, const Tensor& dY) {
+  const int64_t H = g.in_h + cudnn::extra_rows(g), W = g.in_w + cudnn::extra_cols(g);
+  Tensor dF = Tensor::zeros(Shape{g.out_c, g.kernel_h, g.kernel_w, g.in_c / g.groups}, DType::f64, Device::cpu);
   Extended e{g, H, W};
   for_each_tap(g, H, W, [&](int64_t b, int64_t i, int64_t j, int64_t o, int64_t y, int64_t x, int64_t r, int64_t s,
                             int64_t c, int64_t ci) {
@@ -108,12 +108,12 @@ Tensor emu_backward_filter(const cudnn::ConvGeometry& g, const Tensor& X, const 
 
 // The output size cuDNN computes for its descriptors (cudnnGetConvolution2dForwardOutputDim, checked by
 // kernels/cudnn/conv.cpp at run time) on the extended X: it must be the layer's.
-void require_cudnn_sizes(const cudnn::ConvGeometry& g) {
+void require_cudnn_sizes(const ConvGeometry& g) {
   auto out = [](int64_t in, int64_t pad, int64_t k, int64_t dil, int64_t stride) {
     return (in + 2 * pad - (dil * (k - 1) + 1)) / stride + 1;
   };
-  REQUIRE(out(g.h + cudnn::extra_rows(g), g.pad_top, g.r, g.dilation_h, g.stride_h) == g.p);
-  REQUIRE(out(g.w + cudnn::extra_cols(g), g.pad_left, g.s, g.dilation_w, g.stride_w) == g.q);
+  REQUIRE(out(g.in_h + cudnn::extra_rows(g), g.pad_top, g.kernel_h, g.dilation_h, g.stride_h) == g.out_h);
+  REQUIRE(out(g.in_w + cudnn::extra_cols(g), g.pad_left, g.kernel_w, g.dilation_w, g.stride_w) == g.out_w);
 }
 
 struct Run {
@@ -183,6 +183,23 @@ ConvTranspose2dConfig deconv(int64_t k, int64_t kernel, int64_t stride, int64_t 
   return c;
 }
 
+// The layer's three passes on the CPU against the emulated cuDNN calls its CUDA path makes on its geometry. For a
+// transposed layer: forward = backward-data of the conv (its dY = x); data gradient = the conv's forward on dy;
+// filter gradient = backward-filter with the conv's X = dy and its dY = x.
+void require_mapping(ConvLayer& layer, const Shape& x, int64_t extra) {
+  const ConvGeometry g = layer.geometry(x);
+  INFO(g.str() << (g.transposed ? " transposed" : ""));
+  REQUIRE(cudnn::extra_rows(g) == extra);
+  require_cudnn_sizes(g);
+  REQUIRE(layer.output_shape({x}) == g.layer_out());
+  const Run r = run_cpu(layer, x);
+  const Tensor& cx = g.transposed ? r.dy : r.x;  // the conv's X and dY
+  const Tensor& cdy = g.transposed ? r.x : r.dy;
+  require_same(g.transposed ? emu_backward_data(g, r.x, r.w) : emu_forward(g, r.x, r.w), r.y, "forward");
+  require_same(g.transposed ? emu_forward(g, r.dy, r.w) : emu_backward_data(g, r.dy, r.w), r.dx, "input gradient");
+  require_same(emu_backward_filter(g, cx, cdy), r.dw, "weight gradient");
+}
+
 }  // namespace
 
 TEST_CASE("cuDNN Conv2d mapping (symmetric pad, zero-extended X, crop) equals the CPU path", "[unit][cudnn]") {
@@ -202,14 +219,7 @@ TEST_CASE("cuDNN Conv2d mapping (symmetric pad, zero-extended X, crop) equals th
                           Case{{2, 8, 7, 4}, conv(6, 1, 2, 1, 0, 1, false), 0},    // Tiramisu 1x1 s2
                           Case{{2, 8, 7, 4}, conv(6, 5, 3, 1, 0, 1, true), 1});    // SAME s3: (1, 2)
   Conv2d layer(c.cfg);
-  const cudnn::ConvGeometry g = cudnn::conv2d_geometry(layer, c.x);
-  INFO(g.str());
-  REQUIRE(cudnn::extra_rows(g) == c.extra);
-  require_cudnn_sizes(g);
-  const Run r = run_cpu(layer, c.x);
-  require_same(emu_forward(g, r.x, r.w), r.y, "forward");
-  require_same(emu_backward_data(g, r.dy, r.w), r.dx, "input gradient");
-  require_same(emu_backward_filter(g, r.x, r.dy), r.dw, "weight gradient");
+  require_mapping(layer, c.x, c.extra);
 }
 
 TEST_CASE("cuDNN ConvTranspose2d mapping (conv roles swapped) equals the CPU path", "[unit][cudnn]") {
@@ -229,23 +239,14 @@ TEST_CASE("cuDNN ConvTranspose2d mapping (conv roles swapped) equals the CPU pat
                           Case{{2, 3, 4, 4}, deconv(6, 5, 3, 0, 0, 1, true), 0},    // TF SAME k5 s3: (1, 1)
                           Case{{2, 3, 4, 4}, deconv(6, 3, 2, 2, 1, 1, false, 2), 0});  // dilated
   ConvTranspose2d layer(c.cfg);
-  const cudnn::ConvGeometry g = cudnn::conv_transpose2d_geometry(layer, c.x);
-  INFO(g.str());
-  REQUIRE(cudnn::extra_rows(g) == c.extra);
-  require_cudnn_sizes(g);
-  const Run r = run_cpu(layer, c.x);
-  // forward = backward-data of the conv (its dY = x); data gradient = the conv's forward on dy;
-  // filter gradient = backward-filter with the conv's X = dy and its dY = x.
-  require_same(emu_backward_data(g, r.x, r.w), r.y, "forward");
-  require_same(emu_forward(g, r.dy, r.w), r.dx, "input gradient");
-  require_same(emu_backward_filter(g, r.dy, r.x), r.dw, "weight gradient");
+  require_mapping(layer, c.x, c.extra);
 }
 
 TEST_CASE("cuDNN ConvTranspose2d: output_padding >= stride is refused with a clear error", "[unit][cudnn]") {
   // PyTorch allows output_padding < dilation; the conv would need negative end padding, which the legacy cuDNN
   // descriptor cannot express.
   ConvTranspose2d layer(deconv(4, 3, 1, 1, 1, 1, false, 2));
-  const cudnn::ConvGeometry g = cudnn::conv_transpose2d_geometry(layer, Shape{1, 4, 4, 4});
+  const ConvGeometry g = layer.geometry(Shape{1, 4, 4, 4});
   REQUIRE_THROWS_WITH(cudnn::extra_rows(g), Catch::Contains("negative end padding"));
 }
 
