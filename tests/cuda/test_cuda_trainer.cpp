@@ -10,8 +10,8 @@
 #include <vector>
 
 #include "engine/checkpoint.h"
-#include "engine/philox.h"
 #include "tests/util/temp_dir.h"
+#include "tests/util/train_batch.h"
 #include "tests/util/tolerances.h"
 #include "train/evaluator.h"
 #include "train/trainer.h"
@@ -42,23 +42,8 @@ TrainerConfig tiny_tiramisu(Device dev) {
   return c;
 }
 
-struct Batch {
-  Tensor data, labels;
-};
-Batch make_batch(uint64_t seed) {
-  Batch b;
-  b.data = Tensor::empty(Shape{kB, kH, kW, 16}, DType::f32, Device::cpu);
-  b.labels = Tensor::empty(Shape{kB, kH, kW, 1}, DType::i32, Device::cpu);
-  for (int64_t p = 0; p < kB * kH * kW; ++p) {
-    const int64_t y = (p / kW) % kH, x = p % kW;
-    const int32_t c = (y - 12) * (y - 12) + (x - 20) * (x - 20) < 30 ? 1 : std::abs(y - x / 2) < 2 ? 2 : 0;
-    b.labels.data_as<int32_t>()[p] = c;
-    for (int64_t k = 0; k < 16; ++k)
-      b.data.data_as<float>()[p * 16 + k] =
-          static_cast<float>(0.5 * philox_uniform(seed, static_cast<uint64_t>(k), p) + 0.5 * (c == k % 3));
-  }
-  return b;
-}
+using Batch = test::TrainBatch;
+Batch make_batch(uint64_t seed) { return test::make_train_batch(seed, kB, kH, kW); }
 
 std::vector<unsigned char> host_bytes(const Tensor& t, ExecContext& ctx) {
   Tensor h = t.to(Device::cpu, &ctx);

@@ -9,8 +9,8 @@
 #include <vector>
 
 #include "engine/checkpoint.h"
-#include "engine/philox.h"
 #include "tests/util/temp_dir.h"
+#include "tests/util/train_batch.h"
 #include "train/evaluator.h"
 #include "train/metrics.h"
 #include "train/trainer.h"
@@ -39,28 +39,8 @@ TrainerConfig small_config(DType storage = DType::f32) {
   return c;
 }
 
-// Fields in [0, 1) with a cyclone-like disc (class 1) and a river-like band (class 2) that the fields show.
-struct Batch {
-  Tensor data, labels;
-};
-Batch make_batch(uint64_t seed) {
-  Batch b;
-  b.data = Tensor::empty(Shape{kB, kH, kW, 16}, DType::f32, Device::cpu);
-  b.labels = Tensor::empty(Shape{kB, kH, kW, 1}, DType::i32, Device::cpu);
-  for (int64_t n = 0; n < kB; ++n)
-    for (int64_t y = 0; y < kH; ++y)
-      for (int64_t x = 0; x < kW; ++x) {
-        const int64_t p = (n * kH + y) * kW + x;
-        const bool disc = (y - 10 - 4 * n) * (y - 10 - 4 * n) + (x - 12) * (x - 12) < 25;
-        const bool band = !disc && std::abs(y - x / 2 - 4) < 2;
-        const int32_t c = disc ? 1 : band ? 2 : 0;
-        b.labels.data_as<int32_t>()[p] = c;
-        for (int64_t k = 0; k < 16; ++k)
-          b.data.data_as<float>()[p * 16 + k] =
-              static_cast<float>(0.5 * philox_uniform(seed, static_cast<uint64_t>(k), p) + 0.5 * (c == k % 3));
-      }
-  return b;
-}
+using Batch = test::TrainBatch;
+Batch make_batch(uint64_t seed) { return test::make_train_batch(seed, kB, kH, kW); }
 
 std::vector<unsigned char> bytes(const Tensor& t) {
   const auto* p = static_cast<const unsigned char*>(t.data());
