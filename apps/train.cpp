@@ -32,6 +32,7 @@
 #include "io/pipeline.h"
 #include "models/model.h"
 #include "train/evaluator.h"
+#include "train/fit.h"
 #include "train/metrics.h"
 #include "train/run_log.h"
 #include "train/trainer.h"
@@ -559,15 +560,6 @@ int run_train(const TrainOptions& o_in) {
       std::printf("--resume: no checkpoint in %s yet; starting from step 0\n", o.checkpoint_dir.c_str());
     }
   }
-  // Not profiled: checkpoints are written between steps, and the profile's total is the sum of step times.
-  auto save_checkpoint = [&](bool print) {
-    const auto t0 = clock::now();
-    const std::string path = trainer.save(*store, fields);
-    if (print)
-      std::printf("checkpoint %s (%.0f ms)\n", path.c_str(),
-                  std::chrono::duration<double, std::milli>(clock::now() - t0).count());
-  };
-
   const OptimizerConfig& ocfg = tc.optimizer;
   const LossScalerConfig& lcfg = tc.scaler;
   std::printf("climseg train: %s (%s, width %g), %s %s%s, batch %lld, %lldx%lld, %lld training samples (%s)\n",
@@ -608,40 +600,6 @@ int run_train(const TrainOptions& o_in) {
   lo.skip_bad_files = o.data.skip_bad_files;
   lo.max_bad_files = o.data.max_bad_files;
 
-  Evaluator evaluator(m, tc.loss, data.height, data.width, dev, prec);
-  std::optional<Baseline> baseline;
-  EvalTotals last_eval;
-  bool have_eval = false;
-  auto epoch_of = [&] { return rs.cursor.position == 0 ? rs.cursor.epoch : rs.cursor.epoch + 1; };
-  auto validate = [&](const char* why) {
-    if (!data.validation) return;
-    Profiler* p = ctx.profiler;
-    ctx.profiler = nullptr;  // the profile covers training steps only
-    log.mllog("eval_start", nullptr, {{"epoch_num", epoch_of()}});
-    // Ranks validate disjoint shards (nothing dropped) with the same weights and the average of their batch-norm
-    // running statistics, then sum the counts.
-    trainer.prepare_validation();
-    evaluator.set_weights(trainer.net());
-    evaluate(evaluator, ctx, *data.validation, lo, batch, true);
-    if (nranks > 1) evaluator.sum_across([&](std::vector<double>& v) { trainer.sum_across_ranks(v); });
-    last_eval = evaluator.totals();
-    if (!baseline) baseline = evaluator.baseline();
-    have_eval = true;
-    const int64_t epoch = epoch_of();
-    std::printf("validation (%s, step %lld): %s\n", why, static_cast<long long>(rs.iteration),
-                last_eval.line().c_str());
-    std::fflush(stdout);
-    log.mllog("eval_stop", nullptr, {{"epoch_num", epoch}});
-    json j = last_eval.to_json();
-    j["event"] = "validation";
-    j["step"] = rs.iteration;
-    j["epoch"] = epoch;
-    j["baseline_mean_iou"] = baseline->iou_deepcam;
-    log.write(j);
-    log.mllog("eval_accuracy", last_eval.mean_iou_deepcam(), {{"epoch_num", epoch}});
-    ctx.profiler = p;
-  };
-
   {
     MllogRun d;
     d.org = o.mllog_org;
@@ -661,85 +619,69 @@ int run_train(const TrainOptions& o_in) {
   }
   log.mllog("init_stop", nullptr);
   log.mllog("run_start", nullptr);
-  bool in_epoch = false;  // between MLLOG epoch_start and epoch_stop
-  int64_t epoch_num = 0;  // MLLOG's epoch number (1-based) of the epoch in progress
-  if (rs.iteration < total_steps) {
-    lo.start = {rs.cursor.epoch, rs.cursor.position};
-    io::Loader loader(data.train, lo);
-    double window_loss = 0;
-    int64_t window_n = 0, window_samples = 0;
-    auto t_window = clock::now();
-    const int64_t first_iteration = rs.iteration;
-    const auto t_loop = clock::now();
-    while (rs.iteration < total_steps) {
-      if (o.profile) prof.begin_step(ctx.stream());
-      std::optional<io::Batch> b;
-      {
-        ProfileScope s(ctx, ProfCategory::data_wait, "loader.next");
-        b = loader.next(ctx);
-      }
-      CS_CHECK(b.has_value(), "the training data ended before step ", rs.iteration);
-      if (!in_epoch) {
-        epoch_num = b->epoch + 1;
-        log.mllog("epoch_start", nullptr, {{"epoch_num", epoch_num}, {"step_num", rs.iteration}});
-        in_epoch = true;
-      }
-      const StepStats st = trainer.step(b->data, b->labels);
-      if (o.profile) prof.end_step(ctx.stream());
-      rs.cursor = {b->next.epoch, b->next.position};
-      window_loss += st.loss;
-      ++window_n;
-      window_samples += batch * nranks;
-      json j;
-      j["event"] = "step";
-      j["step"] = st.step;
-      j["epoch"] = b->epoch;
-      j["loss"] = st.loss;
-      j["lr"] = st.lr;
-      j["loss_scale"] = st.loss_scale;
-      j["applied"] = st.applied;
-      j["grad_norm"] = st.grad_norm;
-      j["iou"] = st.iou;
-      log.write(j);
-      if (!st.applied && !o.quiet)
-        std::printf("step %lld: non-finite gradient, step skipped; loss scale now %g\n",
-                    static_cast<long long>(st.step), st.loss_scale);
-      if (!o.quiet && (st.step % o.log_every == 0 || st.step == total_steps)) {
-        const double secs = std::chrono::duration<double>(clock::now() - t_window).count();
-        const double sps = secs > 0 ? static_cast<double>(window_samples) / secs : 0.0;
-        const double elapsed = std::chrono::duration<double>(clock::now() - t_loop).count();
-        const double per_step = elapsed / static_cast<double>(st.step - first_iteration);
-        std::printf("step %5lld/%lld  epoch %lld  loss %.5f  lr %.3g  scale %g  %.2f samples/s  ETA %s\n",
-                    static_cast<long long>(st.step), static_cast<long long>(total_steps),
-                    static_cast<long long>(b->epoch), window_loss / static_cast<double>(window_n), st.lr,
-                    st.loss_scale, sps,
-                    format_duration(per_step * static_cast<double>(total_steps - st.step)).c_str());
-        std::fflush(stdout);
-        window_loss = 0;
-        window_n = window_samples = 0;
-        t_window = clock::now();
-      }
-      // The loader drops an epoch's partial last batch when it reads the next one, so this batch ends the epoch when
-      // fewer than a batch of files is left.
-      const bool epoch_end = b->next.epoch != b->epoch || b->next.position + batch > shard;
-      const bool last = st.step == total_steps;
-      const bool want_val = !last && (o.validate_every > 0 ? st.step % o.validate_every == 0 : epoch_end);
-      if (want_val) validate(epoch_end ? "end of epoch" : "periodic");
-      if (epoch_end && !last) {
-        log.mllog("epoch_stop", nullptr, {{"epoch_num", epoch_num}, {"step_num", st.step}});
-        in_epoch = false;
-      }
-      if (store && !last && ((o.checkpoint_every > 0 && st.step % o.checkpoint_every == 0) ||
-                             (o.checkpoint_every == 0 && want_val)))
-        save_checkpoint(!o.quiet);
-    }
-  } else {
+  if (rs.iteration >= total_steps)
     std::printf("already at step %lld of %lld: nothing to train\n", static_cast<long long>(rs.iteration),
                 static_cast<long long>(total_steps));
-  }
-  validate("end of run");
-  if (in_epoch) log.mllog("epoch_stop", nullptr, {{"epoch_num", epoch_num}, {"step_num", rs.iteration}});
-  if (store) save_checkpoint(true);
+  lo.start = {rs.cursor.epoch, rs.cursor.position};
+  std::optional<io::Loader> loader;
+  if (rs.iteration < total_steps) loader.emplace(data.train, lo);
+  Evaluator evaluator(m, tc.loss, data.height, data.width, dev, prec);
+  FitOptions fo;
+  fo.total_steps = total_steps;
+  fo.validate_every = o.validate_every;
+  fo.checkpoint_every = o.checkpoint_every;
+  fo.store = store.get();
+  fo.fields = fields;
+  FitCallbacks cb;
+  cb.next_batch = [&]() -> std::optional<FitBatch> {
+    std::optional<io::Batch> b = loader->next(ctx);
+    if (!b) return std::nullopt;
+    // The loader drops an epoch's partial last batch when it reads the next one, so this batch ends the epoch when
+    // fewer than a batch of files is left.
+    const bool epoch_end = b->next.epoch != b->epoch || b->next.position + batch > shard;
+    return FitBatch{b->data, b->labels, b->epoch, {b->next.epoch, b->next.position}, epoch_end};
+  };
+  if (data.validation)
+    cb.validation_batches = [&](Evaluator& ev) {
+      io::Loader vl(*data.validation, eval_loader_options(lo, batch));
+      while (std::optional<io::Batch> b = vl.next(ctx)) ev.add(ctx, b->data, b->labels);
+    };
+  // Progress: a line every --log-every steps (the window's mean loss and speed), skipped steps, validations.
+  double window_loss = 0;
+  int64_t window_n = 0, window_samples = 0;
+  auto t_window = clock::now();
+  const int64_t first_iteration = rs.iteration;
+  const auto t_loop = clock::now();
+  cb.on_step = [&](const StepStats& st, const FitBatch& b) {
+    window_loss += st.loss;
+    ++window_n;
+    window_samples += batch * nranks;
+    if (!st.applied && !o.quiet)
+      std::printf("step %lld: non-finite gradient, step skipped; loss scale now %g\n",
+                  static_cast<long long>(st.step), st.loss_scale);
+    if (!o.quiet && (st.step % o.log_every == 0 || st.step == total_steps)) {
+      const double secs = std::chrono::duration<double>(clock::now() - t_window).count();
+      const double sps = secs > 0 ? static_cast<double>(window_samples) / secs : 0.0;
+      const double elapsed = std::chrono::duration<double>(clock::now() - t_loop).count();
+      const double per_step = elapsed / static_cast<double>(st.step - first_iteration);
+      std::printf("step %5lld/%lld  epoch %lld  loss %.5f  lr %.3g  scale %g  %.2f samples/s  ETA %s\n",
+                  static_cast<long long>(st.step), static_cast<long long>(total_steps),
+                  static_cast<long long>(b.epoch), window_loss / static_cast<double>(window_n), st.lr,
+                  st.loss_scale, sps, format_duration(per_step * static_cast<double>(total_steps - st.step)).c_str());
+      std::fflush(stdout);
+      window_loss = 0;
+      window_n = window_samples = 0;
+      t_window = clock::now();
+    }
+  };
+  cb.on_validation = [&](const char* why, int64_t step, const EvalTotals& t) {
+    std::printf("validation (%s, step %lld): %s\n", why, static_cast<long long>(step), t.line().c_str());
+    std::fflush(stdout);
+  };
+  cb.on_checkpoint = [&](const std::string& path, double ms, bool final) {
+    if (final || !o.quiet) std::printf("checkpoint %s (%.0f ms)\n", path.c_str(), ms);
+  };
+  const FitResult res = fit(trainer, evaluator, log, fo, cb);
   if (!o.save_weights.empty() && rank == 0) {
     std::map<std::string, std::string> md = model_metadata(m);
     md.merge(input_fields(m, data));
@@ -747,10 +689,11 @@ int run_train(const TrainOptions& o_in) {
     std::printf("wrote weights %s\n", o.save_weights.c_str());
   }
   const double total_s = std::chrono::duration<double>(clock::now() - t_start).count();
-  if (have_eval) {
+  if (res.last) {
     std::printf("final validation: mean IoU %.4f (all-background baseline %.4f), GB-definition mean IoU %.4f "
                 "(baseline %.4f)\n",
-                last_eval.mean_iou_deepcam(), baseline->iou_deepcam, last_eval.mean_iou_gb(), baseline->iou_gb);
+                res.last->mean_iou_deepcam(), res.baseline->iou_deepcam, res.last->mean_iou_gb(),
+                res.baseline->iou_gb);
   }
   log.mllog("run_stop", nullptr, {{"status", "success"}});
   const LossScaler::State ls = trainer.scaler().state();

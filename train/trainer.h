@@ -86,6 +86,7 @@ class Trainer {
   std::string save(CheckpointStore& store, const std::map<std::string, std::string>& fields);
   void restore(const Checkpoint& ck);
 
+  ExecContext& context() { return ctx_; }
   Net& net() { return net_; }
   const ModelGraph& graph() const { return g_; }
   const TrainerConfig& config() const { return cfg_; }

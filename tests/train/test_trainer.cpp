@@ -1,10 +1,14 @@
 // train/: the Trainer driven directly (no CLI) on the CPU: a step's bookkeeping and learning, determinism, exact
-// resumption through a checkpoint, the skip path of a non-finite gradient, the test hook; the Evaluator's totals and
+// resumption through a checkpoint, the skip path of a non-finite gradient, the test hook; fit()'s schedule of
+// validations, checkpoints and JSONL lines, and its resume; the Evaluator's totals and
 // all-background baseline against counts made by hand; the IoU definitions of train/metrics.h.
 #include <catch2/catch.hpp>
 
 #include <cmath>
 #include <cstring>
+#include <fstream>
+#include <optional>
+#include <string>
 #include <stdexcept>
 #include <vector>
 
@@ -12,6 +16,7 @@
 #include "tests/util/temp_dir.h"
 #include "tests/util/train_batch.h"
 #include "train/evaluator.h"
+#include "train/fit.h"
 #include "train/metrics.h"
 #include "train/trainer.h"
 
@@ -252,4 +257,85 @@ TEST_CASE("metrics: the DeepCAM and GB 2018 IoU of hand-made counts", "[train][m
   u.unpack(packed, 3);
   CHECK(u.pack(3) == packed);
   CHECK_THROWS(u.unpack(packed, 4));
+}
+
+TEST_CASE("fit: validations at epoch ends and at the end, checkpoints with them, JSONL lines, exact resume",
+          "[train][fit]") {
+  test::TempDir dir;
+  ExecContext ctx(Device::cpu);
+  const TrainerConfig cfg = small_config();
+  // 3 batches an epoch; the source follows the trainer's data cursor, as a loader started there would.
+  auto source = [&](Trainer& t) {
+    return [&t]() -> std::optional<FitBatch> {
+      const DataCursor c = t.state().cursor;
+      const Batch b = make_batch(100 + static_cast<uint64_t>(c.epoch * 3 + c.position));
+      const bool end = c.position == 2;
+      return FitBatch{b.data, b.labels, c.epoch, end ? DataCursor{c.epoch + 1, 0} : DataCursor{c.epoch, c.position + 1},
+                      end};
+    };
+  };
+  const Batch val = make_batch(200);
+  struct Seen {
+    std::vector<std::string> validations;  // "why@step"
+    std::vector<std::string> checkpoints;  // "step(final)"
+    std::vector<int64_t> steps;
+  };
+  auto run = [&](Trainer& t, CheckpointStore* store, int64_t total, const std::string& metrics, Seen& seen) {
+    Evaluator ev(cfg.model, cfg.loss, kH, kW, Device::cpu, cfg.precision);
+    MetricsLog log(metrics, false);
+    FitOptions fo;
+    fo.total_steps = total;
+    fo.store = store;
+    FitCallbacks cb;
+    cb.next_batch = source(t);
+    cb.validation_batches = [&](Evaluator& e) { e.add(ctx, val.data, val.labels); };
+    cb.on_step = [&](const StepStats& s, const FitBatch&) { seen.steps.push_back(s.step); };
+    cb.on_validation = [&](const char* why, int64_t step, const EvalTotals& tot) {
+      CHECK(tot.samples == kB);
+      seen.validations.push_back(std::string(why) + "@" + std::to_string(step));
+    };
+    cb.on_checkpoint = [&](const std::string& path, double, bool final) {
+      seen.checkpoints.push_back(path.substr(path.size() - 22, 10) + (final ? "(final)" : ""));
+    };
+    return fit(t, ev, log, fo, cb);
+  };
+
+  Trainer straight(cfg, ctx);
+  Seen s1;
+  CheckpointStore store(dir.file("ck"), CheckpointStoreOptions{10});
+  const FitResult r = run(straight, &store, 7, dir.file("m.jsonl"), s1);
+  CHECK(s1.steps == std::vector<int64_t>{1, 2, 3, 4, 5, 6, 7});
+  CHECK(s1.validations == std::vector<std::string>{"end of epoch@3", "end of epoch@6", "end of run@7"});
+  CHECK(s1.checkpoints == std::vector<std::string>{"0000000003", "0000000006", "0000000007(final)"});
+  REQUIRE(r.last.has_value());
+  REQUIRE(r.baseline.has_value());
+  CHECK(r.last->samples == kB);
+  std::ifstream f(dir.file("m.jsonl"));
+  int steps = 0, validations = 0;
+  for (std::string line; std::getline(f, line);) {
+    const nlohmann::json j = nlohmann::json::parse(line);
+    steps += j.at("event") == "step";
+    validations += j.at("event") == "validation";
+  }
+  CHECK(steps == 7);
+  CHECK(validations == 3);
+
+  // From the step-6 checkpoint: one step (the last), its validation and final checkpoint, the straight run's weights.
+  CheckpointStore store2(dir.file("ck2"));
+  Trainer resumed(cfg, ctx);
+  resumed.restore(CheckpointStore::load_file(dir.file("ck") + "/ckpt-0000000006.safetensors"));
+  CHECK(resumed.state().cursor.epoch == 2);
+  CHECK(resumed.state().cursor.position == 0);
+  Seen s2;
+  run(resumed, &store2, 7, "", s2);
+  CHECK(s2.steps == std::vector<int64_t>{7});
+  CHECK(s2.validations == std::vector<std::string>{"end of run@7"});
+  CHECK(s2.checkpoints == std::vector<std::string>{"0000000007(final)"});
+  CHECK(bytes(resumed.net().param_buffer()) == bytes(straight.net().param_buffer()));
+
+  // Already at the end: no step, the final validation and checkpoint only.
+  Seen s3;
+  run(resumed, nullptr, 7, "", s3);
+  CHECK(s3.steps.empty());
+  CHECK(s3.validations == std::vector<std::string>{"end of run@7"});
 }
