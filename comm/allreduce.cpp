@@ -490,7 +490,7 @@ void allreduce(Communicator& comm, const void* send, void* recv, int64_t count, 
 
   if (algo == AllreduceAlgo::nccl) {
 #if defined(CLIMSEG_HAVE_NCCL)
-    nccl_allreduce(comm, send, recv, count, dt, opt.stream, opt.timeout_s);
+    nccl_allreduce(comm, send, recv, count, dt, opt.stream, opt.timeout_s, opt.host_wait);
 #endif
     return;
   }
@@ -503,7 +503,7 @@ void allreduce(Communicator& comm, const void* send, void* recv, int64_t count, 
     tr = make_mpi_transport(comm);
   } else {
 #if defined(CLIMSEG_HAVE_NCCL)
-    tr = make_nccl_transport(comm, opt.stream);
+    tr = make_nccl_transport(comm, opt.stream, opt.host_wait);
 #endif
   }
   // Every rank creates the port communicators in the same order before any traffic (MPI_Comm_dup is collective).

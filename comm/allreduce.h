@@ -48,6 +48,10 @@ struct AllreduceOptions {
   int64_t small_bytes = 64 << 10;  // auto_: at most this many bytes counts as a small message
   Device device = Device::cpu;     // cpu: MPI transport on host buffers; cuda: NCCL transport on device buffers
   void* stream = nullptr;          // cudaStream_t for Device::cuda
+  // Device buffers: false leaves the whole reduction queued on `stream` in stream order and returns at once (no
+  // host wait, no deadline here): the caller orders later work after it (an event) and waits for `stream` with
+  // wait_nccl_stream when it must (comm/data_parallel.cpp: once per step, before the optimizer). Host buffers: ignored.
+  bool host_wait = true;
 };
 
 // The auto_ rule (pure): one rank -> ring (a copy); small messages (<= small_bytes) -> halving_doubling (log2 n

@@ -12,6 +12,7 @@
 
 #include "comm/allreduce.h"
 #include "comm/ranks.h"
+#include "comm/transport.h"
 #include "comm/world.h"
 #include "engine/check.h"
 #include "engine/check_mpi.h"
@@ -52,9 +53,12 @@ struct DataParallel::Impl {
   std::exception_ptr error;
 
   // Device buffers: the NCCL transport on a communication stream ordered with the compute stream by events
-  // (created once; an event may be recorded again as soon as its wait is enqueued).
+  // (created once; an event may be recorded again as soon as its wait is enqueued). Each bucket's reduction is
+  // queued there without a host wait (AllreduceOptions::host_wait false), so it overlaps the rest of backward;
+  // wait_all() waits once (with the deadline) before the optimizer reads the sums.
   std::unique_ptr<ExecContext> comm_ctx;
   Event ready, done;
+  bool device_pending = false;  // reductions queued on comm_ctx since the last wait_all
 
   Impl(const DistOptions& o, Device d, ExecContext& c) : opt(o), device(d), ctx(c) {}
 
@@ -96,7 +100,8 @@ struct DataParallel::Impl {
     if (device == Device::cuda) {
       ready.record(ctx);
       ready.wait(*comm_ctx);
-      reduce_now(p, count);
+      reduce_now(p, count);  // queued on the communication stream; the host goes on with backward
+      device_pending = true;
       return;
     }
     if (!opt.overlap) {
@@ -113,6 +118,12 @@ struct DataParallel::Impl {
 
   void wait_all() {
     if (device == Device::cuda) {
+      if (device_pending) {
+        device_pending = false;
+#if defined(CLIMSEG_HAVE_NCCL)
+        wait_nccl_stream(*comm, comm_ctx->stream(), opt.timeout_s, "the gradient allreduces of this step");
+#endif
+      }
       done.record(*comm_ctx);
       done.wait(ctx);
       return;
@@ -145,6 +156,7 @@ DataParallel::DataParallel(const DistOptions& opt, const Net& net, Device device
     m.ready = Event(Device::cuda, ctx.device_index());
     m.done = Event(Device::cuda, ctx.device_index());
     m.aopt.stream = m.comm_ctx->stream();
+    m.aopt.host_wait = false;
     CS_CHECK(m.algo != AllreduceAlgo::mpi, "--allreduce mpi reduces host buffers; CUDA gradients use nccl, ",
              "ring, tree, halving_doubling, hierarchical or auto");
   }

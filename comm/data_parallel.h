@@ -5,7 +5,7 @@
 // step t applies the reduced gradient of step t-1, whose allreduce overlaps all of step t). Also the collective
 // helpers the trainer needs: sums of metrics, the average of the batch-norm running statistics, a replica check.
 //
-// Without MPI (comm/data_parallel_nompi.cpp) constructing one is an error; with one rank and no gradient lag the
+// Without MPI (comm/ranks_nompi.cpp) constructing one is an error; with one rank and no gradient lag the
 // Trainer does not create one.
 #pragma once
 

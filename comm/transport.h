@@ -12,6 +12,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 
 #include "comm/world.h"
 #include "engine/dtype.h"
@@ -44,14 +45,19 @@ void host_reduce_sum(void* dst, const void* a, const void* b, int64_t count, DTy
 
 #if defined(CLIMSEG_HAVE_NCCL)
 // NCCL send/recv on device buffers (comm/transport_nccl.cpp). `stream` is a cudaStream_t; the NCCL communicator
-// spans comm.world() and is created from an ncclUniqueId broadcast by rank 0 (collective).
-std::unique_ptr<Transport> make_nccl_transport(Communicator& comm, void* stream);
+// spans comm.world() and is created from an ncclUniqueId broadcast by rank 0 (collective). host_wait false: a step's
+// wait_all only ends its NCCL group, so the whole schedule stays queued on `stream` in stream order (the host never
+// waits; the caller waits later with wait_nccl_stream).
+std::unique_ptr<Transport> make_nccl_transport(Communicator& comm, void* stream, bool host_wait = true);
 // ncclGetVersion() of the NCCL library loaded at run time (2.x.y as 20000 + 100 x + y), 0 when the call fails. Needs
 // no communicator.
 int nccl_runtime_version();
-// ncclAllReduce baseline (algo nccl) on device buffers, on `stream`; synchronises before returning.
+// ncclAllReduce baseline (algo nccl) on device buffers, on `stream`; with host_wait, waits for it before returning.
 void nccl_allreduce(Communicator& comm, const void* send, void* recv, int64_t count, DType dt, void* stream,
-                    double timeout_s);
+                    double timeout_s, bool host_wait = true);
+// Waits until `stream` (where NCCL work of comm was queued without a host wait) is done, polling NCCL's asynchronous
+// error state; at the deadline (timeout_s > 0) aborts the NCCL communicator and throws naming `what`.
+void wait_nccl_stream(Communicator& comm, void* stream, double timeout_s, const std::string& what);
 #endif
 
 }  // namespace climseg::comm

@@ -30,7 +30,15 @@ struct NcclState {
   bool aborted = false;
   void* scratch = nullptr;
   size_t scratch_bytes = 0;
+  // Scratch buffers outgrown while work using them may still be queued (host_wait false): freed by the next wait
+  // for the stream (cudaFree would synchronise the device now).
+  std::vector<void*> retired;
+  void free_retired() {
+    for (void* p : retired) CUDA_CHECK_LOG(cudaFree(p));
+    retired.clear();
+  }
   ~NcclState() {
+    free_retired();
     if (scratch) CUDA_CHECK_LOG(cudaFree(scratch));
     if (comm && !aborted) ncclCommDestroy(comm);
   }
@@ -55,13 +63,20 @@ NcclState& nccl_for(Communicator& c) {
 void wait_stream(NcclState& st, cudaStream_t stream, double timeout_s, const std::string& waiting_for) {
   if (timeout_s <= 0) {
     CUDA_CHECK(cudaStreamSynchronize(stream));
+    st.free_retired();
     return;
   }
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s);
   for (;;) {
     cudaError_t q = cudaStreamQuery(stream);
-    if (q == cudaSuccess) return;
+    if (q == cudaSuccess) {
+      st.free_retired();
+      return;
+    }
     if (q != cudaErrorNotReady) CUDA_CHECK(q);
+    // cudaErrorNotReady is also the thread's last error (as PyTorch's CUDAStream::query clears it): left there, the
+    // next launch check (cudaGetLastError) fails with "device not ready" (found by the emulation's deferred mode).
+    (void)cudaGetLastError();
     ncclResult_t async = ncclSuccess;
     NCCL_CHECK(ncclCommGetAsyncError(st.comm, &async));
     if (async != ncclSuccess && async != ncclInProgress) {
@@ -96,7 +111,8 @@ ncclDataType_t nccl_type(DType dt) {
 
 class NcclTransport final : public Transport {
  public:
-  NcclTransport(Communicator& comm, void* stream) : st_(nccl_for(comm)), stream_(static_cast<cudaStream_t>(stream)) {}
+  NcclTransport(Communicator& comm, void* stream, bool host_wait)
+      : st_(nccl_for(comm)), stream_(static_cast<cudaStream_t>(stream)), host_wait_(host_wait) {}
 
   Device device() const override { return Device::cuda; }
 
@@ -114,6 +130,10 @@ class NcclTransport final : public Transport {
     if (!open_) return;
     open_ = false;
     NCCL_CHECK(ncclGroupEnd());
+    if (!host_wait_) {  // the next step's work is queued behind this one on the same stream
+      peers_.clear();
+      return;
+    }
     std::ostringstream os;
     os << "rank(s)";
     for (int p : peers_) os << " " << p;
@@ -129,8 +149,12 @@ class NcclTransport final : public Transport {
   }
   void* scratch(int64_t bytes) override {
     if (static_cast<size_t>(bytes) > st_.scratch_bytes) {
-      CUDA_CHECK(cudaStreamSynchronize(stream_));
-      if (st_.scratch) CUDA_CHECK(cudaFree(st_.scratch));
+      if (host_wait_) {
+        CUDA_CHECK(cudaStreamSynchronize(stream_));
+        if (st_.scratch) CUDA_CHECK(cudaFree(st_.scratch));
+      } else if (st_.scratch) {
+        st_.retired.push_back(st_.scratch);  // queued work may still use it: no host wait here
+      }
       st_.scratch = nullptr;
       CUDA_CHECK(cudaMalloc(&st_.scratch, static_cast<size_t>(bytes)));
       st_.scratch_bytes = static_cast<size_t>(bytes);
@@ -139,7 +163,7 @@ class NcclTransport final : public Transport {
   }
   ~NcclTransport() override {
     if (open_) ncclGroupEnd();
-    CUDA_CHECK_LOG(cudaStreamSynchronize(stream_));
+    if (host_wait_) CUDA_CHECK_LOG(cudaStreamSynchronize(stream_));
   }
 
  private:
@@ -149,6 +173,7 @@ class NcclTransport final : public Transport {
   }
   NcclState& st_;
   cudaStream_t stream_;
+  bool host_wait_ = true;
   bool open_ = false;
   std::vector<int> peers_;
 };
@@ -160,16 +185,20 @@ int nccl_runtime_version() {
   return ncclGetVersion(&v) == ncclSuccess ? v : 0;
 }
 
-std::unique_ptr<Transport> make_nccl_transport(Communicator& comm, void* stream) {
-  return std::make_unique<NcclTransport>(comm, stream);
+std::unique_ptr<Transport> make_nccl_transport(Communicator& comm, void* stream, bool host_wait) {
+  return std::make_unique<NcclTransport>(comm, stream, host_wait);
 }
 
 void nccl_allreduce(Communicator& comm, const void* send, void* recv, int64_t count, DType dt, void* stream,
-                    double timeout_s) {
+                    double timeout_s, bool host_wait) {
   NcclState& st = nccl_for(comm);
   auto s = static_cast<cudaStream_t>(stream);
   NCCL_CHECK(ncclAllReduce(send, recv, static_cast<size_t>(count), nccl_type(dt), ncclSum, st.comm, s));
-  wait_stream(st, s, timeout_s, "the other ranks of ncclAllReduce");
+  if (host_wait) wait_stream(st, s, timeout_s, "the other ranks of ncclAllReduce");
+}
+
+void wait_nccl_stream(Communicator& comm, void* stream, double timeout_s, const std::string& what) {
+  wait_stream(nccl_for(comm), static_cast<cudaStream_t>(stream), timeout_s, what);
 }
 
 }  // namespace climseg::comm

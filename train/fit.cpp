@@ -23,7 +23,7 @@ FitResult fit(Trainer& trainer, Evaluator& evaluator, MetricsLog& log, const Fit
     // running statistics, then sum the counts.
     trainer.prepare_validation();
     evaluator.set_weights(trainer.net());
-    evaluator.begin(true);
+    evaluator.begin(!res.baseline);  // the baseline's counts once (the labels do not change)
     cb.validation_batches(evaluator);
     if (trainer.config().ranks > 1)
       evaluator.sum_across([&](std::vector<double>& v) { trainer.sum_across_ranks(v); });

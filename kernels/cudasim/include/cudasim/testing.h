@@ -22,5 +22,7 @@ void set_seed(uint64_t seed);
 uint64_t seed();
 // Ops queued on streams and not yet run (always 0 in immediate mode).
 size_t pending_work();
+// NCCL calls (the stand-in over MPI, nccl.cpp; only in builds with MPI) whose queued transfer has run.
+size_t nccl_ops_run();
 
 }  // namespace cudasim
