@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """PyTorch side of tests/torch/test_torch_optimizer.cpp: torch.optim optimizers and lr_scheduler schedules in
-float64, as the oracle for climseg's engine/optimizer and engine/schedule.
+float64, as the oracle for climseg's train/optimizer and train/schedule.
 
     optim_check.py JOB.json
 
