@@ -435,21 +435,16 @@ void add_train_commands(CLI::App& app, TrainCommands& c) {
 
 namespace {
 
-// The validation loader: the split once in order, each rank its own shard.
-io::LoaderOptions eval_loader_options(const io::LoaderOptions& base, int64_t batch) {
+// Every validation batch of this rank into the evaluator: the split once in order, each rank its own shard.
+void add_validation_batches(Evaluator& ev, ExecContext& ctx, const io::Dataset& ds, const io::LoaderOptions& base,
+                            int64_t batch) {
   io::LoaderOptions lo = base;
   lo.shard.mode = io::ShardMode::eval;
   lo.shard.shuffle = false;
   lo.batch = batch;
   lo.start = {};
   lo.epochs = 1;
-  return lo;
-}
-
-void evaluate(Evaluator& ev, ExecContext& ctx, const io::Dataset& ds, const io::LoaderOptions& base, int64_t batch,
-              bool with_baseline) {
-  io::Loader loader(ds, eval_loader_options(base, batch));
-  ev.begin(with_baseline);
+  io::Loader loader(ds, lo);
   while (std::optional<io::Batch> b = loader.next(ctx)) ev.add(ctx, b->data, b->labels);
 }
 
@@ -642,10 +637,7 @@ int run_train(const TrainOptions& o_in) {
     return FitBatch{b->data, b->labels, b->epoch, {b->next.epoch, b->next.position}, epoch_end};
   };
   if (data.validation)
-    cb.validation_batches = [&](Evaluator& ev) {
-      io::Loader vl(*data.validation, eval_loader_options(lo, batch));
-      while (std::optional<io::Batch> b = vl.next(ctx)) ev.add(ctx, b->data, b->labels);
-    };
+    cb.validation_batches = [&](Evaluator& ev) { add_validation_batches(ev, ctx, *data.validation, lo, batch); };
   // Progress: a line every --log-every steps (the window's mean loss and speed), skipped steps, validations.
   double window_loss = 0;
   int64_t window_n = 0, window_samples = 0;
@@ -742,7 +734,8 @@ int run_eval(const EvalOptions& o) {
   lo.read = data.read;
   lo.skip_bad_files = o.data.skip_bad_files;
   lo.max_bad_files = o.data.max_bad_files;
-  evaluate(ev, ctx, *data.validation, lo, o.batch, true);
+  ev.begin(true);
+  add_validation_batches(ev, ctx, *data.validation, lo, o.batch);
   const EvalTotals& t = ev.totals();
   const Baseline b = ev.baseline();
   std::printf("climseg eval: %s (%s) on %s/%s, %lldx%lld, %s %s\n", o.weights.c_str(), m.name.c_str(),

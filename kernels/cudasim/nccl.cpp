@@ -110,6 +110,20 @@ ncclResult_t run_p2p(ncclComm_t c, cudaStream_t stream, std::vector<P2p> ops) {
   return ncclSuccess;
 }
 
+// ncclSend / ncclRecv: queued at once outside a group, collected until ncclGroupEnd inside one.
+ncclResult_t post_p2p(bool send, void* buf, size_t count, ncclDataType_t dt, int peer, ncclComm_t comm,
+                      cudaStream_t stream) {
+  if (!live(comm) || type_size(dt) == 0) return ncclInvalidArgument;
+  const P2p o{send, buf, count * type_size(dt), peer};
+  if (g_group.depth == 0) return run_p2p(comm, stream, {o});
+  if (g_group.comm != nullptr && (g_group.comm != comm || g_group.stream != stream))
+    return g_group.error = ncclInvalidUsage;  // one communicator and one stream per group here
+  g_group.comm = comm;
+  g_group.stream = stream;
+  g_group.ops.push_back(o);
+  return ncclSuccess;
+}
+
 }  // namespace
 
 size_t cudasim::nccl_ops_run() { return g_ops_run.load(); }
@@ -213,27 +227,11 @@ ncclResult_t ncclAllReduce(const void* send, void* recv, size_t count, ncclDataT
 
 ncclResult_t ncclSend(const void* buf, size_t count, ncclDataType_t dt, int peer, ncclComm_t comm,
                       cudaStream_t stream) {
-  if (!live(comm) || type_size(dt) == 0) return ncclInvalidArgument;
-  P2p o{true, const_cast<void*>(buf), count * type_size(dt), peer};
-  if (g_group.depth == 0) return run_p2p(comm, stream, {o});
-  if ((g_group.comm != nullptr && g_group.comm != comm) || (g_group.comm != nullptr && g_group.stream != stream))
-    return g_group.error = ncclInvalidUsage;  // one communicator and one stream per group here
-  g_group.comm = comm;
-  g_group.stream = stream;
-  g_group.ops.push_back(o);
-  return ncclSuccess;
+  return post_p2p(true, const_cast<void*>(buf), count, dt, peer, comm, stream);
 }
 
 ncclResult_t ncclRecv(void* buf, size_t count, ncclDataType_t dt, int peer, ncclComm_t comm, cudaStream_t stream) {
-  if (!live(comm) || type_size(dt) == 0) return ncclInvalidArgument;
-  P2p o{false, buf, count * type_size(dt), peer};
-  if (g_group.depth == 0) return run_p2p(comm, stream, {o});
-  if ((g_group.comm != nullptr && g_group.comm != comm) || (g_group.comm != nullptr && g_group.stream != stream))
-    return g_group.error = ncclInvalidUsage;
-  g_group.comm = comm;
-  g_group.stream = stream;
-  g_group.ops.push_back(o);
-  return ncclSuccess;
+  return post_p2p(false, buf, count, dt, peer, comm, stream);
 }
 
 ncclResult_t ncclGroupStart(void) {
